@@ -1,0 +1,306 @@
+"""The janus-rt library API: `load()` a checkpoint, then `generate_images`, `chat`, `decode_image_tokens`.
+
+Every argument is validated before any model work starts; errors say which argument and what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import find_weight_files
+from .config import JanusConfig, load_config
+from .errors import InputError
+from .generation import decode_tokens, generate_image_tokens
+from .images import ImageLike, postprocess, preprocess
+from .model import JanusModel, build_empty_model
+from .prompts import ChatFormat, generation_prompt, understanding_prompt
+from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
+from .understanding import TextRequest, expand_placeholders, generate_text
+from .weights import load_weights
+
+BACKENDS = ("torch",)
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+ImagesArg = Union[None, ImageLike, Sequence[ImageLike]]
+
+
+@dataclass
+class ImageResult:
+    tokens: torch.LongTensor  # [N, grid*grid] image-token ids, raster order
+    images: np.ndarray  # uint8 [N, S, S, 3]
+    prompt: str  # the exact text that was tokenized
+
+
+@dataclass
+class ChatResult:
+    text: str  # decoded answer, special tokens skipped
+    token_ids: list[int]  # new tokens only, EOS excluded
+    finished: bool  # True when EOS ended the answer, False when max_new_tokens did
+    prompt: str  # the exact text that was tokenized (before placeholder expansion)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise InputError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"device {device!r} is not a valid torch device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    return dev
+
+
+def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    if not isinstance(temperature, (int, float)) or temperature < 0 or temperature != temperature:
+        raise InputError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+        raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
+def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    if seed is None:
+        return None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InputError(f"seed must be an integer or None, got {seed!r}")
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+class Janus:
+    """A loaded Janus model with its tokenizer; create it with `janus_rt.load`."""
+
+    def __init__(self, model: JanusModel, tokenizer: JanusTokenizer, chat_format: ChatFormat, backend: str, path: Path):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.chat_format: ChatFormat = chat_format
+        self.backend = backend
+        self.path = path
+
+    @property
+    def config(self) -> JanusConfig:
+        return self.model.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.gen_embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.gen_embed.weight.dtype
+
+    @property
+    def context_length(self) -> int:
+        return self.config.llm.max_position_embeddings
+
+    # ----------------------------------------------------------------------------------------- generation
+    def image_prompt(self, prompt: str, raw: bool = False) -> str:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError("prompt must be a non-empty string")
+        if raw:
+            return prompt if prompt.endswith("<begin_of_image>") else prompt + "<begin_of_image>"
+        return generation_prompt(prompt, self.chat_format)
+
+    def generate_images(
+        self,
+        prompt: str,
+        num_images: int = 1,
+        cfg_weight: float = 5.0,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        raw: bool = False,
+        progress: bool = False,
+    ) -> ImageResult:
+        """Text-to-image: `num_images` samples of `prompt` with classifier-free guidance `cfg_weight`.
+
+        temperature 0 is argmax (deterministic); otherwise a given `seed` reproduces the tokens on the same
+        device. top_k/top_p are off by default, as in the reference. `raw=True` takes a preformatted prompt.
+        """
+        if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
+            raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
+        if not isinstance(cfg_weight, (int, float)) or cfg_weight < 0 or cfg_weight != cfg_weight:
+            raise InputError(f"cfg_weight must be a number >= 0, got {cfg_weight!r}")
+        _check_sampling(temperature, top_k, top_p)
+        text = self.image_prompt(prompt, raw)
+        ids = self.tokenizer.encode(text)
+        steps = self.config.image_tokens_per_image
+        if len(ids) + steps - 1 > self.context_length:
+            raise InputError(
+                f"prompt is {len(ids)} tokens; with {steps} image tokens that exceeds the context of "
+                f"{self.context_length} tokens: shorten the prompt"
+            )
+        generator = _generator(seed, self.device)
+        tokens = generate_image_tokens(
+            self.model, ids, self.tokenizer.special.pad, num_images, float(cfg_weight), float(temperature),
+            generator, top_k, top_p, progress,
+        )
+        return ImageResult(tokens=tokens, images=self._decode(tokens), prompt=text)
+
+    def decode_image_tokens(self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Image-token ids `[N, grid*grid]` (or one row `[grid*grid]`) -> uint8 images `[N, S, S, 3]`."""
+        t = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
+        if t.dim() == 1:
+            t = t[None]
+        n_tok, codes = self.config.image_tokens_per_image, self.config.vq.codebook_size
+        if t.dim() != 2 or t.shape[1] != n_tok or t.shape[0] < 1:
+            raise InputError(f"image tokens must have shape [N, {n_tok}], got {list(t.shape)}")
+        if t.is_floating_point() or t.dtype == torch.bool:
+            raise InputError(f"image tokens must be integers, got dtype {t.dtype}")
+        if int(t.min()) < 0 or int(t.max()) >= codes:
+            raise InputError(f"image tokens must lie in [0, {codes}), got values in [{int(t.min())}, {int(t.max())}]")
+        return self._decode(t.to(device=self.device, dtype=torch.long))
+
+    def _decode(self, tokens: torch.Tensor) -> np.ndarray:
+        return postprocess(decode_tokens(self.model, tokens))
+
+    # ------------------------------------------------------------------------------------ understanding
+    def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("question must be a non-empty string")
+        if raw:
+            return question
+        return understanding_prompt(question, num_images, self.chat_format, system_prompt)
+
+    def _request(self, question: str, images: ImagesArg, system_prompt: str | None, raw: bool) -> tuple[TextRequest, str]:
+        image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
+        text = self.chat_prompt(question, len(image_list), system_prompt, raw)
+        sp = self.tokenizer.special
+        ids = self.tokenizer.encode(text)
+        placeholders = ids.count(sp.image_placeholder)
+        if placeholders != len(image_list):
+            raise InputError(
+                f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} tag(s) but {len(image_list)} image(s) were given; "
+                "pass one image per tag"
+            )
+        pixels = torch.stack([preprocess(img, self.config.image_processor) for img in image_list]) if image_list else None
+        ids = expand_placeholders(ids, sp.image_placeholder, sp.begin_of_image, sp.end_of_image, self.config.vision.num_patches)
+        return TextRequest(ids=ids, pixel_values=pixels), text
+
+    def chat(
+        self,
+        question: str | Sequence[str],
+        image: ImagesArg | Sequence[ImagesArg] = None,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        seed: int | None = None,
+        system_prompt: str | None = None,
+        raw: bool = False,
+    ) -> ChatResult | list[ChatResult]:
+        """Answer a question about zero or more images (greedy by default).
+
+        A single question takes `image` as None, one image, or a list of images; a list of questions is a
+        batch and takes `image` as a list with one entry (None, an image or a list) per question. Without an
+        explicit `<image_placeholder>` in the question, one per image is put before it.
+        """
+        batched = not isinstance(question, str)
+        questions = list(question) if batched else [question]
+        if batched:
+            if not questions:
+                raise InputError("question list is empty")
+            per_row = [None] * len(questions) if image is None else list(image)  # type: ignore[arg-type]
+            if len(per_row) != len(questions):
+                raise InputError(f"{len(questions)} questions but {len(per_row)} image entries; give one entry (or None) per question")
+        else:
+            per_row = [image]
+        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+        _check_sampling(temperature, top_k, top_p)
+        built = [self._request(q, imgs, system_prompt, raw) for q, imgs in zip(questions, per_row)]
+        longest = max(len(r.ids) for r, _ in built)
+        if longest + max_new_tokens > self.context_length:
+            raise InputError(
+                f"prompt is {longest} tokens (images included); with max_new_tokens={max_new_tokens} that exceeds "
+                f"the context of {self.context_length} tokens: shorten the prompt or lower max_new_tokens"
+            )
+        sp = self.tokenizer.special
+        answers = generate_text(
+            self.model, [r for r, _ in built], sp.pad, sp.image_placeholder, sp.eos, max_new_tokens,
+            float(temperature), _generator(seed, self.device), top_k, top_p,
+        )
+        results = [
+            ChatResult(text=self.tokenizer.decode(ids), token_ids=ids, finished=done, prompt=text)
+            for (ids, done), (_, text) in zip(answers, built)
+        ]
+        return results if batched else results[0]
+
+    # ------------------------------------------------------------------------------------------- info
+    def info(self) -> dict:
+        return describe(self.config, self.model, self.chat_format)
+
+
+def describe(cfg: JanusConfig, model: JanusModel | None, chat_format: ChatFormat | None) -> dict:
+    """A summary of the checkpoint: variant, dimensions, parameter count and bytes."""
+    info = {
+        "variant": cfg.variant_name(None if chat_format is None else chat_format == "pro"),
+        "layout": cfg.layout,
+        "llm": {"hidden": cfg.llm.hidden_size, "layers": cfg.llm.num_layers, "heads": cfg.llm.num_heads,
+                "kv_heads": cfg.llm.num_kv_heads, "head_dim": cfg.llm.head_dim, "intermediate": cfg.llm.intermediate_size,
+                "vocab": cfg.llm.vocab_size, "context": cfg.llm.max_position_embeddings},
+        "vision": {"image_size": cfg.vision.image_size, "patch": cfg.vision.patch_size, "width": cfg.vision.width,
+                   "layers": cfg.vision.layers, "heads": cfg.vision.heads},
+        "vq": {"codes": cfg.vq.codebook_size, "code_dim": cfg.vq.codebook_embed_dim, "image_tokens": cfg.image_tokens_per_image,
+               "image_size": cfg.vq.image_size},
+    }
+    if chat_format is not None:
+        info["chat_format"] = chat_format
+    if model is not None:
+        seen, count, nbytes = set(), 0, 0
+        for p in model.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                count += p.numel()
+                nbytes += p.numel() * p.element_size()
+        info.update({"parameters": count, "bytes": nbytes, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
+    return info
+
+
+def load(
+    path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    backend: str = "torch",
+    chat_format: Literal["auto", "pro", "legacy"] = "auto",
+    progress: bool = False,
+) -> Janus:
+    """Load a Janus checkpoint directory (official or Hugging Face layout).
+
+    device defaults to CUDA when available, else CPU; dtype defaults to bfloat16 on CUDA, float32 on CPU.
+    chat_format "auto" picks Janus-Pro roles when the tokenizer has `<|User|>`, else the Janus-1.3B ones.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
+    if chat_format not in ("auto", "pro", "legacy"):
+        raise InputError(f"chat_format must be 'auto', 'pro' or 'legacy', got {chat_format!r}")
+    path = Path(path)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    cfg = load_config(path)
+    tokenizer = JanusTokenizer(path)
+    weights = find_weight_files(path)
+    model = build_empty_model(cfg, dev, dt)
+    load_weights(model, weights, progress=progress)
+    fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
+    return Janus(model, tokenizer, fmt, backend, path)

@@ -1,0 +1,58 @@
+"""The Janus module tree: every component janus-rt runs, built from a `JanusConfig`.
+
+Parameter names here are janus-rt's own; `weights.py` maps both checkpoint layouts onto them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import JanusConfig
+from .heads import GenHead, MlpProjector
+from .llm import LanguageModel
+from .siglip import SigLIPTower
+from .vq import VQDecoder
+
+
+class JanusModel(nn.Module):
+    def __init__(self, cfg: JanusConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.vision = SigLIPTower(cfg.vision)
+        self.aligner = MlpProjector(cfg.aligner)
+        self.llm = LanguageModel(cfg.llm)
+        self.lm_head = nn.Linear(cfg.llm.hidden_size, cfg.llm.vocab_size, bias=False)
+        self.gen_embed = nn.Embedding(cfg.gen_embed_rows, cfg.gen_embed_dim)
+        self.gen_aligner = MlpProjector(cfg.gen_aligner)
+        self.gen_head = GenHead(cfg.gen_head)
+        self.vq = VQDecoder(cfg.vq)
+
+    def image_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values `[N, 3, S, S]` -> LLM-space image embeddings `[N, num_patches, D]`."""
+        return self.aligner(self.vision(pixel_values))
+
+    def gen_token_embeddings(self, image_tokens: torch.Tensor) -> torch.Tensor:
+        """image-token ids `[...]` -> LLM-space input embeddings `[..., D]`."""
+        return self.gen_aligner(self.gen_embed(image_tokens))
+
+
+def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Replace every (meta) parameter with uninitialised storage of `dtype` on `device`, one at a time.
+
+    Building on the meta device and materialising parameter by parameter keeps peak memory at one copy of
+    the weights in the target dtype (no fp32 staging copy).
+    """
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None:
+                module._parameters[name] = nn.Parameter(
+                    torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False
+                )
+
+
+def build_empty_model(cfg: JanusConfig, device: torch.device, dtype: torch.dtype) -> JanusModel:
+    with torch.device("meta"):
+        model = JanusModel(cfg)
+    materialize(model, device, dtype)
+    return model.eval()

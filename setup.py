@@ -1,0 +1,37 @@
+"""Install janus-rt: the `janus_rt` namespace is mapped from the top-level folders."""
+
+from setuptools import setup
+
+VERSION = "0.1.0"
+
+setup(
+    name="janus-rt",
+    version=VERSION,
+    description="Compiled, low-latency inference runtime for DeepSeek's Janus / Janus-Pro models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["janus_rt", "janus_rt.kernels", "janus_rt.export", "janus_rt.bench"],
+    package_dir={
+        "janus_rt": "runtime",
+        "janus_rt.kernels": "kernels",
+        "janus_rt.export": "export",
+        "janus_rt.bench": "bench",
+    },
+    install_requires=[
+        "torch>=2.4",
+        "triton>=3.0; platform_system == 'Linux'",
+        "numpy>=1.24",
+        "safetensors>=0.4",
+        "tokenizers>=0.19",
+        "pillow>=10.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.18"],
+        "trt": ["tensorrt>=10.0"],
+        "hub": ["huggingface_hub>=0.23"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54"],
+    },
+    entry_points={"console_scripts": ["janus-rt=janus_rt.cli:main"]},
+)
