@@ -182,7 +182,10 @@ class Janus:
             return question
         return understanding_prompt(question, num_images, self.chat_format, system_prompt)
 
-    def _request(self, question: str, images: ImagesArg, system_prompt: str | None, raw: bool) -> tuple[TextRequest, str]:
+    def chat_inputs(
+        self, question: str, images: ImagesArg = None, system_prompt: str | None = None, raw: bool = False
+    ) -> tuple[TextRequest, str]:
+        """The exact model inputs of one chat row: (ids with placeholders expanded + pixels, prompt text)."""
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
         text = self.chat_prompt(question, len(image_list), system_prompt, raw)
         sp = self.tokenizer.special
@@ -228,7 +231,7 @@ class Janus:
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
         _check_sampling(temperature, top_k, top_p)
-        built = [self._request(q, imgs, system_prompt, raw) for q, imgs in zip(questions, per_row)]
+        built = [self.chat_inputs(q, imgs, system_prompt, raw) for q, imgs in zip(questions, per_row)]
         longest = max(len(r.ids) for r, _ in built)
         if longest + max_new_tokens > self.context_length:
             raise InputError(

@@ -75,7 +75,7 @@ class LLMConfig:
     rms_norm_eps: float  # RMSNorm epsilon
     rope_theta: float  # RoPE base frequency
     max_position_embeddings: int  # context length the checkpoint was configured for
-    tie_word_embeddings: bool  # lm_head shares embed_tokens' weight
+    tie_word_embeddings: bool  # lm_head may share embed_tokens' weight (used when the checkpoint has no lm_head)
 
 
 @dataclass(frozen=True)
@@ -326,9 +326,9 @@ def parse_hf(cfg: dict, path: Path) -> JanusConfig:
     text = dict(cfg.get("text_config") or {})
     if text.get("model_type", "llama") != "llama":
         raise _bad(path, f"text_config.model_type is {text.get('model_type')!r}; Janus uses 'llama'")
-    # HF's JanusConfig ties lm_head to embed_tokens when its top-level tie_word_embeddings is true.
-    if "tie_word_embeddings" in cfg:
-        text["tie_word_embeddings"] = bool(cfg["tie_word_embeddings"]) and text.get("tie_word_embeddings", True)
+    # transformers 5 ties lm_head to embed_tokens from the top-level flag (4.x read text_config's): either
+    # allows tying. The loader ties only when the checkpoint has no lm_head.weight of its own.
+    text["tie_word_embeddings"] = bool(cfg.get("tie_word_embeddings", False) or text.get("tie_word_embeddings", False))
     llm = parse_llama(text, path, "text_config")
     v = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 384,
          "patch_size": 16, "mlp_ratio": 4.0, "layer_norm_eps": 1e-6, "projection_dim": 2048, "depth": 2,
@@ -430,8 +430,6 @@ def load_config(model_dir: str | Path) -> JanusConfig:
                 "and Hugging Face JanusForConditionalGeneration checkpoints ('janus')",
             )
     except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
         raise _bad(path, f"malformed config ({type(e).__name__}: {e})") from None
     image_processor = _parse_image_processor(model_dir, parsed.image_processor)
     if image_processor.image_size != parsed.vision.image_size:

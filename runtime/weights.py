@@ -232,10 +232,6 @@ class _Coverage:
         return out
 
 
-def _describe_missing(name: str) -> str:
-    return name
-
-
 def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False) -> None:
     """Fill every parameter of `model` (already on its device and dtype) from the checkpoint files."""
     cfg = model.cfg
@@ -257,8 +253,6 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                     f"{path}: unexpected key '{key}' (shape {list(tensor.shape)}); it is not part of a "
                     f"{cfg.layout}-layout Janus checkpoint with this config.json. Check that config.json matches the weights"
                 )
-            if tie and targets and targets[0].param == "lm_head.weight":
-                continue  # tied: lm_head takes embed_tokens' weight, as the reference does
             for target in targets:
                 if target.param not in params:
                     raise CheckpointError(f"{path}: key '{key}' maps to {target.param}, which this config does not build; "
@@ -280,7 +274,7 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
             del tensor
         bar.update(1)
     bar.close()
-    if tie:
+    if tie and not coverage.filled["lm_head.weight"]:  # tied checkpoints store only embed_tokens
         model.lm_head.weight = model.llm.embed_tokens.weight
         coverage.filled["lm_head.weight"] = coverage.filled["llm.embed_tokens.weight"]
     missing = coverage.missing()
