@@ -17,6 +17,7 @@ from .config import JanusConfig, load_config
 from .errors import InputError
 from .generation import decode_tokens, generate_image_tokens
 from .images import ImageLike, postprocess, preprocess
+from .info import count_parameters, describe
 from .model import JanusModel, build_empty_model
 from .prompts import ChatFormat, generation_prompt, understanding_prompt
 from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
@@ -251,33 +252,8 @@ class Janus:
 
     # ------------------------------------------------------------------------------------------- info
     def info(self) -> dict:
-        return describe(self.config, self.model, self.chat_format)
-
-
-def describe(cfg: JanusConfig, model: JanusModel | None, chat_format: ChatFormat | None) -> dict:
-    """A summary of the checkpoint: variant, dimensions, parameter count and bytes."""
-    info = {
-        "variant": cfg.variant_name(None if chat_format is None else chat_format == "pro"),
-        "layout": cfg.layout,
-        "llm": {"hidden": cfg.llm.hidden_size, "layers": cfg.llm.num_layers, "heads": cfg.llm.num_heads,
-                "kv_heads": cfg.llm.num_kv_heads, "head_dim": cfg.llm.head_dim, "intermediate": cfg.llm.intermediate_size,
-                "vocab": cfg.llm.vocab_size, "context": cfg.llm.max_position_embeddings},
-        "vision": {"image_size": cfg.vision.image_size, "patch": cfg.vision.patch_size, "width": cfg.vision.width,
-                   "layers": cfg.vision.layers, "heads": cfg.vision.heads},
-        "vq": {"codes": cfg.vq.codebook_size, "code_dim": cfg.vq.codebook_embed_dim, "image_tokens": cfg.image_tokens_per_image,
-               "image_size": cfg.vq.image_size},
-    }
-    if chat_format is not None:
-        info["chat_format"] = chat_format
-    if model is not None:
-        seen, count, nbytes = set(), 0, 0
-        for p in model.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                count += p.numel()
-                nbytes += p.numel() * p.element_size()
-        info.update({"parameters": count, "bytes": nbytes, "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
-    return info
+        """Variant, dimensions, parameter count and bytes of the loaded model."""
+        return describe(self.config, count_parameters(self.model), self.dtype, self.chat_format)
 
 
 def load(

@@ -83,13 +83,25 @@ def _load_bin(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _load_error_reason(e: Exception) -> str:
+    """The informative part of a `torch.load` failure (torch wraps it in long generic advice)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:  # weights_only refusal: keep the unpickler's reason, drop the advice
+        reason = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
+        text = "WeightsUnpickler error: " + (reason[0] if reason else "unreadable pickle")
+    first = text.strip().splitlines()[0] if text.strip() else "no details"
+    if len(first) > 200 and ". " in first:  # e.g. "...failed finding central directory. This is an internal..."
+        first = first.split(". ", 1)[0]
+    return f"{type(e).__name__}: {first}"
+
+
 def _iter_bin(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     try:
         state = _load_bin(path)
     except Exception as e:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch weights file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            "it is truncated, corrupt, or holds more than plain tensors (only weights_only=True pickles are accepted)"
+            f"{path}: not a readable PyTorch weights file ({_load_error_reason(e)}); it is truncated, corrupt, "
+            "or holds more than plain tensors (only weights_only=True pickles are accepted): re-download it"
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
@@ -103,6 +115,8 @@ def _iter_bin(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 def iter_tensors(weights: WeightFiles) -> Iterator[tuple[Path, str, torch.Tensor]]:
     """Yield `(file, key, tensor)` for every tensor, one file at a time; checks the index against the shards."""
     for path in weights.files:
+        if path.stat().st_size == 0:
+            raise CheckpointError(f"{path}: the file is empty (0 bytes); the download failed, fetch it again")
         reader = _iter_safetensors if path.name.endswith(".safetensors") else _iter_bin
         seen = set()
         for key, tensor in reader(path):

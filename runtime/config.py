@@ -179,6 +179,14 @@ def _require(d: dict, key: str, path: Path, where: str) -> Any:
     return d[key]
 
 
+def _require_section(d: dict, key: str, path: Path, where: str) -> dict:
+    """A sub-config that must be a JSON object (e.g. `language_config`)."""
+    value = _require(d, key, path, where)
+    if not isinstance(value, dict):
+        raise _bad(path, f"'{key}' in {where} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def parse_llama(raw: dict, path: Path, where: str) -> LLMConfig:
     """Build an LLMConfig from a LlamaConfig-style dict, applying LlamaConfig defaults for absent keys."""
     c = {**LLAMA_DEFAULTS, **{k: v for k, v in raw.items() if v is not None or k not in LLAMA_DEFAULTS}}
@@ -192,6 +200,11 @@ def parse_llama(raw: dict, path: Path, where: str) -> LLMConfig:
     if rope_type != "default":
         raise _bad(path, f"{where} uses RoPE scaling {rope_type!r}; Janus uses plain RoPE and janus-rt supports only that")
     rope_theta = float(rope_params.get("rope_theta", c.get("rope_theta", 10000.0)))
+    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+        if int(c[name]) < 1:
+            raise _bad(path, f"{where}.{name} is {c[name]!r}; it must be a positive integer")
+    if c["num_key_value_heads"] is not None and int(c["num_key_value_heads"]) < 1:
+        raise _bad(path, f"{where}.num_key_value_heads is {c['num_key_value_heads']!r}; it must be a positive integer")
     heads = int(c["num_attention_heads"])
     kv_heads = int(c["num_key_value_heads"] or heads)
     hidden = int(c["hidden_size"])
@@ -293,13 +306,15 @@ def _parse_official_vq(gc: dict, path: Path) -> tuple[VQConfig, int, int]:
 
 
 def parse_official(cfg: dict, path: Path) -> JanusConfig:
-    lang = _require(cfg, "language_config", path, "config.json")
+    lang = _require_section(cfg, "language_config", path, "config.json")
     llm = parse_llama(lang, path, "language_config")
-    vision = _parse_official_vision(_require(cfg, "vision_config", path, "config.json"), path)
-    aligner = _parse_official_mlp(_require(cfg, "aligner_config", path, "config.json"), path, "aligner_config")
-    gen_aligner = _parse_official_mlp(_require(cfg, "gen_aligner_config", path, "config.json"), path, "gen_aligner_config")
-    vq, gen_rows, gen_dim = _parse_official_vq(_require(cfg, "gen_vision_config", path, "config.json"), path)
-    gh = _require(cfg, "gen_head_config", path, "config.json")
+    vision = _parse_official_vision(_require_section(cfg, "vision_config", path, "config.json"), path)
+    aligner = _parse_official_mlp(_require_section(cfg, "aligner_config", path, "config.json"), path, "aligner_config")
+    gen_aligner = _parse_official_mlp(
+        _require_section(cfg, "gen_aligner_config", path, "config.json"), path, "gen_aligner_config"
+    )
+    vq, gen_rows, gen_dim = _parse_official_vq(_require_section(cfg, "gen_vision_config", path, "config.json"), path)
+    gh = _require_section(cfg, "gen_head_config", path, "config.json")
     if gh.get("cls") != "vision_head":
         raise _bad(path, f"gen_head_config.cls is {gh.get('cls')!r}; janus-rt supports 'vision_head'")
     ghp = gh.get("params") or {}
@@ -415,7 +430,14 @@ def read_json(path: Path) -> dict:
 def load_config(model_dir: str | Path) -> JanusConfig:
     """Read `config.json` (and `preprocessor_config.json` when present) from a checkpoint directory."""
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        what = "not a directory" if model_dir.exists() else "no such directory"
+        raise CheckpointError(f"{model_dir}: {what}; pass the checkpoint folder holding config.json and the weights")
     path = model_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: not found; a Janus checkpoint folder holds config.json next to the weights and tokenizer.json"
+        )
     cfg = read_json(path)
     model_type = cfg.get("model_type")
     try:
@@ -429,8 +451,8 @@ def load_config(model_dir: str | Path) -> JanusConfig:
                 f"model_type is {model_type!r}; janus-rt reads official Janus checkpoints ('multi_modality') "
                 "and Hugging Face JanusForConditionalGeneration checkpoints ('janus')",
             )
-    except (KeyError, TypeError, ValueError) as e:
-        raise _bad(path, f"malformed config ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
+        raise _bad(path, f"malformed config ({type(e).__name__}: {e}); compare it with the release's config.json") from None
     image_processor = _parse_image_processor(model_dir, parsed.image_processor)
     if image_processor.image_size != parsed.vision.image_size:
         raise CheckpointError(

@@ -250,8 +250,9 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
             targets = map_key(key)
             if targets is None:
                 raise CheckpointError(
-                    f"{path}: unexpected key '{key}' (shape {list(tensor.shape)}); it is not part of a "
-                    f"{cfg.layout}-layout Janus checkpoint with this config.json. Check that config.json matches the weights"
+                    f"{path}: unexpected key '{key}' (shape {list(tensor.shape)}); it is not part of "
+                    f"{'an official' if cfg.layout == 'official' else 'a Hugging Face'}-layout Janus checkpoint with "
+                    "this config.json. Check that config.json matches the weights"
                 )
             for target in targets:
                 if target.param not in params:
@@ -279,9 +280,35 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
         coverage.filled["lm_head.weight"] = coverage.filled["llm.embed_tokens.weight"]
     missing = coverage.missing()
     if missing:
-        where = ", ".join(str(p) for p in weights.files)
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        where = str(weights.index) if weights.index is not None else ", ".join(str(p) for p in weights.files)
+        expected = _expected_checkpoint_keys(cfg, missing, coverage) if cfg.layout == "official" else {}
+        described = []
+        for name in missing[:8]:
+            keys = expected.get(name, [])
+            shown_keys = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            described.append(f"{name} (from checkpoint key{'s' if len(keys) > 1 else ''} {shown_keys})" if keys else name)
+        shown = ", ".join(described) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        hint = ""
+        if "lm_head.weight" in missing and not tie:
+            hint = ("; config.json does not set tie_word_embeddings, so lm_head is not tied to embed_tokens and "
+                    "needs its own weight")
         raise CheckpointError(
-            f"{where}: the checkpoint does not provide {len(missing)} parameter(s): {shown}; "
+            f"{where}: the checkpoint does not provide {len(missing)} janus-rt parameter(s): {shown}{hint}; "
             "the weights are incomplete or were saved for a different config"
         )
+
+
+def _expected_checkpoint_keys(cfg: JanusConfig, missing: list[str], coverage: _Coverage) -> dict[str, list[str]]:
+    """Official-layout keys that would fill each missing parameter and were not found in the checkpoint."""
+    from .tiny import official_key_shapes  # tiny imports config/tokenizer only; imported here to keep weights light
+
+    wanted = set(missing)
+    map_key = key_mapper(cfg)
+    out: dict[str, list[str]] = {}
+    for key in official_key_shapes(cfg):
+        for target in map_key(key) or []:
+            if target.param in wanted:
+                seen = {k for _, _, k in coverage.filled[target.param]}
+                if key not in seen:
+                    out.setdefault(target.param, []).append(key)
+    return out

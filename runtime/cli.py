@@ -1,0 +1,198 @@
+"""The `janus-rt` command line: generate, chat, info, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import JanusRTError
+
+EPILOG = """examples:
+  janus-rt demo                                   # tiny random model, no weights needed
+  janus-rt info --model ~/models/Janus-Pro-7B
+  janus-rt generate --model ~/models/Janus-Pro-1B "a red fox in the snow" -n 4 --seed 0
+  janus-rt chat --model ~/models/Janus-Pro-1B --image photo.jpg "What is in this picture?"
+
+--model takes a local checkpoint directory (official DeepSeek layout or Hugging Face layout). A hub id such
+as deepseek-ai/Janus-Pro-1B is fetched only when huggingface_hub is installed and the machine is online.
+"""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory (or a hub id, see below)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="weights/activations dtype (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--chat-format", default="auto", choices=["auto", "pro", "legacy"],
+                   help="prompt roles: pro '<|User|>'/'<|Assistant|>', legacy 'User'/'Assistant' (Janus-1.3B); "
+                        "auto detects from the tokenizer")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser, temperature: float) -> None:
+    p.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy/argmax (default {temperature})")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default: off)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: off)")
+    p.add_argument("--seed", type=int, default=None, help="make sampling reproducible on a given device")
+    p.add_argument("--raw", action="store_true", help="use the prompt text as-is (no chat template)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="janus-rt",
+        description="Run DeepSeek Janus / Janus-Pro models: text-to-image generation and image understanding.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="text -> images (PNG files)", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(g)
+    g.add_argument("prompt", help="what to draw")
+    g.add_argument("-n", "--num-images", type=int, default=1, help="images to sample (default 1)")
+    g.add_argument("--cfg-weight", type=float, default=5.0, help="classifier-free guidance weight (default 5)")
+    _add_sampling_args(g, temperature=1.0)
+    g.add_argument("--out", default="janus-rt-images", help="output folder (default ./janus-rt-images)")
+
+    c = sub.add_parser("chat", help="answer a question about images", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(c)
+    c.add_argument("question", help="the question; one <image_placeholder> per image is added when it has none")
+    c.add_argument("--image", action="append", default=[], help="image file (repeat for several)")
+    c.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (default 512)")
+    c.add_argument("--system-prompt", default=None, help="replace the reference's understanding system prompt")
+    _add_sampling_args(c, temperature=0.0)
+
+    i = sub.add_parser("info", help="variant, dimensions, parameter count and bytes of a checkpoint (no weights loaded)")
+    i.add_argument("--model", required=True, help="checkpoint directory (or a hub id)")
+    i.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="report runtime bytes in this dtype (default: as stored)")
+    i.add_argument("--json", action="store_true", help="print JSON")
+
+    d = sub.add_parser("demo", help="build a tiny RANDOM checkpoint and run chat + generate end to end on CPU")
+    d.add_argument("--out", default=None, help="keep the demo checkpoint and images here (default: a temp dir)")
+    d.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    return parser
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "image"
+
+
+def save_pngs(images, out: Path, stem: str) -> list[Path]:
+    """Write uint8 HWC images as PNGs (to a temp name first, then renamed) and return their paths."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, image in enumerate(images):
+        path = out / f"{stem}-{k}.png"
+        tmp = path.with_suffix(".png.tmp")
+        Image.fromarray(image).save(tmp, format="PNG")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def _load(args):
+    from . import load
+    from .hub import resolve_model_path
+
+    return load(resolve_model_path(args.model), device=args.device, dtype=args.dtype, chat_format=args.chat_format,
+                progress=True)
+
+
+def cmd_generate(args) -> int:
+    m = _load(args)
+    result = m.generate_images(args.prompt, num_images=args.num_images, cfg_weight=args.cfg_weight,
+                               temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p,
+                               raw=args.raw, progress=True)
+    for path in save_pngs(result.images, Path(args.out), _slug(args.prompt)):
+        print(path)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    m = _load(args)
+    answer = m.chat(args.question, image=args.image or None, max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                    system_prompt=args.system_prompt, raw=args.raw)
+    print(answer.text)
+    return 0
+
+
+def cmd_info(args) -> int:
+    import torch
+
+    from .hub import resolve_model_path
+    from .info import checkpoint_info
+
+    info = checkpoint_info(resolve_model_path(args.model), getattr(torch, args.dtype) if args.dtype else None)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    llm, v, vq = info["llm"], info["vision"], info["vq"]
+    ck = info["checkpoint"]
+    print(f"variant      {info['variant']} ({info['layout']} layout, {info['chat_format']} chat format)")
+    print(f"language     hidden {llm['hidden']}, {llm['layers']} layers, {llm['heads']} heads "
+          f"({llm['kv_heads']} kv) x {llm['head_dim']}, MLP {llm['intermediate']}, vocab {llm['vocab']}, context {llm['context']}")
+    print(f"vision       SigLIP {v['image_size']}px / patch {v['patch']}, width {v['width']}, {v['layers']} layers, {v['heads']} heads")
+    print(f"image gen    VQ {vq['codes']} codes x {vq['code_dim']}, {vq['image_tokens']} tokens -> {vq['image_size']}px")
+    print(f"parameters   {info['parameters']:,} ({info['parameters'] / 1e9:.2f} B)")
+    print(f"bytes        {info['bytes'] / 2**30:.2f} GiB in {info['dtype']}")
+    print(f"checkpoint   {', '.join(ck['files'])} ({ck['stored_dtype']}, {ck['file_bytes'] / 2**30:.2f} GiB on disk)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+
+    from . import load
+    from .tiny import TinySpec, write_tiny_checkpoint
+
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="janus-rt-demo-"))
+    print("janus-rt demo: the weights are RANDOM (a tiny model built here); outputs are noise, but every step of a")
+    print("real run executes: checkpoint files -> strict loading -> SigLIP + chat, and CFG image generation -> VQ decode.")
+    t0 = time.perf_counter()
+    ckpt = write_tiny_checkpoint(work / "tiny-janus", TinySpec(vq_mults=(1, 1, 2, 2, 4)))
+    print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
+    m = load(ckpt, device=args.device, dtype="float32")
+    info = m.info()
+    print(f"loaded       {info['parameters']:,} parameters, {info['dtype']}, chat format {m.chat_format}")
+    image = np.random.default_rng(0).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+    t = time.perf_counter()
+    answer = m.chat("What is in this picture?", image=image, max_new_tokens=16)
+    print(f"chat         {len(answer.token_ids)} tokens in {time.perf_counter() - t:.2f}s: {answer.text!r}")
+    t = time.perf_counter()
+    result = m.generate_images("a red fox in the snow", num_images=2, seed=0, progress=True)
+    paths = save_pngs(result.images, work / "images", "demo")
+    print(f"generate     2 x {result.tokens.shape[1]} image tokens + VQ decode in {time.perf_counter() - t:.2f}s "
+          f"-> {result.images.shape[1]}x{result.images.shape[2]} px")
+    for path in paths:
+        print(f"             {path}")
+    print(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except JanusRTError as e:
+        print(f"janus-rt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("janus-rt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

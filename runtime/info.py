@@ -1,0 +1,71 @@
+"""Checkpoint summaries for `janus-rt info`: variant, dimensions, parameter count and bytes, without loading weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import find_weight_files
+from .config import JanusConfig, load_config
+from .model import JanusModel
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (a tied lm_head counts once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def stored_dtype(path: Path) -> str:
+    """dtype of the first tensor in the first weight file (read lazily: safetensors header / mmap)."""
+    first = find_weight_files(path).files[0]
+    if first.name.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(first), framework="pt") as f:
+            key = next(iter(f.keys()))
+            code = str(f.get_slice(key).get_dtype()).upper()
+            return SAFETENSORS_DTYPES.get(code, code.lower())
+    state = torch.load(first, map_location="cpu", weights_only=True, mmap=True)
+    return str(next(iter(state.values())).dtype).removeprefix("torch.")
+
+
+def describe(cfg: JanusConfig, parameters: int, dtype: torch.dtype, chat_format: str | None) -> dict:
+    info: dict = {
+        "variant": cfg.variant_name(None if chat_format is None else chat_format == "pro"),
+        "layout": cfg.layout,
+        "llm": {"hidden": cfg.llm.hidden_size, "layers": cfg.llm.num_layers, "heads": cfg.llm.num_heads,
+                "kv_heads": cfg.llm.num_kv_heads, "head_dim": cfg.llm.head_dim, "intermediate": cfg.llm.intermediate_size,
+                "vocab": cfg.llm.vocab_size, "context": cfg.llm.max_position_embeddings},
+        "vision": {"image_size": cfg.vision.image_size, "patch": cfg.vision.patch_size, "width": cfg.vision.width,
+                   "layers": cfg.vision.layers, "heads": cfg.vision.heads},
+        "vq": {"codes": cfg.vq.codebook_size, "code_dim": cfg.vq.codebook_embed_dim,
+               "image_tokens": cfg.image_tokens_per_image, "image_size": cfg.vq.image_size},
+        "parameters": parameters,
+        "dtype": str(dtype).removeprefix("torch."),
+        "bytes": parameters * torch.empty((), dtype=dtype).element_size(),
+    }
+    if chat_format is not None:
+        info["chat_format"] = chat_format
+    return info
+
+
+def checkpoint_info(path: str | Path, dtype: torch.dtype | None = None) -> dict:
+    """Summary of a checkpoint directory; `bytes` is the runtime size in `dtype` (default: as stored)."""
+    from .tokenizer import JanusTokenizer
+
+    path = Path(path)
+    cfg = load_config(path)
+    with torch.device("meta"):
+        parameters = count_parameters(JanusModel(cfg))
+    stored = stored_dtype(path)
+    tokenizer = JanusTokenizer(path)
+    runtime_dtype = dtype or getattr(torch, stored, torch.float32)
+    info = describe(cfg, parameters, runtime_dtype, "pro" if tokenizer.has_pro_roles else "legacy")
+    weights = find_weight_files(path)
+    info["checkpoint"] = {"files": [f.name for f in weights.files], "stored_dtype": stored,
+                          "file_bytes": sum(f.stat().st_size for f in weights.files)}
+    return info
