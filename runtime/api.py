@@ -17,6 +17,7 @@ from .config import JanusConfig, load_config
 from .errors import InputError
 from .generation import decode_tokens, generate_image_tokens
 from .images import ImageLike, postprocess, preprocess
+from .hub import resolve_model_path
 from .info import count_parameters, describe
 from .model import JanusModel, build_empty_model
 from .prompts import ChatFormat, generation_prompt, understanding_prompt
@@ -264,7 +265,7 @@ def load(
     chat_format: Literal["auto", "pro", "legacy"] = "auto",
     progress: bool = False,
 ) -> Janus:
-    """Load a Janus checkpoint directory (official or Hugging Face layout).
+    """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
     device defaults to CUDA when available, else CPU; dtype defaults to bfloat16 on CUDA, float32 on CPU.
     chat_format "auto" picks Janus-Pro roles when the tokenizer has `<|User|>`, else the Janus-1.3B ones.
@@ -273,7 +274,7 @@ def load(
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if chat_format not in ("auto", "pro", "legacy"):
         raise InputError(f"chat_format must be 'auto', 'pro' or 'legacy', got {chat_format!r}")
-    path = Path(path)
+    path = resolve_model_path(str(path))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     cfg = load_config(path)

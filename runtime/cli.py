@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .errors import JanusRTError
+from .errors import InputError, JanusRTError
 
 EPILOG = """examples:
   janus-rt demo                                   # tiny random model, no weights needed
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="text -> images (PNG files)", epilog=EPILOG,
+                       description="Text -> images: sample images for PROMPT with classifier-free guidance,\n"
+                                   "save them as PNG files in --out and print their paths.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(g)
     g.add_argument("prompt", help="what to draw")
@@ -60,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="janus-rt-images", help="output folder (default ./janus-rt-images)")
 
     c = sub.add_parser("chat", help="answer a question about images", epilog=EPILOG,
+                       description="Answer QUESTION about the --image files (greedy by default) and print the answer.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(c)
     c.add_argument("question", help="the question; one <image_placeholder> per image is added when it has none")
@@ -68,13 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--system-prompt", default=None, help="replace the reference's understanding system prompt")
     _add_sampling_args(c, temperature=0.0)
 
-    i = sub.add_parser("info", help="variant, dimensions, parameter count and bytes of a checkpoint (no weights loaded)")
+    i = sub.add_parser("info", help="variant, dimensions, parameter count and bytes of a checkpoint (no weights loaded)",
+                       description="Print a checkpoint's variant, dimensions, parameter count and bytes; the weights "
+                                   "are not loaded.")
     i.add_argument("--model", required=True, help="checkpoint directory (or a hub id)")
     i.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="report runtime bytes in this dtype (default: as stored)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
-    d = sub.add_parser("demo", help="build a tiny RANDOM checkpoint and run chat + generate end to end on CPU")
+    d = sub.add_parser("demo", help="build a tiny RANDOM checkpoint and run chat + generate end to end on CPU",
+                       description="Build a tiny checkpoint with RANDOM weights (outputs are noise) and run chat and "
+                                   "generate end to end; no download needed.")
     d.add_argument("--out", default=None, help="keep the demo checkpoint and images here (default: a temp dir)")
     d.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return parser
@@ -85,12 +93,14 @@ def _slug(text: str) -> str:
 
 
 def save_pngs(images, out: Path, stem: str) -> list[Path]:
-    """Write uint8 HWC images as PNGs (to a temp name first, then renamed) and return their paths."""
+    """Write uint8 HWC images as `stem-K.png` (temp name, then renamed), never overwriting; return the paths."""
     from PIL import Image
 
     out.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in out.glob(f"{stem}-*.png") if (m := re.fullmatch(rf"{re.escape(stem)}-(\d+)\.png", p.name))]
+    first = max(taken, default=-1) + 1
     paths = []
-    for k, image in enumerate(images):
+    for k, image in enumerate(images, start=first):
         path = out / f"{stem}-{k}.png"
         tmp = path.with_suffix(".png.tmp")
         Image.fromarray(image).save(tmp, format="PNG")
@@ -107,7 +117,19 @@ def _load(args):
                 progress=True)
 
 
+def _check_before_loading(args: argparse.Namespace) -> None:
+    """Reject bad counts and missing image files before the (slow) model load, naming the option."""
+    if getattr(args, "num_images", 1) < 1:
+        raise InputError(f"-n/--num-images must be >= 1, got {args.num_images}")
+    if getattr(args, "max_new_tokens", 1) < 1:
+        raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    for image in getattr(args, "image", []):
+        if not Path(image).is_file():
+            raise InputError(f"--image {image}: no such file")
+
+
 def cmd_generate(args) -> int:
+    _check_before_loading(args)
     m = _load(args)
     result = m.generate_images(args.prompt, num_images=args.num_images, cfg_weight=args.cfg_weight,
                                temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p,
@@ -118,6 +140,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_chat(args) -> int:
+    _check_before_loading(args)
     m = _load(args)
     answer = m.chat(args.question, image=args.image or None, max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
@@ -159,8 +182,15 @@ def cmd_demo(args) -> int:
     print("janus-rt demo: the weights are RANDOM (a tiny model built here); outputs are noise, but every step of a")
     print("real run executes: checkpoint files -> strict loading -> SigLIP + chat, and CFG image generation -> VQ decode.")
     t0 = time.perf_counter()
-    ckpt = write_tiny_checkpoint(work / "tiny-janus", TinySpec(vq_mults=(1, 1, 2, 2, 4)))
-    print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
+    ckpt = work / "tiny-janus"
+    if (ckpt / "config.json").is_file():  # an earlier `demo --out` run wrote it (atomically); reuse it
+        print(f"checkpoint   {ckpt} (reused from an earlier demo run in {work})")
+    else:
+        try:
+            write_tiny_checkpoint(ckpt, TinySpec(vq_mults=(1, 1, 2, 2, 4)))
+        except FileExistsError:
+            raise InputError(f"{ckpt} exists and is not a demo checkpoint; pass another --out folder") from None
+        print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
     m = load(ckpt, device=args.device, dtype="float32")
     info = m.info()
     print(f"loaded       {info['parameters']:,} parameters, {info['dtype']}, chat format {m.chat_format}")
@@ -192,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("janus-rt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early, e.g. `janus-rt info --model M --json | head -3`
+        try:  # send the rest to /dev/null so the flush at interpreter exit does not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured)
+            pass
+        return 1
 
 
 if __name__ == "__main__":

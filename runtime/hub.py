@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from .errors import CheckpointError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub parses HF_HUB_OFFLINE
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE as set now (huggingface_hub reads them only once, at import)."""
+    return any(os.environ.get(name, "").upper() in TRUE_VALUES for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def resolve_model_path(model: str) -> Path:
@@ -25,10 +32,19 @@ def resolve_model_path(model: str) -> Path:
             f"`pip install huggingface_hub` or download it first (`hf download {model} --local-dir DIR`) "
             "and pass --model DIR"
         ) from None
+    offline = hub_offline()
     try:
-        return Path(snapshot_download(repo_id=model))
+        return Path(snapshot_download(repo_id=model, local_files_only=offline))
     except Exception as e:  # offline, unknown repo, gated repo, ...
+        if offline:
+            raise CheckpointError(
+                f"{model}: not a local directory, and the Hugging Face hub is in offline mode (HF_HUB_OFFLINE) "
+                "with no cached copy of it. "
+                f"Download it first (`hf download {model} --local-dir DIR`, on a machine with network access) "
+                "and pass --model DIR"
+            ) from None
         raise CheckpointError(
-            f"{model}: could not fetch from the Hugging Face hub ({type(e).__name__}: {e}). Download it on a "
-            f"machine with network access (`hf download {model} --local-dir DIR`) and pass --model DIR"
+            f"{model}: not a local directory, and it could not be fetched from the Hugging Face hub "
+            f"({type(e).__name__}: {e}). Download it on a machine with network access "
+            f"(`hf download {model} --local-dir DIR`) and pass --model DIR"
         ) from None
