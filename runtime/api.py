@@ -5,6 +5,7 @@ Every argument is validated before any model work starts; errors say which argum
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence, Union
@@ -71,12 +72,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def _is_number(x: object) -> bool:
+    """A finite int or float (bools excluded)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not isinstance(temperature, (int, float)) or temperature < 0 or temperature != temperature:
-        raise InputError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+    if not _is_number(temperature) or temperature < 0:
+        raise InputError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
         raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
@@ -141,8 +147,8 @@ class Janus:
         """
         if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
             raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
-        if not isinstance(cfg_weight, (int, float)) or cfg_weight < 0 or cfg_weight != cfg_weight:
-            raise InputError(f"cfg_weight must be a number >= 0, got {cfg_weight!r}")
+        if not _is_number(cfg_weight) or cfg_weight < 0:
+            raise InputError(f"cfg_weight must be a finite number >= 0, got {cfg_weight!r}")
         _check_sampling(temperature, top_k, top_p)
         text = self.image_prompt(prompt, raw)
         ids = self.tokenizer.encode(text)
@@ -161,7 +167,11 @@ class Janus:
 
     def decode_image_tokens(self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Image-token ids `[N, grid*grid]` (or one row `[grid*grid]`) -> uint8 images `[N, S, S, 3]`."""
-        t = torch.as_tensor(np.asarray(tokens) if not isinstance(tokens, torch.Tensor) else tokens)
+        try:
+            t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(np.asarray(tokens))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"image tokens must be an integer tensor / array of shape [N, "
+                             f"{self.config.image_tokens_per_image}], got {type(tokens).__name__} ({e})") from None
         if t.dim() == 1:
             t = t[None]
         n_tok, codes = self.config.image_tokens_per_image, self.config.vq.codebook_size
@@ -180,6 +190,8 @@ class Janus:
     def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:
         if not isinstance(question, str) or not question.strip():
             raise InputError("question must be a non-empty string")
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise InputError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
         if raw:
             return question
         return understanding_prompt(question, num_images, self.chat_format, system_prompt)
@@ -221,10 +233,15 @@ class Janus:
         explicit `<image_placeholder>` in the question, one per image is put before it.
         """
         batched = not isinstance(question, str)
+        if batched and not isinstance(question, (list, tuple)):
+            raise InputError(f"question must be a non-empty string or a list of them, got {type(question).__name__}")
         questions = list(question) if batched else [question]
         if batched:
             if not questions:
                 raise InputError("question list is empty")
+            if image is not None and not isinstance(image, (list, tuple)):
+                raise InputError(f"with a list of questions, image must be a list with one entry (None, an image or a "
+                                 f"list of images) per question, got {type(image).__name__}")
             per_row = [None] * len(questions) if image is None else list(image)  # type: ignore[arg-type]
             if len(per_row) != len(questions):
                 raise InputError(f"{len(questions)} questions but {len(per_row)} image entries; give one entry (or None) per question")

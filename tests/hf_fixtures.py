@@ -38,10 +38,17 @@ def make_hf_checkpoint(out: Path, seed: int = 0, vq: dict | None = None, text: d
     )
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(config).eval()
-    with torch.no_grad():  # HF initialises norms to 1 and biases to 0: randomise them so a mix-up shows
+    with torch.no_grad():
+        # HF initialises with std 0.02, norms to 1 and biases to 0: outputs are then nearly constant (greedy CFG
+        # repeats one or two image tokens). Use fan-in scaled weights, unit-variance embeddings and random
+        # norms / biases so that every component shapes the outputs and a mix-up shows.
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
+            elif "embedding" in name and "patch" not in name or "embed_tokens" in name:
+                p.normal_(0.0, 1.0)
+            else:
+                p.normal_(0.0, (1.0 / p[0].numel()) ** 0.5)
     model.generation_config.bos_token_id = tok.token_to_id(BOS)
     model.generation_config.eos_token_id = tok.token_to_id(EOS)
     model.generation_config.pad_token_id = tok.token_to_id(PAD)
