@@ -1,6 +1,8 @@
 """VQ-16 image decoder (LlamaGen tokenizer as used by Janus): image-token ids -> RGB in [-1, 1].
 
-Only the decoder half runs at inference. The codebook is stored L2-normalised (rows normalised at load).
+Only the decoder half runs at inference. The codebook is kept as stored and the looked-up rows are
+L2-normalised in the activation dtype, as the reference's `get_codebook_entry` does (identical in fp32, and
+bit-faithful to the reference in bf16).
 Precision follows the reference: the nearest-neighbour upsample runs in fp32 and the result is cast back to
 the activation dtype (the official code hard-codes bfloat16, the only low-precision dtype it runs in).
 """
@@ -92,7 +94,7 @@ class VQDecoder(nn.Module):
         self.cfg = cfg
         mults = cfg.channel_multipliers
         top = cfg.base_channels * mults[-1]
-        self.codebook = nn.Parameter(torch.zeros(cfg.codebook_size, cfg.codebook_embed_dim))  # L2-normalised rows
+        self.codebook = nn.Parameter(torch.zeros(cfg.codebook_size, cfg.codebook_embed_dim))  # raw rows
         self.post_quant_conv = nn.Conv2d(cfg.codebook_embed_dim, cfg.z_channels, 1)
         self.conv_in = nn.Conv2d(cfg.z_channels, top, 3, padding=1)
         self.mid = nn.ModuleList([ResnetBlock(top, top), AttnBlock(top), ResnetBlock(top, top)])
@@ -108,7 +110,7 @@ class VQDecoder(nn.Module):
     def latents(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens `[N, grid*grid]` (raster order) -> codebook vectors `[N, embed_dim, grid, grid]`."""
         n, grid = tokens.shape[0], self.cfg.image_token_grid
-        z = self.codebook[tokens.reshape(-1)]  # [N*grid*grid, d]
+        z = F.normalize(self.codebook[tokens.reshape(-1)], p=2, dim=-1)  # [N*grid*grid, d], unit rows
         return z.view(n, grid, grid, -1).permute(0, 3, 1, 2).contiguous()  # [N, d, grid, grid]
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

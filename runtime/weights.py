@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import WeightFiles, iter_tensors
@@ -38,10 +37,6 @@ IGNORE: list[Target] = []  # a mapping result meaning "known key, deliberately u
 
 def _unsqueeze0(t: torch.Tensor) -> torch.Tensor:
     return t.unsqueeze(0)
-
-
-def _normalize_rows(t: torch.Tensor) -> torch.Tensor:
-    return F.normalize(t.float(), p=2, dim=-1)
 
 
 def _llm_layer_rule(cfg: JanusConfig) -> Callable[[str], list[Target] | None]:
@@ -165,7 +160,7 @@ def key_mapper(cfg: JanusConfig) -> Callable[[str], list[Target] | None]:
         exact = {
             "language_model.lm_head.weight": [Target("lm_head.weight")],
             "gen_embed.weight": [Target("gen_embed.weight")],
-            "gen_vision_model.quantize.embedding.weight": [Target("vq.codebook", transform=_normalize_rows)],
+            "gen_vision_model.quantize.embedding.weight": [Target("vq.codebook")],
             "gen_vision_model.quantize.codebook_used": IGNORE,
         }
         renames = {
@@ -185,7 +180,7 @@ def key_mapper(cfg: JanusConfig) -> Callable[[str], list[Target] | None]:
         exact = {
             "lm_head.weight": [Target("lm_head.weight")],
             "model.generation_embeddings.weight": [Target("gen_embed.weight")],
-            "model.vqmodel.quantize.embedding.weight": [Target("vq.codebook", transform=_normalize_rows)],
+            "model.vqmodel.quantize.embedding.weight": [Target("vq.codebook")],
         }
         renames = {
             "model.generation_head.proj_out.": "gen_head.proj.",
