@@ -15,7 +15,7 @@ import torch
 
 from .checkpoint import find_weight_files
 from .config import JanusConfig, load_config
-from .errors import InputError
+from .errors import CheckpointError, InputError
 from .generation import decode_tokens, generate_image_tokens
 from .images import ImageLike, postprocess, preprocess
 from .hub import resolve_model_path
@@ -296,6 +296,11 @@ def load(
     dt = resolve_dtype(dtype, dev)
     cfg = load_config(path)
     tokenizer = JanusTokenizer(path)
+    if tokenizer.vocab_size > cfg.llm.vocab_size:
+        raise CheckpointError(
+            f"{tokenizer.path}: has {tokenizer.vocab_size} tokens but the language model's embedding has only "
+            f"{cfg.llm.vocab_size} rows; the tokenizer does not belong to this checkpoint"
+        )
     weights = find_weight_files(path)
     model = build_empty_model(cfg, dev, dt)
     load_weights(model, weights, progress=progress)

@@ -414,6 +414,30 @@ def _parse_image_processor(model_dir: Path, default: ImageProcessorConfig) -> Im
     )
 
 
+def check_consistency(cfg: JanusConfig, path: Path) -> None:
+    """Components must fit together: a mismatch would otherwise surface as a matmul error mid-inference."""
+    d = cfg.llm.hidden_size
+    pairs = [
+        ("aligner input_dim", cfg.aligner.input_dim, "vision width", cfg.vision.width),
+        ("aligner output (n_embed)", cfg.aligner.output_dim, "language hidden_size", d),
+        ("gen_aligner input_dim", cfg.gen_aligner.input_dim, "gen_embed width (n_embed)", cfg.gen_embed_dim),
+        ("gen_aligner output (n_embed)", cfg.gen_aligner.output_dim, "language hidden_size", d),
+        ("gen_head n_embed", cfg.gen_head.input_dim, "language hidden_size", d),
+        ("gen_head image_token_size", cfg.gen_head.vocab_size, "VQ codebook_size", cfg.vq.codebook_size),
+        ("gen_embed rows (image_token_size)", cfg.gen_embed_rows, "VQ codebook_size", cfg.vq.codebook_size),
+    ]
+    for name_a, a, name_b, b in pairs:
+        if a != b:
+            raise _bad(path, f"{name_a} is {a} but {name_b} is {b}; they must be equal")
+    if cfg.vision.width % cfg.vision.heads:
+        raise _bad(path, f"vision width {cfg.vision.width} is not a multiple of its {cfg.vision.heads} heads")
+    if cfg.vision.image_size % cfg.vision.patch_size:
+        raise _bad(path, f"vision image_size {cfg.vision.image_size} is not a multiple of patch_size {cfg.vision.patch_size}")
+    channels = [cfg.vq.base_channels * m for m in cfg.vq.channel_multipliers]
+    if any(c % 32 for c in channels):
+        raise _bad(path, f"VQ channel widths {channels} must be multiples of 32 (GroupNorm with 32 groups)")
+
+
 def read_json(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
@@ -453,6 +477,7 @@ def load_config(model_dir: str | Path) -> JanusConfig:
             )
     except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as e:
         raise _bad(path, f"malformed config ({type(e).__name__}: {e}); compare it with the release's config.json") from None
+    check_consistency(parsed, path)
     image_processor = _parse_image_processor(model_dir, parsed.image_processor)
     if image_processor.image_size != parsed.vision.image_size:
         raise CheckpointError(

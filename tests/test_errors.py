@@ -406,8 +406,15 @@ def test_unknown_vq_model_without_dims(tiny_official: Path, tmp_path: Path, no_m
         (lambda c: c["language_config"].update(hidden_size="wide"), r"malformed config \(ValueError: .*'wide'"),
         (lambda c: c["language_config"].update(rope_scaling={"type": "linear", "factor": 4.0}),
          r"language_config uses RoPE scaling 'linear'"),
+        (lambda c: c["aligner_config"]["params"].update(input_dim=1024),
+         r"aligner input_dim is 1024 but vision width is 32; they must be equal"),
+        (lambda c: c["gen_head_config"]["params"].update(image_token_size=8192),
+         r"gen_head image_token_size is 8192 but VQ codebook_size is 16384"),
+        (lambda c: c["gen_vision_config"]["params"].update(ch=48),
+         r"VQ channel widths \[48, 96\] must be multiples of 32"),
     ],
-    ids=["section-not-object", "missing-section", "zero-heads", "non-integer", "rope-scaling"],
+    ids=["section-not-object", "missing-section", "zero-heads", "non-integer", "rope-scaling", "aligner-vs-vision",
+         "gen-head-vs-codebook", "groupnorm-channels"],
 )
 def test_malformed_config(tiny_official: Path, tmp_path: Path, no_model_work: None, edit: Callable, message: str) -> None:
     load_fails(edit_config(copy_of(tiny_official, tmp_path), edit), r"config\.json: .*" + message)
@@ -417,6 +424,11 @@ def test_missing_weights_file(tiny_official: Path, tmp_path: Path, no_model_work
     path = copy_of(tiny_official, tmp_path)
     (path / "model.safetensors").unlink()
     load_fails(path, r"no weights found; expected one of model\.safetensors, pytorch_model\.bin.*found: config\.json")
+
+
+def test_tokenizer_larger_than_the_embedding(tiny_official: Path, tmp_path: Path, no_model_work: None) -> None:
+    path = edit_config(copy_of(tiny_official, tmp_path), lambda c: c["language_config"].update(vocab_size=64))
+    load_fails(path, r"tokenizer\.json: has \d+ tokens but the language model's embedding has only 64 rows")
 
 
 def test_missing_tokenizer(tiny_official: Path, tmp_path: Path, no_model_work: None) -> None:
