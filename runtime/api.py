@@ -221,7 +221,7 @@ class Janus:
         max_new_tokens: int = 512,
         temperature: float = 0.0,
         top_p: float | None = None,
-        top_k: int | None = None,
+        top_k: int | None = 50,
         seed: int | None = None,
         system_prompt: str | None = None,
         raw: bool = False,
@@ -231,6 +231,10 @@ class Janus:
         A single question takes `image` as None, one image, or a list of images; a list of questions is a
         batch and takes `image` as a list with one entry (None, an image or a list) per question. Without an
         explicit `<image_placeholder>` in the question, one per image is put before it.
+
+        Sampling (temperature > 0) follows transformers' `generate`, which the reference calls: temperature,
+        then top-k (50 unless given; None turns it off), then top-p, on fp32 logits; a `seed` reproduces the
+        reference's draw after `torch.manual_seed(seed)` on the same device.
         """
         batched = not isinstance(question, str)
         if batched and not isinstance(question, (list, tuple)):

@@ -34,9 +34,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "auto detects from the tokenizer")
 
 
-def _add_sampling_args(p: argparse.ArgumentParser, temperature: float) -> None:
+def _add_sampling_args(p: argparse.ArgumentParser, temperature: float, top_k: int | None) -> None:
     p.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy/argmax (default {temperature})")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default: off)")
+    p.add_argument("--top-k", type=int, default=top_k,
+                   help=f"keep the k most likely tokens when sampling (default: {top_k or 'off'}; 0 turns it off)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default: off)")
     p.add_argument("--seed", type=int, default=None, help="make sampling reproducible on a given device")
     p.add_argument("--raw", action="store_true", help="use the prompt text as-is (no chat template)")
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt", help="what to draw")
     g.add_argument("-n", "--num-images", type=int, default=1, help="images to sample (default 1)")
     g.add_argument("--cfg-weight", type=float, default=5.0, help="classifier-free guidance weight (default 5)")
-    _add_sampling_args(g, temperature=1.0)
+    _add_sampling_args(g, temperature=1.0, top_k=None)
     g.add_argument("--out", default="janus-rt-images", help="output folder (default ./janus-rt-images)")
 
     c = sub.add_parser("chat", help="answer a question about images", epilog=EPILOG,
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image", action="append", default=[], help="image file (repeat for several)")
     c.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (default 512)")
     c.add_argument("--system-prompt", default=None, help="replace the reference's understanding system prompt")
-    _add_sampling_args(c, temperature=0.0)
+    _add_sampling_args(c, temperature=0.0, top_k=50)
 
     i = sub.add_parser("info", help="variant, dimensions, parameter count and bytes of a checkpoint (no weights loaded)",
                        description="Print a checkpoint's variant, dimensions, parameter count and bytes; the weights "
@@ -132,7 +133,7 @@ def cmd_generate(args) -> int:
     _check_before_loading(args)
     m = _load(args)
     result = m.generate_images(args.prompt, num_images=args.num_images, cfg_weight=args.cfg_weight,
-                               temperature=args.temperature, seed=args.seed, top_k=args.top_k, top_p=args.top_p,
+                               temperature=args.temperature, seed=args.seed, top_k=args.top_k or None, top_p=args.top_p,
                                raw=args.raw, progress=True)
     for path in save_pngs(result.images, Path(args.out), _slug(args.prompt)):
         print(path)
@@ -143,7 +144,7 @@ def cmd_chat(args) -> int:
     _check_before_loading(args)
     m = _load(args)
     answer = m.chat(args.question, image=args.image or None, max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
+                    temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or None, seed=args.seed,
                     system_prompt=args.system_prompt, raw=args.raw)
     print(answer.text)
     return 0

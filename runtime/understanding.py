@@ -74,7 +74,8 @@ def generate_text(
     outputs: list[list[int]] = [[] for _ in range(batch)]
     finished = [False] * batch
     for step in range(max_new_tokens):
-        tokens = sample(model.lm_head(hidden), temperature, generator, top_k, top_p)  # [B]
+        # fp32 logits for the draw, as transformers' generate (which the reference calls) does
+        tokens = sample(model.lm_head(hidden).float(), temperature, generator, top_k, top_p)  # [B]
         for b, tid in enumerate(tokens.tolist()):
             if not finished[b]:
                 if tid == eos_id:

@@ -45,7 +45,9 @@ def make_hf_checkpoint(out: Path, seed: int = 0, vq: dict | None = None, text: d
         for name, p in model.named_parameters():
             if p.dim() == 1:
                 p.add_(0.1 * torch.randn_like(p))
-            elif "embedding" in name and "patch" not in name or "embed_tokens" in name:
+            elif "embed_tokens" in name:  # also the tied lm_head: std 0.3 keeps text logits at std ~2
+                p.normal_(0.0, 0.3)
+            elif "embedding" in name and "patch" not in name:
                 p.normal_(0.0, 1.0)
             else:
                 p.normal_(0.0, (1.0 / p[0].numel()) ** 0.5)

@@ -85,8 +85,8 @@ def test_generation_head_logits_teacher_forced(pair):
     close(m.model.gen_head(hidden), hf.model.generation_head(ref_hidden))
 
 
-def hf_greedy_text(hf, tok, requests, max_new_tokens: int) -> list[list[int]]:
-    """transformers' greedy generate on left-padded rows; new tokens up to (excluding) EOS."""
+def hf_greedy_text(hf, tok, requests, max_new_tokens: int, **sampling) -> list[list[int]]:
+    """transformers' generate (greedy unless `sampling` says otherwise) on left-padded rows; new tokens before EOS."""
     from janus_rt.tokenizer import EOS, PAD
 
     eos, pad = tok.token_to_id(EOS), tok.token_to_id(PAD)
@@ -96,8 +96,9 @@ def hf_greedy_text(hf, tok, requests, max_new_tokens: int) -> list[list[int]]:
     kwargs = {}
     if any(r.pixel_values is not None for r in requests):
         kwargs["pixel_values"] = torch.cat([r.pixel_values for r in requests if r.pixel_values is not None])
-    out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                      eos_token_id=eos, pad_token_id=pad, **kwargs)[:, width:].tolist()
+    sampling = sampling or {"do_sample": False}
+    out = hf.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                      pad_token_id=pad, **sampling, **kwargs)[:, width:].tolist()
     return [row[: row.index(eos)] if eos in row else row for row in out]
 
 
@@ -118,6 +119,20 @@ def test_greedy_batched_answers_match_transformers(pair):
     ours = m.chat(questions, image=images, max_new_tokens=16, temperature=0.0)
     requests = [m.chat_inputs(q, img)[0] for q, img in zip(questions, images)]
     assert [a.token_ids for a in ours] == hf_greedy_text(hf, tok, requests, 16)
+
+
+def test_seeded_sampled_answers_reproduce_transformers(pair):
+    """Sampling as the reference's demo calls it (temperature, top-p, generate's default top-k 50), seeded."""
+    m, hf, tok = pair
+    questions = ["Describe the picture.", "Tell me more about the colours, please."]
+    images = [random_image(7, 200, 200), random_image(8, 150, 300)]
+    ours = m.chat(questions, image=images, max_new_tokens=20, temperature=0.8, top_p=0.9, seed=11)
+    requests = [m.chat_inputs(q, img)[0] for q, img in zip(questions, images)]
+    torch.manual_seed(11)
+    ref = hf_greedy_text(hf, tok, requests, 20, do_sample=True, temperature=0.8, top_p=0.9)
+    assert [a.token_ids for a in ours] == ref
+    greedy = m.chat(questions, image=images, max_new_tokens=20, temperature=0.0)
+    assert [a.token_ids for a in greedy] != ref  # the draw really sampled
 
 
 def test_greedy_cfg_image_tokens_and_pixels_match_transformers(pair):
