@@ -48,11 +48,14 @@ class JanusTokenizer:
             raise CheckpointError(f"{path}: not a readable tokenizers file ({e})") from None
         self.path = path
         bos_name, eos_name = BOS, EOS
+        # transformers' LlamaTokenizerFast (the reference's tokenizer class) does not clean up spaces unless told to
+        self.clean_up_spaces = False
         cfg_path = model_dir / "tokenizer_config.json"
-        if cfg_path.exists():  # names only; ids always come from tokenizer.json
+        if cfg_path.exists():  # names and flags only; ids always come from tokenizer.json
             raw = read_json(cfg_path)
             bos_name = _token_name(raw.get("bos_token")) or BOS
             eos_name = _token_name(raw.get("eos_token")) or EOS
+            self.clean_up_spaces = bool(raw.get("clean_up_tokenization_spaces", False))
         self.special = SpecialIds(
             bos=self._require(bos_name),
             eos=self._require(eos_name),
@@ -84,7 +87,17 @@ class JanusTokenizer:
         return ids
 
     def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids, skip_special_tokens=True)
+        """Text of `ids` with special tokens skipped (and spaces cleaned up when tokenizer_config asks for it)."""
+        text = self._tok.decode(ids, skip_special_tokens=True)
+        return clean_up_tokenization(text) if self.clean_up_spaces else text
+
+
+def clean_up_tokenization(text: str) -> str:
+    """transformers' `clean_up_tokenization`: drop the space before punctuation and English contractions."""
+    for spaced, joined in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                           (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+        text = text.replace(spaced, joined)
+    return text
 
 
 def _token_name(value: object) -> str | None:

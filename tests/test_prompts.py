@@ -62,3 +62,27 @@ def test_placeholder_expansion_gives_578_tokens_per_image():
     first = out.index(8)
     assert out[first:first + 578] == [8] + [7] * 576 + [9]
     assert out.count(7) == 2 * 576 and out[0] == 1 and out[-1] == 3
+
+
+@pytest.mark.parametrize("clean_up", [False, True])
+def test_decode_matches_transformers_fast_tokenizer(tmp_path, clean_up: bool):
+    """Special tokens skipped; spaces cleaned up only when tokenizer_config.json asks, as transformers 4.x does.
+
+    (transformers 5 ignores the flag for BPE tokenizers; the reference was written against 4.x, so the 4.x
+    cleanup, still available as `clean_up_tokenization`, is the oracle for the flag's effect.)
+    """
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    ckpt = write_tiny_checkpoint(tmp_path / "c")
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": clean_up}))
+    ours = JanusTokenizer(ckpt)
+    ref = transformers.PreTrainedTokenizerFast(tokenizer_file=str(ckpt / "tokenizer.json"))
+    text = "Hello , world ! It 's a cat . <|User|> Isn't it ?<｜end▁of▁sentence｜>"
+    ids = ours.encode(text)
+    expected = ref.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    if clean_up:
+        expected = ref.clean_up_tokenization(expected)
+    assert ours.decode(ids) == expected
+    assert ("world!" in ours.decode(ids)) == clean_up and "<|User|>" not in ours.decode(ids)
