@@ -19,7 +19,7 @@ setup(
         "janus_rt.bench": "bench",
     },
     install_requires=[
-        "torch>=2.4",
+        "torch>=2.5",  # SDPA enable_gqa
         "triton>=3.0; platform_system == 'Linux'",
         "numpy>=1.24",
         "safetensors>=0.4",
