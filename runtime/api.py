@@ -49,8 +49,10 @@ class ChatResult:
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype is None:  # bf16 on CUDA like the reference; fp16 on pre-Ampere GPUs, which lack fast bf16
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise InputError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
