@@ -52,13 +52,15 @@ class AttnBlock(nn.Module):
         self.proj_out = nn.Conv2d(ch, ch, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # bmm -> softmax -> bmm in the reference's order, so decoded pixels match it bit for bit
         b, c, h, w = x.shape
         n = self.norm(x)
         q = self.q(n).reshape(b, c, h * w).transpose(1, 2)  # [B, HW, C]
-        k = self.k(n).reshape(b, c, h * w).transpose(1, 2)  # [B, HW, C]
-        v = self.v(n).reshape(b, c, h * w).transpose(1, 2)  # [B, HW, C]
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # [B, HW, C]
-        return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+        k = self.k(n).reshape(b, c, h * w)  # [B, C, HW]
+        v = self.v(n).reshape(b, c, h * w)  # [B, C, HW]
+        weights = torch.softmax(torch.bmm(q, k) * (int(c) ** (-0.5)), dim=2)  # [B, HW(query), HW(key)]
+        out = torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w)  # [B, C, H, W]
+        return x + self.proj_out(out)
 
 
 class Upsample(nn.Module):
