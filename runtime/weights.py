@@ -234,14 +234,11 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
     map_key = key_mapper(cfg)
     coverage = _Coverage(params)
     tie = cfg.llm.tie_word_embeddings
-    bar = tqdm(total=len(weights.files), desc="loading weights", unit="file", disable=not progress)
-    current = None
+    total_bytes = sum(f.stat().st_size for f in weights.files)
+    bar = tqdm(total=total_bytes, desc="loading weights", unit="B", unit_scale=True, disable=not progress)
     with torch.no_grad():
         for path, key, tensor in iter_tensors(weights):
-            if path != current:
-                if current is not None:
-                    bar.update(1)
-                current = path
+            bar.update(tensor.numel() * tensor.element_size())
             targets = map_key(key)
             if targets is None:
                 raise CheckpointError(
@@ -268,7 +265,7 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                 rows = target.rows or (0, param.shape[0] if param.dim() else 1)
                 coverage.add(target.param, rows, key, path)
             del tensor
-        bar.update(1)
+    bar.n = total_bytes  # headers and padding are not tensor bytes
     bar.close()
     if tie and not coverage.filled["lm_head.weight"]:  # tied checkpoints store only embed_tokens
         model.lm_head.weight = model.llm.embed_tokens.weight
