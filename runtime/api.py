@@ -88,6 +88,23 @@ def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) 
         raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}")
 
 
+def check_generation_args(num_images: int, cfg_weight: float, temperature: float, top_k: int | None,
+                          top_p: float | None) -> None:
+    """Validate `generate_images` arguments that need no model (the CLI calls this before loading one)."""
+    if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
+        raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
+    if not _is_number(cfg_weight) or cfg_weight < 0:
+        raise InputError(f"cfg_weight must be a finite number >= 0, got {cfg_weight!r}")
+    _check_sampling(temperature, top_k, top_p)
+
+
+def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Validate `chat` arguments that need no model (the CLI calls this before loading one)."""
+    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    _check_sampling(temperature, top_k, top_p)
+
+
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
     if seed is None:
         return None
@@ -147,11 +164,7 @@ class Janus:
         temperature 0 is argmax (deterministic); otherwise a given `seed` reproduces the tokens on the same
         device. top_k/top_p are off by default, as in the reference. `raw=True` takes a preformatted prompt.
         """
-        if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
-            raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
-        if not _is_number(cfg_weight) or cfg_weight < 0:
-            raise InputError(f"cfg_weight must be a finite number >= 0, got {cfg_weight!r}")
-        _check_sampling(temperature, top_k, top_p)
+        check_generation_args(num_images, cfg_weight, temperature, top_k, top_p)
         text = self.image_prompt(prompt, raw)
         ids = self.tokenizer.encode(text)
         steps = self.config.image_tokens_per_image
@@ -253,9 +266,7 @@ class Janus:
                 raise InputError(f"{len(questions)} questions but {len(per_row)} image entries; give one entry (or None) per question")
         else:
             per_row = [image]
-        if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        _check_sampling(temperature, top_k, top_p)
+        check_chat_args(max_new_tokens, temperature, top_k, top_p)
         built = [self.chat_inputs(q, imgs, system_prompt, raw) for q, imgs in zip(questions, per_row)]
         longest = max(len(r.ids) for r, _ in built)
         if longest + max_new_tokens > self.context_length:

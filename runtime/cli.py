@@ -119,12 +119,19 @@ def _load(args):
 
 
 def _check_before_loading(args: argparse.Namespace) -> None:
-    """Reject bad counts and missing image files before the (slow) model load, naming the option."""
-    if getattr(args, "num_images", 1) < 1:
-        raise InputError(f"-n/--num-images must be >= 1, got {args.num_images}")
-    if getattr(args, "max_new_tokens", 1) < 1:
-        raise InputError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    for image in getattr(args, "image", []):
+    """Run the API's own argument checks before the (slow) model load, naming the command-line option."""
+    from .api import check_chat_args, check_generation_args
+
+    top_k = args.top_k or None
+    try:
+        if args.command == "generate":
+            check_generation_args(args.num_images, args.cfg_weight, args.temperature, top_k, args.top_p)
+        else:
+            check_chat_args(args.max_new_tokens, args.temperature, top_k, args.top_p)
+    except InputError as e:
+        option = str(e).split(" ", 1)[0].replace("_", "-")
+        raise InputError(f"--{option}: {e}") from None
+    for image in args.image if args.command == "chat" else []:
         if not Path(image).is_file():
             raise InputError(f"--image {image}: no such file")
 

@@ -34,10 +34,6 @@ class KVCache:
     def max_len(self) -> int:
         return self.keys.shape[3]
 
-    @property
-    def batch(self) -> int:
-        return self.keys.shape[1]
-
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):

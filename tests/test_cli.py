@@ -186,6 +186,22 @@ def test_generate_checks_num_images_before_loading(capsys: pytest.CaptureFixture
     assert_clean_error(code, out, err, "--num-images", "got -1")
 
 
+@pytest.mark.parametrize(
+    "argv, option, detail",
+    [
+        (["generate", "--model", "/nonexistent/dir", "a fox", "--cfg-weight", "-1"], "--cfg-weight", "got -1.0"),
+        (["generate", "--model", "/nonexistent/dir", "a fox", "--temperature", "-0.5"], "--temperature", "got -0.5"),
+        (["chat", "--model", "/nonexistent/dir", "hi", "--top-p", "1.5"], "--top-p", "got 1.5"),
+        (["chat", "--model", "/nonexistent/dir", "hi", "--top-k", "-3"], "--top-k", "got -3"),
+    ],
+)
+def test_sampling_options_checked_before_loading(argv: list[str], option: str, detail: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # The model path is bogus: an error naming the option proves the API's checks ran before any load.
+    code, out, err = run(argv, capsys)
+    assert_clean_error(code, out, err, option, detail)
+
+
 # ------------------------------------------------------------------------------------------------- chat
 def test_chat_matches_api(
     tiny_official: Path, tiny_model: janus_rt.Janus, picture: Path, capsys: pytest.CaptureFixture[str]
