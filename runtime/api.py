@@ -16,14 +16,14 @@ import torch
 from .checkpoint import find_weight_files
 from .config import JanusConfig, load_config
 from .errors import CheckpointError, InputError
-from .generation import decode_tokens, generate_image_tokens
+from .backend import Runner, TorchRunner
 from .images import ImageLike, postprocess, preprocess
 from .hub import resolve_model_path
 from .info import count_parameters, describe
 from .model import JanusModel, build_empty_model
 from .prompts import ChatFormat, generation_prompt, understanding_prompt
 from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
-from .understanding import TextRequest, expand_placeholders, generate_text
+from .understanding import TextRequest, expand_placeholders
 from .weights import load_weights
 
 BACKENDS = ("torch",)
@@ -105,35 +105,41 @@ def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, 
     _check_sampling(temperature, top_k, top_p)
 
 
-def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:
-    if seed is None:
-        return None
-    if not isinstance(seed, int) or isinstance(seed, bool):
+def _check_seed(seed: int | None) -> int | None:
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise InputError(f"seed must be an integer or None, got {seed!r}")
-    return torch.Generator(device=device).manual_seed(seed)
+    return seed
 
 
 class Janus:
     """A loaded Janus model with its tokenizer; create it with `janus_rt.load`."""
 
-    def __init__(self, model: JanusModel, tokenizer: JanusTokenizer, chat_format: ChatFormat, backend: str, path: Path):
-        self.model = model
+    def __init__(self, runner: Runner, tokenizer: JanusTokenizer, chat_format: ChatFormat, path: Path):
+        self.runner = runner
         self.tokenizer = tokenizer
         self.chat_format: ChatFormat = chat_format
-        self.backend = backend
         self.path = path
 
     @property
+    def backend(self) -> str:
+        return self.runner.name
+
+    @property
+    def model(self) -> JanusModel | None:
+        """The torch module tree (torch and triton backends); None for engine backends."""
+        return self.runner.model
+
+    @property
     def config(self) -> JanusConfig:
-        return self.model.cfg
+        return self.runner.cfg
 
     @property
     def device(self) -> torch.device:
-        return self.model.gen_embed.weight.device
+        return self.runner.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.gen_embed.weight.dtype
+        return self.runner.dtype
 
     @property
     def context_length(self) -> int:
@@ -173,10 +179,9 @@ class Janus:
                 f"prompt is {len(ids)} tokens; with {steps} image tokens that exceeds the context of "
                 f"{self.context_length} tokens: shorten the prompt"
             )
-        generator = _generator(seed, self.device)
-        tokens = generate_image_tokens(
-            self.model, ids, self.tokenizer.special.pad, num_images, float(cfg_weight), float(temperature),
-            generator, top_k, top_p, progress,
+        tokens = self.runner.generate_image_tokens(
+            ids, self.tokenizer.special.pad, num_images, float(cfg_weight), float(temperature), _check_seed(seed),
+            top_k, top_p, progress,
         )
         return ImageResult(tokens=tokens, images=self._decode(tokens), prompt=text)
 
@@ -199,7 +204,7 @@ class Janus:
         return self._decode(t.to(device=self.device, dtype=torch.long))
 
     def _decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return postprocess(decode_tokens(self.model, tokens))
+        return postprocess(self.runner.decode_tokens(tokens))
 
     # ------------------------------------------------------------------------------------ understanding
     def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:
@@ -275,9 +280,9 @@ class Janus:
                 f"the context of {self.context_length} tokens: shorten the prompt or lower max_new_tokens"
             )
         sp = self.tokenizer.special
-        answers = generate_text(
-            self.model, [r for r, _ in built], sp.pad, sp.image_placeholder, sp.eos, max_new_tokens,
-            float(temperature), _generator(seed, self.device), top_k, top_p,
+        answers = self.runner.generate_text(
+            [r for r, _ in built], sp.pad, sp.image_placeholder, sp.eos, max_new_tokens, float(temperature),
+            _check_seed(seed), top_k, top_p,
         )
         results = [
             ChatResult(text=self.tokenizer.decode(ids), token_ids=ids, finished=done, prompt=text)
@@ -288,7 +293,9 @@ class Janus:
     # ------------------------------------------------------------------------------------------- info
     def info(self) -> dict:
         """Variant, dimensions, parameter count and bytes of the loaded model."""
-        return describe(self.config, count_parameters(self.model), self.dtype, self.chat_format)
+        info = describe(self.config, count_parameters(self.model), self.dtype, self.chat_format)
+        info["backend"] = self.runner.describe_mode()
+        return info
 
 
 def load(
@@ -322,4 +329,11 @@ def load(
     model = build_empty_model(cfg, dev, dt)
     load_weights(model, weights, progress=progress)
     fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
-    return Janus(model, tokenizer, fmt, backend, path)
+    return Janus(make_runner(backend, model), tokenizer, fmt, path)
+
+
+def make_runner(backend: str, model: JanusModel) -> Runner:
+    """The runner of a torch-module backend over a loaded model."""
+    if backend == "torch":
+        return TorchRunner(model)
+    raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

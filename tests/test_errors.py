@@ -34,6 +34,7 @@ from janus_rt.images import preprocess
 from janus_rt.tiny import TinySpec, write_tiny_checkpoint
 
 api = importlib.import_module("janus_rt.api")
+backend = importlib.import_module("janus_rt.backend")
 
 
 class ModelWorkStarted(Exception):
@@ -47,8 +48,9 @@ def _refuse(*_args: object, **_kwargs: object) -> None:
 @pytest.fixture
 def no_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace every function of the API that runs the model (or builds it) by `_refuse`."""
-    for name in ("generate_image_tokens", "generate_text", "decode_tokens", "build_empty_model"):
-        monkeypatch.setattr(api, name, _refuse)
+    for name in ("generate_image_tokens", "generate_text", "decode_tokens"):
+        monkeypatch.setattr(backend, name, _refuse)
+    monkeypatch.setattr(api, "build_empty_model", _refuse)
 
 
 @pytest.fixture(scope="module")
