@@ -15,6 +15,7 @@ import torch
 from .config import JanusConfig
 from .generation import decode_tokens, generate_image_tokens
 from .model import JanusModel
+from .timing import PhaseTimer
 from .understanding import TextRequest, generate_text
 
 
@@ -27,14 +28,20 @@ class Runner(Protocol):
 
     def generate_image_tokens(self, prompt_ids: list[int], pad_id: int, num_images: int, cfg_weight: float,
                               temperature: float, seed: int | None, top_k: int | None, top_p: float | None,
-                              progress: bool) -> torch.Tensor:
-        """`[P, grid*grid]` image-token ids for one prompt (ids include BOS ... <begin_of_image>)."""
+                              progress: bool, timer: PhaseTimer | None = None) -> torch.Tensor:
+        """`[P, grid*grid]` image-token ids for one prompt (ids include BOS ... <begin_of_image>).
+
+        A `timer` (benchmarks) gets phases "prefill" and "decode" (marked with the number of decode steps).
+        """
         ...
 
     def generate_text(self, requests: list[TextRequest], pad_id: int, placeholder: int, eos_id: int,
                       max_new_tokens: int, temperature: float, seed: int | None, top_k: int | None,
-                      top_p: float | None) -> list[tuple[list[int], bool]]:
-        """Per row: (new token ids without EOS, whether EOS ended it)."""
+                      top_p: float | None, timer: PhaseTimer | None = None) -> list[tuple[list[int], bool]]:
+        """Per row: (new token ids without EOS, whether EOS ended it).
+
+        A `timer` gets "prefill" (through the first token) and "decode" (marked with the tokens after it).
+        """
         ...
 
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -62,13 +69,14 @@ class TorchRunner:
         self.dtype = model.gen_embed.weight.dtype
 
     def generate_image_tokens(self, prompt_ids, pad_id, num_images, cfg_weight, temperature, seed, top_k, top_p,
-                              progress):
+                              progress, timer=None):
         return generate_image_tokens(self.model, prompt_ids, pad_id, num_images, cfg_weight, temperature,
-                                     seeded_generator(seed, self.device), top_k, top_p, progress)
+                                     seeded_generator(seed, self.device), top_k, top_p, progress, timer)
 
-    def generate_text(self, requests, pad_id, placeholder, eos_id, max_new_tokens, temperature, seed, top_k, top_p):
+    def generate_text(self, requests, pad_id, placeholder, eos_id, max_new_tokens, temperature, seed, top_k, top_p,
+                      timer=None):
         return generate_text(self.model, requests, pad_id, placeholder, eos_id, max_new_tokens, temperature,
-                             seeded_generator(seed, self.device), top_k, top_p)
+                             seeded_generator(seed, self.device), top_k, top_p, timer)
 
     def decode_tokens(self, tokens):
         return decode_tokens(self.model, tokens)

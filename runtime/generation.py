@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from .llm import KVCache
 from .model import JanusModel
 from .sampling import cfg_mix, sample
+from .timing import PhaseTimer
 
 
 def cfg_prompt_tokens(prompt_ids: list[int], pad_id: int, num_images: int, device: torch.device) -> torch.Tensor:
@@ -35,8 +36,12 @@ def generate_image_tokens(
     top_k: int | None = None,
     top_p: float | None = None,
     progress: bool = False,
+    timer: PhaseTimer | None = None,
 ) -> torch.Tensor:
-    """Sample `[P, grid*grid]` image-token ids for one prompt (ids already include BOS ... <begin_of_image>)."""
+    """Sample `[P, grid*grid]` image-token ids for one prompt (ids already include BOS ... <begin_of_image>).
+
+    A `timer` gets phases "prefill" and "decode" (steps - 1 steps; the last step's sampling counts there too).
+    """
     device = model.gen_embed.weight.device
     dtype = model.gen_embed.weight.dtype
     steps = model.cfg.image_tokens_per_image
@@ -45,6 +50,8 @@ def generate_image_tokens(
     cache = KVCache.allocate(model.cfg.llm, rows, prompt_len + steps - 1, device, dtype)
     positions = torch.arange(prompt_len, device=device).expand(rows, prompt_len)  # [2P, L]
     hidden = model.llm(model.llm.embed_tokens(tokens), positions, cache, 0)[:, -1]  # [2P, D]
+    if timer is not None:
+        timer.mark("prefill")
     out = torch.empty(num_images, steps, dtype=torch.long, device=device)
     for step in tqdm(range(steps), desc="image tokens", unit="tok", disable=not progress, leave=False):
         guided = cfg_mix(model.gen_head(hidden), cfg_weight)  # [P, V]
@@ -55,6 +62,8 @@ def generate_image_tokens(
         embeds = model.gen_token_embeddings(next_tokens.repeat_interleave(2))[:, None]  # [2P, 1, D]
         pos = torch.full((rows, 1), prompt_len + step, device=device)
         hidden = model.llm(embeds, pos, cache, prompt_len + step)[:, -1]
+    if timer is not None:
+        timer.mark("decode", steps - 1)
     return out
 
 

@@ -13,6 +13,7 @@ import torch
 from .llm import KVCache
 from .model import JanusModel
 from .sampling import sample
+from .timing import PhaseTimer
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,12 @@ def generate_text(
     generator: torch.Generator | None,
     top_k: int | None = None,
     top_p: float | None = None,
+    timer: PhaseTimer | None = None,
 ) -> list[tuple[list[int], bool]]:
-    """Per row: (new token ids without EOS, whether EOS ended it)."""
+    """Per row: (new token ids without EOS, whether EOS ended it).
+
+    A `timer` gets phases "prefill" (up to and including the first token) and "decode" (one mark per token after).
+    """
     embeds, positions, key_start = prefill_embeddings(model, requests, pad_id, placeholder)
     batch, width = positions.shape
     device, dtype = embeds.device, embeds.dtype
@@ -76,6 +81,8 @@ def generate_text(
     for step in range(max_new_tokens):
         # fp32 logits for the draw, as transformers' generate (which the reference calls) does
         tokens = sample(model.lm_head(hidden).float(), temperature, generator, top_k, top_p)  # [B]
+        if timer is not None:
+            timer.mark("prefill" if step == 0 else "decode")
         for b, tid in enumerate(tokens.tolist()):
             if not finished[b]:
                 if tid == eos_id:
