@@ -1,0 +1,230 @@
+"""KV-cache attention for decode and short verification chunks (split-K flash-decoding), with a torch reference.
+
+Shapes (one layer):
+    q        [B, Hq, T, D]      T new tokens per row, 1 <= T <= 16, already RoPE-rotated
+    keys     [B, Hkv, S_max, D] static cache; the T new keys are already written at slots [len - T, len)
+    values   [B, Hkv, S_max, D]
+    lengths  [B] int32          valid cache slots per row, new tokens included (a device tensor: graph safe)
+    key_start[B] int32 or None  first non-padding slot per row (left-padded batches)
+    out      [B, Hq, T, D]
+
+Query t of row b (at slot lengths[b] - T + t) sees keys j with key_start[b] <= j <= lengths[b] - T + t:
+causal among the new tokens, everything before them. Hq = G * Hkv (GQA; G = 1 is MHA). Each program takes
+one (row, kv head) pair and one split of the sequence: its G*T queries form the rows of one tile, so each
+key block is read once for the whole group. A second kernel merges the splits by their log-sum-exp. The
+grid depends only on S_max, never on the lengths, so a launch captures into a CUDA graph and replays for
+any lengths. Accumulation is fp32; fp16/bf16 inputs use the tensor cores; fp32 inputs use IEEE dots.
+The Triton interpreter mis-computes bf16 dots, so there the bf16 tiles are upcast first: bf16 x bf16
+products are exact in fp32, so this is the same arithmetic the tensor cores do.
+
+Versions: v1 split-K with GQA-packed query tiles (this file).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .interpret import interpreting
+
+
+@triton.jit
+def _split_kernel(
+    q_ptr, k_ptr, v_ptr, lengths_ptr, key_start_ptr, part_acc_ptr, part_max_ptr, part_sum_ptr,
+    stride_qb, stride_qh, stride_qt,
+    stride_kb, stride_kh, stride_ks,
+    stride_vb, stride_vh, stride_vs,
+    num_kv_heads, num_splits, chunk, scale,
+    GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_KEY_START: tl.constexpr, IEEE: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = pid_bh // num_kv_heads
+    kv_head = pid_bh % num_kv_heads
+    length = tl.load(lengths_ptr + b)
+    first = 0
+    if HAS_KEY_START:
+        first = tl.load(key_start_ptr + b)
+    start = tl.maximum(split * chunk, first)
+    end = tl.minimum(split * chunk + chunk, length)
+
+    rows = tl.arange(0, BLOCK_M)  # tile row r = query head (r // T) of the group, new token (r % T)
+    head = kv_head * GROUP + rows // NEW_TOKENS
+    tok = rows % NEW_TOKENS
+    row_ok = rows < GROUP * NEW_TOKENS
+    dims = tl.arange(0, HEAD_DIM)
+    q = tl.load(q_ptr + b * stride_qb + head[:, None] * stride_qh + tok[:, None] * stride_qt + dims[None, :],
+                mask=row_ok[:, None], other=0.0)  # [BLOCK_M, D]
+    if DOT_FP32:
+        q = q.to(tl.float32)
+    last_key = length - NEW_TOKENS + tok  # [BLOCK_M] causal limit of each query
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    k_base = k_ptr + b * stride_kb + kv_head * stride_kh
+    v_base = v_ptr + b * stride_vb + kv_head * stride_vh
+    for n0 in range(start, end, BLOCK_N):
+        keys_idx = n0 + tl.arange(0, BLOCK_N)
+        key_ok = keys_idx < end
+        k = tl.load(k_base + keys_idx[:, None] * stride_ks + dims[None, :], mask=key_ok[:, None], other=0.0)
+        if DOT_FP32:
+            k = k.to(tl.float32)
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k))
+        s = s * scale  # [BLOCK_M, BLOCK_N] fp32
+        visible = key_ok[None, :] & (keys_idx[None, :] <= last_key[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows with nothing visible yet stay at 0
+        p = tl.exp(s - m_safe[:, None])
+        alpha = tl.exp(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_base + keys_idx[:, None] * stride_vs + dims[None, :], mask=key_ok[:, None], other=0.0)
+        p = p.to(v_ptr.dtype.element_ty)  # probabilities rounded to the cache dtype, as the tensor cores take them
+        if DOT_FP32:
+            p = p.to(tl.float32)
+            v = v.to(tl.float32)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p, v)
+        m_i = m_new
+
+    part = pid_bh * num_splits + split  # partials laid out [B*Hkv, splits, BLOCK_M(, D)]
+    tl.store(part_max_ptr + part * BLOCK_M + rows, m_i)
+    tl.store(part_sum_ptr + part * BLOCK_M + rows, l_i)
+    tl.store(part_acc_ptr + (part * BLOCK_M + rows[:, None]) * HEAD_DIM + dims[None, :], acc)
+
+
+@triton.jit
+def _merge_kernel(
+    part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr,
+    stride_ob, stride_oh, stride_ot,
+    num_kv_heads, num_splits,
+    GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    pid_bh = tl.program_id(0)
+    b = pid_bh // num_kv_heads
+    kv_head = pid_bh % num_kv_heads
+    rows = tl.arange(0, BLOCK_M)
+    dims = tl.arange(0, HEAD_DIM)
+    m_all = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    for split in range(0, num_splits):
+        m_all = tl.maximum(m_all, tl.load(part_max_ptr + (pid_bh * num_splits + split) * BLOCK_M + rows))
+    m_safe = tl.where(m_all == float("-inf"), 0.0, m_all)
+    total = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    for split in range(0, num_splits):
+        part = pid_bh * num_splits + split
+        weight = tl.exp(tl.load(part_max_ptr + part * BLOCK_M + rows) - m_safe)  # 0 for empty splits
+        total += weight * tl.load(part_sum_ptr + part * BLOCK_M + rows)
+        acc += weight[:, None] * tl.load(part_acc_ptr + (part * BLOCK_M + rows[:, None]) * HEAD_DIM + dims[None, :])
+    out = acc / tl.where(total == 0.0, 1.0, total)[:, None]
+    head = kv_head * GROUP + rows // NEW_TOKENS
+    tok = rows % NEW_TOKENS
+    row_ok = rows < GROUP * NEW_TOKENS
+    tl.store(out_ptr + b * stride_ob + head[:, None] * stride_oh + tok[:, None] * stride_ot + dims[None, :],
+             out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+MAX_NEW_TOKENS = 16
+BLOCK_N = 64
+
+
+def choose_splits(batch: int, kv_heads: int, max_len: int, num_sms: int) -> int:
+    """Splits of the sequence so that about two programs run per multiprocessor, each >= one key block."""
+    wanted = max(1, (2 * num_sms) // max(1, batch * kv_heads))
+    return max(1, min(wanted, triton.cdiv(max_len, BLOCK_N)))
+
+
+def decode_attention(
+    *,
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    lengths: torch.Tensor,
+    key_start: torch.Tensor | None = None,
+    scale: float | None = None,
+    num_splits: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Attention of `T` new queries per row over a static KV cache; see the module docstring for shapes.
+
+    `num_splits` defaults from the batch, kv heads, S_max and the device's multiprocessor count; it depends
+    on no device value, so a graph capture stays valid for any lengths.
+    """
+    batch, heads, new_tokens, head_dim = q.shape
+    kb, kv_heads, max_len, kd = keys.shape
+    if values.shape != keys.shape or kb != batch or kd != head_dim:
+        raise ValueError(f"cache shapes {list(keys.shape)} / {list(values.shape)} do not match q {list(q.shape)}")
+    if heads % kv_heads:
+        raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} kv heads")
+    if not 1 <= new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"{new_tokens} new tokens per row; this kernel takes 1..{MAX_NEW_TOKENS}")
+    if head_dim not in (64, 128) and (head_dim < 16 or head_dim & (head_dim - 1)):
+        raise ValueError(f"head_dim {head_dim} must be a power of two >= 16 (Janus uses 64 / 128)")
+    for name, t in (("q", q), ("keys", keys), ("values", values)):
+        if t.stride(-1) != 1:
+            raise ValueError(f"{name} must be contiguous in its last dimension")
+    if lengths.shape != (batch,) or lengths.dtype != torch.int32:
+        raise ValueError(f"lengths must be an int32 tensor [{batch}], got {lengths.dtype} {list(lengths.shape)}")
+    if key_start is not None and (key_start.shape != (batch,) or key_start.dtype != torch.int32):
+        raise ValueError(f"key_start must be an int32 tensor [{batch}] or None")
+    group = heads // kv_heads
+    block_m = max(16, triton.next_power_of_2(group * new_tokens))
+    if num_splits is None:
+        sms = torch.cuda.get_device_properties(q.device).multi_processor_count if q.is_cuda else 4
+        num_splits = choose_splits(batch, kv_heads, max_len, sms)
+    chunk = triton.cdiv(triton.cdiv(max_len, num_splits), BLOCK_N) * BLOCK_N
+    part_acc = torch.empty(batch * kv_heads, num_splits, block_m, head_dim, device=q.device, dtype=torch.float32)
+    part_max = torch.empty(batch * kv_heads, num_splits, block_m, device=q.device, dtype=torch.float32)
+    part_sum = torch.empty_like(part_max)
+    if out is None:
+        out = torch.empty_like(q)
+    _split_kernel[(batch * kv_heads, num_splits)](
+        q, keys, values, lengths, lengths if key_start is None else key_start, part_acc, part_max, part_sum,
+        q.stride(0), q.stride(1), q.stride(2),
+        keys.stride(0), keys.stride(1), keys.stride(2),
+        values.stride(0), values.stride(1), values.stride(2),
+        kv_heads, num_splits, chunk, scale if scale is not None else 1.0 / math.sqrt(head_dim),
+        GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=BLOCK_N,
+        HAS_KEY_START=key_start is not None, IEEE=q.dtype == torch.float32,
+        DOT_FP32=interpreting() and q.dtype == torch.bfloat16,
+        num_warps=4, num_stages=2,
+    )
+    _merge_kernel[(batch * kv_heads,)](
+        part_acc, part_max, part_sum, out,
+        out.stride(0), out.stride(1), out.stride(2),
+        kv_heads, num_splits,
+        GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m,
+        num_warps=4,
+    )
+    return out
+
+
+def decode_attention_ref(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,
+    key_start: torch.Tensor | None = None, scale: float | None = None,
+) -> torch.Tensor:
+    """The same function in plain torch, computed in the dtype of its inputs (upcast them for a reference)."""
+    batch, heads, new_tokens, head_dim = q.shape
+    kv_heads, max_len = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    k = keys.repeat_interleave(group, dim=1)  # [B, Hq, S_max, D]
+    v = values.repeat_interleave(group, dim=1)
+    scores = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1.0 / math.sqrt(head_dim))  # [B, Hq, T, S]
+    slot = torch.arange(max_len, device=q.device)
+    last = lengths.long()[:, None] - new_tokens + torch.arange(new_tokens, device=q.device)[None, :]  # [B, T]
+    visible = slot[None, None, :] <= last[:, :, None]  # [B, T, S]
+    if key_start is not None:
+        visible &= slot[None, None, :] >= key_start.long()[:, None, None]
+    scores = scores.masked_fill(~visible[:, None], float("-inf"))
+    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
