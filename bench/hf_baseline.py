@@ -168,4 +168,4 @@ def measure_hf_text_row(hf, request: TextRequest, batch: int, new_tokens: int, r
     full = statistics.median(timed(lambda: run(new_tokens), device)[1] for _ in range(max(repeats, 1)))
     peak = peak_memory_gb(device)
     return TextMeasurement("transformers", batch, len(request.ids), new_tokens, warmup_ms, ttft,
-                           max(full - ttft, 0.0) / (new_tokens - 1), None if peak is None else peak - exclude_gb)
+                           max(full - ttft, 1e-3) / (new_tokens - 1), None if peak is None else peak - exclude_gb)
