@@ -182,16 +182,14 @@ def targets(opts: BenchOptions, card: dict, image_rows: list[dict], text_rows: l
              "met": None if value is None else value >= goal} for name, value, goal, unit in checks]
 
 
-def available_runners(model, backends: tuple[str, ...], notes: list[str], log: Log) -> list[Runner]:
-    """`make_runner` for each backend; an unavailable one is skipped with a note."""
-    runners = []
-    for backend in backends:
-        try:
-            runners.append(make_runner(backend, model))
-        except (InputError, ImportError) as e:
-            notes.append(f"backend {backend!r} skipped: {e}")
-            log(f"[bench] backend {backend!r} skipped: {e}")
-    return runners
+def runner_or_note(model, backend: str, notes: list[str], log: Log) -> Runner | None:
+    """`make_runner(backend, model)`, or None with a note when that backend is not available here."""
+    try:
+        return make_runner(backend, model)
+    except (InputError, ImportError) as e:
+        notes.append(f"backend {backend!r} skipped: {e}")
+        log(f"[bench] backend {backend!r} skipped: {e}")
+        return None
 
 
 def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, special: SpecialIds, elem: int,
@@ -248,6 +246,9 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     notes: list[str] = []
     if device.type != "cuda":
         notes.append("no GPU: bandwidth, MBU and peak VRAM are not measured (GPU-only); times are CPU times")
+    else:
+        notes.append("peak GB = torch.cuda.max_memory_allocated during the row (model weights included); MBU % = "
+                     "roofline step time at the measured copy bandwidth / measured step time, weights + KV reads")
     cfg = architecture_config(opts.arch)
     log(f"[bench] building {opts.arch} with random weights on {device} ({dtype})")
     model = build_random_model(cfg, device, dtype, opts.seed)
@@ -256,7 +257,10 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     prompt = image_prompt_ids(special, opts.image_prompt_tokens, opts.seed)
     image_rows: list[dict] = []
     text_rows: list[dict] = []
-    for runner in available_runners(model, opts.backends, notes, log):
+    for backend in opts.backends:  # one runner alive at a time: its buffers / graph pools do not inflate the next
+        runner = runner_or_note(model, backend, notes, log)
+        if runner is None:
+            continue
         card.setdefault("modes", {})[runner.name] = runner.describe_mode()
         if "image" not in opts.skip:
             for n in opts.images:
@@ -272,6 +276,8 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
                                      opts.repeats)
                 text_rows.append(text_row(m, cfg, card, elem))
         del runner
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     if opts.hf:
         hf_image, hf_text = run_transformers(model, cfg, card, opts, special, elem, prompt, notes, log)
         image_rows += hf_image

@@ -74,8 +74,8 @@ def format_speedups(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def format_targets(rows: list[dict]) -> str:
-    lines = ["issue-3 targets (H100, Janus-1.3B shape, bf16)"]
+def format_targets(rows: list[dict], gpu: str | None) -> str:
+    lines = [f"issue-3 targets (stated for an H100, Janus-1.3B shape, bf16; this GPU: {gpu})"]
     for t in rows:
         verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "MISSED"
         lines.append(f"  [{verdict:>6}] {t['backend']}: {t['target']}: {_fmt(t['value'], 1)} {t['unit']} "
@@ -93,7 +93,7 @@ def render(result: dict) -> str:
     if result["speedups"]:
         parts.append(format_speedups(result["speedups"]))
     if result["targets"]:
-        parts.append(format_targets(result["targets"]))
+        parts.append(format_targets(result["targets"], result["card"]["gpu"]))
     if result["notes"]:
         parts.append("notes\n" + "\n".join(f"  - {n}" for n in result["notes"]))
     parts.append(f"command: {result['command']}")

@@ -192,3 +192,31 @@ def test_bench_tiny_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert any("--no-hf" in n for n in result["notes"])
     assert "| backend" in out and "decode ms/step" in out and "TTFT ms" in out
     assert json.loads(out_file.read_text()) == result
+
+
+def test_report_renders_a_gpu_result() -> None:
+    """The GPU-only fields (bandwidth, MBU, VRAM, targets) render; the last line is the same JSON."""
+    from janus_rt.bench.harness import BenchOptions, targets
+    from janus_rt.bench.report import render
+
+    card = {"arch": "janus-1.3b", "variant": "Janus-1.3B / Janus-Pro-1B shape", "device": "cuda", "dtype": "bfloat16",
+            "parameters": 2_089_000_000, "model_bytes": 4_178_000_000, "gpu": "NVIDIA H100 80GB HBM3",
+            "gpu_memory_gb": 85.0, "copy_gbps": 3000.0, "datasheet_gbps": 3350.0,
+            "image_step_weight_bytes": 2_550_415_360, "text_step_weight_bytes": 2_885_881_856,
+            "kv_bytes_per_token_row": 196608, "one_image_step_bytes": 2.675e9, "one_image_step_floor_ms": 0.89,
+            "one_image_floor_s": 0.51, "modes": {"triton": "graphs", "torch": "eager"}}
+    img = dict(backend="triton", images=1, warmup_ms=2000.0, prefill_ms=5.0, decode_ms_per_step=1.1, image_tokens_per_s=900.0,
+               images_per_s=1.6, mbu_pct=80.9, mbu_datasheet_pct=72.5, vq_ms_per_image=20.0, peak_gb=5.1)
+    hf = dict(img, backend="transformers", prefill_ms=None, images_per_s=0.04, mbu_pct=2.0)
+    txt = dict(backend="triton", batch=1, prompt_tokens=642, new_tokens=128, warmup_ms=900.0, ttft_ms=30.0,
+               decode_ms_per_step=1.2, decode_tokens_per_s=833.0, mbu_pct=81.0, mbu_datasheet_pct=72.0, peak_gb=4.9)
+    speed = speedups([img, hf], [txt])
+    result = {"card": card, "versions": {"torch": "2.11", "cuda": "12.8", "triton": "3.6", "transformers": "5.17",
+                                         "janus_rt": "0.1.0"},
+              "image": [img, hf], "text": [txt], "speedups": speed,
+              "targets": targets(BenchOptions(), card, [img, hf], [txt], speed), "notes": ["n"], "command": "janus-rt bench"}
+    out = render(result)
+    assert "NVIDIA H100 80GB HBM3" in out and "3,000 GB/s measured" in out and "80.9" in out
+    assert "[   MET] triton: one image" in out and "speedup vs transformers: 40.0 x" in out
+    assert "[   n/a] triton: 16 images" in out
+    assert json.loads(out.splitlines()[-1]) == result
