@@ -1,4 +1,4 @@
-"""The `janus-rt` command line: generate, chat, info, demo."""
+"""The `janus-rt` command line: generate, chat, info, demo, bench."""
 
 from __future__ import annotations
 
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "generate end to end; no download needed.")
     d.add_argument("--out", default=None, help="keep the demo checkpoint and images here (default: a temp dir)")
     d.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+    from .bench.cli import add_bench_parser  # the bench subcommand lives in janus_rt.bench
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -217,7 +221,13 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo}
+def cmd_bench(args) -> int:
+    from .bench.cli import run_bench_command
+
+    return run_bench_command(args)
+
+
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

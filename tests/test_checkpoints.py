@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import janus_rt
+from janus_rt.bench.architectures import CONFIG_1B, CONFIG_7B, LANGUAGE_7B
 from janus_rt.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig, load_config
 from janus_rt.errors import CheckpointError
 from janus_rt.tiny import TinySpec, official_key_shapes, random_state_dict, write_tiny_checkpoint
@@ -119,35 +120,7 @@ def test_all_formats_give_identical_greedy_answer(loaded_formats: dict[str, janu
 
 
 # ------------------------------------------------------------------------- real release configs (§1.4)
-def release_config(d: int, language_config: dict) -> dict:
-    """A release config.json as published: the parts shared by all three checkpoints, with hidden size `d`."""
-    return {
-        "model_type": "multi_modality",
-        "torch_dtype": "bfloat16",
-        "transformers_version": "4.33.1",
-        "vision_config": {"cls": "CLIPVisionTower", "model_type": "vision", "params": {
-            "image_size": 384, "model_name": "siglip_large_patch16_384", "select_feature": "same", "select_layer": -1}},
-        "aligner_config": {"cls": "MlpProjector", "model_type": "aligner", "params": {
-            "depth": 2, "input_dim": 1024, "n_embed": d, "projector_type": "mlp_gelu"}},
-        "gen_vision_config": {"cls": "VQ-16", "model_type": "gen_vision", "params": {
-            "image_token_size": 16384, "n_embed": 8}},
-        "gen_aligner_config": {"cls": "MlpProjector", "model_type": "gen_aligner", "params": {
-            "depth": 2, "input_dim": 8, "n_embed": d, "projector_type": "mlp_gelu"}},
-        "gen_head_config": {"cls": "vision_head", "model_type": "gen_head", "params": {
-            "image_token_embed": d, "image_token_size": 16384, "n_embed": d}},
-        "language_config": language_config,
-    }
-
-
-# Janus-1.3B (mirrored verbatim at onnx-community/Janus-1.3B-ONNX) and Janus-Pro-1B share these values.
-LANGUAGE_1B = {"hidden_size": 2048, "intermediate_size": 5632, "max_position_embeddings": 16384, "model_type": "llama",
-               "num_attention_heads": 16, "num_hidden_layers": 24, "num_key_value_heads": 16,
-               "torch_dtype": "bfloat16", "vocab_size": 102400}
-# Janus-Pro-7B states only these five fields; everything else is a transformers.LlamaConfig default.
-LANGUAGE_7B = {"max_position_embeddings": 16384, "model_type": "llama", "num_hidden_layers": 30,
-               "torch_dtype": "bfloat16", "vocab_size": 102400}
-CONFIG_1B = release_config(2048, LANGUAGE_1B)
-CONFIG_7B = release_config(4096, LANGUAGE_7B)
+# One copy of the published config.json dicts, in janus_rt.bench.architectures (the benchmark builds them).
 
 
 def parse(tmp_path: Path, config: dict) -> JanusConfig:

@@ -1,0 +1,108 @@
+"""`janus-rt bench`: the subcommand's flags and handler (runtime/cli.py only wires these in)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from janus_rt.errors import InputError
+
+DESCRIPTION = """\
+Benchmark janus-rt on a real Janus architecture with RANDOM weights (nothing is downloaded).
+
+Builds the model on the device, then prints:
+  - a card: GPU, measured copy bandwidth and the datasheet figure, weight bytes read per decode step,
+    KV bytes per token, and the roofline (the fastest a decode step can be at that bandwidth);
+  - image generation per backend and batch of images: prefill ms, decode ms/step, image tokens/s,
+    images/s, MBU % (roofline time / measured step time, weights AND KV reads counted), VQ decode
+    ms/image, peak VRAM; the first call (warm-up: capture/compile) is excluded and shown apart;
+  - understanding (one image per row) per backend and batch: TTFT and decode tokens/s, MBU %;
+  - the same work with transformers' JanusForConditionalGeneration holding the same weights (when
+    transformers is installed), speedups, and the issue-3 targets on an H100;
+  - last line: everything as one JSON object (also written to --out).
+
+A backend that is not available here (e.g. triton without its runner or GPU) is skipped with a note.
+Every image decodes the full 576 tokens; for a quick run use --arch tiny (runs on a CPU in seconds)."""
+
+EPILOG = """\
+examples:
+  janus-rt bench                                             # Janus-1.3B shape, bf16, everything
+  janus-rt bench --arch janus-pro-7b --images 1,4 --hf-images 1 --out bench/results/h100-pro7b.json
+  janus-rt bench --arch janus-1.3b --backends triton --no-hf --text-batches 1
+  janus-rt bench --arch tiny --images 1 --backends torch --text-batches 1 --no-hf   # CPU smoke run"""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """'1,4,16' -> (1, 4, 16); 'none' or '' -> ()."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {text!r}")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `bench` subcommand to the `janus-rt` subparsers."""
+    from .architectures import ARCHITECTURES
+
+    p = sub.add_parser("bench", help="benchmark a real Janus architecture with random weights (card, tables, JSON)",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="janus-1.3b", choices=ARCHITECTURES,
+                   help="janus-1.3b (= Janus-Pro-1B shape), janus-pro-7b, or tiny for a CPU smoke run "
+                        "(default janus-1.3b)")
+    p.add_argument("--images", type=_int_list, default=(1, 4, 16),
+                   help="images per generate call, comma-separated (default 1,4,16); 'none' skips image generation")
+    p.add_argument("--backends", type=_names, default=("triton", "torch"),
+                   help="janus-rt backends to time, comma-separated (default triton,torch)")
+    p.add_argument("--text-batches", type=_int_list, default=(1, 8),
+                   help="chat rows per call for understanding, comma-separated (default 1,8); 'none' skips it")
+    p.add_argument("--text-tokens", type=int, default=128, help="new tokens per chat row, EOS unreachable (default 128)")
+    p.add_argument("--repeats", type=int, default=2, help="timed runs per row after the warm-up; the median is "
+                                                          "reported (default 2)")
+    p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    p.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
+                   help="weights/activations dtype (default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--no-hf", dest="hf", action="store_false",
+                   help="skip the transformers column (it takes ~30 s per image on an H100)")
+    p.add_argument("--hf-images", type=_int_list, default=(1,),
+                   help="images per call for the transformers column (default 1)")
+    p.add_argument("--hf-text-batches", type=_int_list, default=(1,),
+                   help="understanding batches for the transformers column (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights, prompts and sampling (default 0)")
+    p.add_argument("--out", default=None, help="also write the JSON result to this file")
+    return p
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """Handler of `janus-rt bench`: run, print the report (last line JSON), write --out."""
+    from .harness import BenchOptions, run_bench
+    from .report import render
+
+    if args.text_tokens < 2:
+        raise InputError(f"--text-tokens must be >= 2 (the first token is TTFT, the rest are timed), got {args.text_tokens}")
+    if args.repeats < 1:
+        raise InputError(f"--repeats must be >= 1, got {args.repeats}")
+    if not args.images and not args.text_batches:
+        raise InputError("--images none and --text-batches none leave nothing to benchmark")
+    skip = tuple(s for s, wanted in (("image", args.images), ("text", args.text_batches)) if not wanted)
+    opts = BenchOptions(arch=args.arch, device=args.device, dtype=args.dtype, images=args.images,
+                        backends=args.backends, text_batches=args.text_batches, text_tokens=args.text_tokens,
+                        repeats=args.repeats, hf=args.hf, hf_images=args.hf_images,
+                        hf_text_batches=args.hf_text_batches, seed=args.seed, skip=skip)
+    result = run_bench(opts, argv=sys.argv)
+    print(render(result), flush=True)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0

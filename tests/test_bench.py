@@ -1,0 +1,222 @@
+"""`janus-rt bench`: roofline arithmetic, the random-weight builder, the transformers twin, and the CLI end to end.
+
+No timing is asserted (CPU CI): the arithmetic is checked against bytes counted by hand from the release
+configs (janus-reference.md §1.4, house-style "The roofline"), the builder with a NaN poison check, the
+transformers twin by bit-identical weights and identical greedy tokens, and the CLI by its JSON last line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from janus_rt.bench import roofline
+from janus_rt.bench.architectures import ARCHITECTURES, architecture_config
+from janus_rt.bench.harness import speedups
+from janus_rt.bench.random_weights import fill_random_
+from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
+from janus_rt.cli import main
+from janus_rt.model import build_empty_model
+
+BF16 = 2
+
+
+# ------------------------------------------------------------------------------------------ architectures
+def test_architectures_parse_to_the_release_shapes() -> None:
+    assert ARCHITECTURES == ("janus-1.3b", "janus-pro-7b", "tiny")
+    assert architecture_config("janus-1.3b").variant_name() == "Janus-1.3B / Janus-Pro-1B shape"
+    assert architecture_config("janus-pro-7b").variant_name() == "Janus-Pro-7B shape"
+    tiny = architecture_config("tiny")
+    assert tiny.image_tokens_per_image == 576 and tiny.vq.image_size == 384  # full-size work per image
+    with pytest.raises(ValueError, match="unknown architecture"):
+        architecture_config("janus-13b")
+
+
+# ---------------------------------------------------------------------------------------------- roofline
+def test_roofline_bytes_janus_1_3b_by_hand() -> None:
+    cfg = architecture_config("janus-1.3b")
+    d, inner, layers, vocab, codes = 2048, 5632, 24, 102400, 16384
+    layer = d * 3 * d + d * d + d * 2 * inner + inner * d + 2 * d  # qkv, o, gate|up, down, 2 RMSNorms
+    decoder = layers * layer + d  # + final norm
+    gen_aligner = (8 * d + d) + (d * d + d)
+    gen_head = (d * d + d) + (d * codes + codes)
+    assert roofline.image_step_params(cfg) == decoder + gen_aligner + gen_head
+    assert roofline.text_step_params(cfg) == decoder + d * vocab
+    image_bytes = roofline.image_step_params(cfg) * BF16
+    assert image_bytes == pytest.approx(2.55e9, rel=0.005)  # "about 2.55 GB" (house style, issue 3)
+    assert roofline.kv_bytes_per_token(cfg.llm, BF16) == 192 * 1024 == 2 * 24 * 16 * 128 * 2
+
+    # one image, 32-token prompt: 575 decode steps on 2 rows attending 33..607 keys (mean 320)
+    step = roofline.image_decode_bytes(cfg, 1, 32, BF16)
+    assert step.weights == image_bytes
+    assert step.kv == 2 * 192 * 1024 * 320
+    bandwidth = 3.0e12
+    floor = roofline.floor_ms(step, bandwidth)
+    assert floor == pytest.approx((image_bytes + 2 * 192 * 1024 * 320) / 3.0e12 * 1e3)
+    assert roofline.mbu(step, bandwidth, floor) == pytest.approx(100.0)
+    assert roofline.mbu(step, bandwidth, 2 * floor) == pytest.approx(50.0)
+
+    # text: 8 rows, 642-token prompt, 128 new tokens -> 127 steps attending 643..769 keys (mean 706)
+    text = roofline.text_decode_bytes(cfg, 8, 642, 128, BF16)
+    assert text.weights == (decoder + d * vocab) * BF16
+    assert text.kv == 8 * 192 * 1024 * 706
+
+
+def test_roofline_bytes_janus_pro_7b_by_hand() -> None:
+    cfg = architecture_config("janus-pro-7b")
+    d, inner, layers, codes = 4096, 11008, 30, 16384
+    decoder = layers * (4 * d * d + 3 * d * inner + 2 * d) + d
+    expected = decoder + (8 * d + d + d * d + d) + (d * d + d + d * codes + codes)
+    assert roofline.image_step_params(cfg) == expected
+    assert expected * BF16 == pytest.approx(12.3e9, rel=0.01)  # "about 12.3 GB"
+    assert roofline.kv_bytes_per_token(cfg.llm, BF16) == 480 * 1024
+
+
+@pytest.mark.parametrize("name, gbps", [("NVIDIA H100 80GB HBM3", 3350.0), ("NVIDIA H100 PCIe", 2000.0),
+                                        ("NVIDIA H200", 4800.0), ("NVIDIA A100-SXM4-80GB", 2039.0),
+                                        ("NVIDIA L4", 300.0), ("NVIDIA L40S", 864.0), ("Tesla T4", None)])
+def test_datasheet_bandwidth_by_gpu_name(name: str, gbps: float | None) -> None:
+    assert roofline.datasheet_gbps(name) == gbps
+
+
+def test_speedups_are_above_one_when_the_first_backend_wins() -> None:
+    image = [{"backend": "triton", "images": 1, "images_per_s": 2.0}, {"backend": "torch", "images": 1, "images_per_s": 0.5}]
+    text = [{"backend": "torch", "batch": 1, "decode_tokens_per_s": 50.0, "ttft_ms": 40.0},
+            {"backend": "transformers", "batch": 1, "decode_tokens_per_s": 25.0, "ttft_ms": 80.0}]
+    got = {(s["fast"], s["baseline"], s["metric"]): s["speedup"] for s in speedups(image, text)}
+    assert got == {("triton", "torch", "images_per_s"): 4.0, ("torch", "transformers", "decode_tokens_per_s"): 2.0,
+                   ("torch", "transformers", "ttft_ms"): 2.0}
+
+
+# ----------------------------------------------------------------------------------------- random weights
+def test_random_weights_fill_every_parameter() -> None:
+    cfg = architecture_config("tiny")
+    model = build_empty_model(cfg, torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))  # poison: a parameter the builder skips stays NaN
+    fill_random_(model, seed=0)
+    for name, p in model.named_parameters():
+        assert torch.isfinite(p).all(), name
+        assert p.numel() == 1 or p.std() > 0, name
+    norms = [p for n, p in model.named_parameters() if n.endswith("norm.weight") or n.endswith("norm1.weight")]
+    assert norms and all(abs(float(p.mean()) - 1) < 0.05 for p in norms)
+    assert float(model.llm.layers[0].mlp.down_proj.weight.std()) == pytest.approx(0.02, rel=0.1)
+    codebook = model.vq.codebook
+    assert torch.unique(codebook, dim=0).shape[0] == cfg.vq.codebook_size  # non-degenerate: all codes distinct
+    assert float(codebook.std()) == pytest.approx(1.0, rel=0.05)
+    again = build_empty_model(cfg, torch.device("cpu"), torch.float32)
+    fill_random_(again, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))  # seeded
+
+
+def test_workload_inputs() -> None:
+    cfg = architecture_config("tiny")
+    special = SpecialIds.for_vocab(cfg.llm.vocab_size)
+    ids = image_prompt_ids(special, 32)
+    assert len(ids) == 32 and ids[0] == special.bos and ids[-1] == special.begin_of_image
+    assert max(ids[1:-1]) < special.first_special
+    req = understanding_request(cfg, special, 64)
+    assert req.ids.count(special.placeholder) == 576 and len(req.ids) == 64 + 578
+    assert req.pixel_values.shape == (1, 3, 384, 384)
+
+
+# ---------------------------------------------------------------------------------------- transformers twin
+def test_transformers_twin_holds_identical_weights() -> None:
+    pytest.importorskip("transformers")
+    from janus_rt.backend import TorchRunner
+    from janus_rt.bench.hf_baseline import build_hf_twin
+    from janus_rt.bench.random_weights import build_random_model
+    from janus_rt.weights import key_mapper
+    import dataclasses
+
+    cfg = architecture_config("tiny")
+    model = build_random_model(cfg, torch.device("cpu"), torch.float32, seed=1)
+    special = SpecialIds.for_vocab(cfg.llm.vocab_size)
+    hf = build_hf_twin(model, special)
+    ours = dict(model.named_parameters())
+    map_key = key_mapper(dataclasses.replace(cfg, layout="hf"))
+    checked = 0
+    for key, theirs in hf.named_parameters():
+        for t in map_key(key) or []:
+            src = ours[t.param] if t.rows is None else ours[t.param][t.rows[0]:t.rows[1]]
+            assert torch.equal(src.reshape(theirs.shape), theirs), key
+            checked += 1
+    assert checked >= len(ours)  # every janus-rt parameter reached (q/k/v rows count separately)
+    assert hf.lm_head.weight.data_ptr() != hf.model.language_model.embed_tokens.weight.data_ptr()  # untied
+
+    # same weights -> same greedy answer
+    req = understanding_request(cfg, special, 16)
+    ours_ids = TorchRunner(model).generate_text([req], special.pad, special.placeholder, -1, 4, 0.0, 0, None, None)[0][0]
+    ids = torch.tensor([req.ids])
+    theirs_ids = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=req.pixel_values,
+                             max_new_tokens=4, min_new_tokens=4, do_sample=False)[0, len(req.ids):].tolist()
+    assert ours_ids == theirs_ids
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_bench_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for needle in ("RANDOM weights", "MBU", "--arch", "--no-hf", "--hf-images", "JSON", "--arch tiny"):
+        assert needle in out, needle
+
+
+def test_bench_tiny_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    out_file = tmp_path / "result.json"
+    code = main(["bench", "--arch", "tiny", "--images", "1", "--backends", "torch", "--text-batches", "1", "--no-hf",
+                 "--text-tokens", "4", "--repeats", "1", "--out", str(out_file)])
+    assert code == 0
+    out = capsys.readouterr().out
+    lines = out.rstrip("\n").split("\n")
+    result = json.loads(lines[-1])
+    assert {"schema", "date", "command", "versions", "card", "image", "text", "speedups", "targets", "notes"} <= set(result)
+    assert result["command"].startswith("janus-rt bench --arch tiny --images 1 --backends torch")
+    assert {"torch", "triton", "transformers", "janus_rt"} <= set(result["versions"])
+    card = result["card"]
+    assert card["kv_bytes_per_token_row"] == 2 * 2 * 4 * 16 * 4 and card["copy_gbps"] is None  # CPU: not measured
+    (row,) = result["image"]
+    assert (row["backend"], row["images"], row["steps"]) == ("torch", 1, 576)
+    for key in ("prefill_ms", "decode_ms_per_step", "image_tokens_per_s", "images_per_s", "vq_ms_per_image"):
+        assert row[key] > 0, key
+    assert row["mbu_pct"] is None and row["peak_gb"] is None
+    (text,) = result["text"]
+    assert (text["backend"], text["batch"], text["new_tokens"]) == ("torch", 1, 4)
+    assert text["ttft_ms"] > 0 and text["decode_tokens_per_s"] > 0
+    assert any("--no-hf" in n for n in result["notes"])
+    assert "| backend" in out and "decode ms/step" in out and "TTFT ms" in out
+    assert json.loads(out_file.read_text()) == result
+
+
+def test_report_renders_a_gpu_result() -> None:
+    """The GPU-only fields (bandwidth, MBU, VRAM, targets) render; the last line is the same JSON."""
+    from janus_rt.bench.harness import BenchOptions, targets
+    from janus_rt.bench.report import render
+
+    card = {"arch": "janus-1.3b", "variant": "Janus-1.3B / Janus-Pro-1B shape", "device": "cuda", "dtype": "bfloat16",
+            "parameters": 2_089_000_000, "model_bytes": 4_178_000_000, "gpu": "NVIDIA H100 80GB HBM3",
+            "gpu_memory_gb": 85.0, "copy_gbps": 3000.0, "datasheet_gbps": 3350.0,
+            "image_step_weight_bytes": 2_550_415_360, "text_step_weight_bytes": 2_885_881_856,
+            "kv_bytes_per_token_row": 196608, "one_image_step_bytes": 2.675e9, "one_image_step_floor_ms": 0.89,
+            "one_image_floor_s": 0.51, "modes": {"triton": "graphs", "torch": "eager"}}
+    img = dict(backend="triton", images=1, warmup_ms=2000.0, prefill_ms=5.0, decode_ms_per_step=1.1, image_tokens_per_s=900.0,
+               images_per_s=1.6, mbu_pct=80.9, mbu_datasheet_pct=72.5, vq_ms_per_image=20.0, peak_gb=5.1)
+    hf = dict(img, backend="transformers", prefill_ms=None, images_per_s=0.04, mbu_pct=2.0)
+    txt = dict(backend="triton", batch=1, prompt_tokens=642, new_tokens=128, warmup_ms=900.0, ttft_ms=30.0,
+               decode_ms_per_step=1.2, decode_tokens_per_s=833.0, mbu_pct=81.0, mbu_datasheet_pct=72.0, peak_gb=4.9)
+    speed = speedups([img, hf], [txt])
+    result = {"card": card, "versions": {"torch": "2.11", "cuda": "12.8", "triton": "3.6", "transformers": "5.17",
+                                         "janus_rt": "0.1.0"},
+              "image": [img, hf], "text": [txt], "speedups": speed,
+              "targets": targets(BenchOptions(), card, [img, hf], [txt], speed), "notes": ["n"], "command": "janus-rt bench"}
+    out = render(result)
+    assert "NVIDIA H100 80GB HBM3" in out and "3,000 GB/s measured" in out and "80.9" in out
+    assert "[   MET] triton: one image" in out and "speedup vs transformers: 40.0 x" in out
+    assert "[   n/a] triton: 16 images" in out
+    assert json.loads(out.splitlines()[-1]) == result
