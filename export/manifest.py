@@ -99,9 +99,15 @@ def read_manifest(directory: str | Path) -> dict:
 def verify_files(directory: Path, manifest: dict, full_hash: bool = False) -> None:
     """Every listed file exists with its size (and sha256 when `full_hash`), and the support files match.
 
-    config.json / tokenizer.json are always hashed (they are small): a manifest copied from an export of
-    another checkpoint fails here instead of running graphs against the wrong tokenizer or config.
+    The copied config / tokenizer files are always hashed, first (they are small): a manifest copied from an
+    export of another checkpoint fails here instead of running graphs against the wrong tokenizer or config.
     """
+    for name in SUPPORT_FILES:  # first: a manifest copied from another export is the likelier story
+        record, path = manifest["files"].get(name), directory / name
+        if record is not None and path.is_file() and (path.stat().st_size != record["bytes"]
+                                                      or sha256_file(path) != record["sha256"]):
+            raise CheckpointError(f"{path}: differs from the one {directory / MANIFEST} lists: the manifest was written "
+                                  f"for another checkpoint (or the file was edited); {REEXPORT}")
     for name, record in manifest["files"].items():
         path = directory / name
         if not path.is_file():
@@ -110,10 +116,9 @@ def verify_files(directory: Path, manifest: dict, full_hash: bool = False) -> No
         if path.stat().st_size != record["bytes"]:
             raise CheckpointError(f"{path}: {path.stat().st_size} bytes, the manifest says {record['bytes']}; the file "
                                   f"was changed or truncated after export: {REEXPORT}")
-        if (full_hash or name in SUPPORT_FILES) and sha256_file(path) != record["sha256"]:
-            what = ("the manifest was written for another checkpoint" if name in SUPPORT_FILES
-                    else "the file was changed after export")
-            raise CheckpointError(f"{path}: sha256 differs from {directory / MANIFEST} ({what}); {REEXPORT}")
+        if full_hash and sha256_file(path) != record["sha256"]:
+            raise CheckpointError(f"{path}: sha256 differs from {directory / MANIFEST} (the file was changed after "
+                                  f"export); {REEXPORT}")
 
 
 def check_graph_io(path: Path, expected_inputs: list[dict], expected_outputs: list[dict],

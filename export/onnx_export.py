@@ -31,6 +31,8 @@ from .specs import DTYPE_ALIASES, EXPORT_DTYPES, TRACE_SIZES, GraphSpec, build_m
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript-based, dynamo=False)"
 EXTERNAL_DATA_BYTES = 1 << 30  # graphs with more weight bytes than this store them in NAME.onnx.data
+# metadata_props stamped into every graph: a graph from another export or checkpoint is caught at load time
+META_SOURCE, META_GRAPH, META_DTYPE = "janus_rt.source_sha256", "janus_rt.graph", "janus_rt.dtype"
 ONNX_DTYPES = {1: "float32", 10: "float16", 16: "bfloat16", 7: "int64", 9: "bool", 6: "int32"}  # TensorProto codes
 
 
@@ -67,8 +69,9 @@ def onnx_io(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return pairs(v for v in model.graph.input if v.name not in inits), pairs(model.graph.output)
 
 
-def _trace(spec: GraphSpec, janus: Janus, dtype: str, target: Path, opset: int, external_data_bytes: int) -> list[str]:
-    """Export one graph to `target` (plus `target.data` when large); return the file names written."""
+def _trace(spec: GraphSpec, janus: Janus, dtype: str, target: Path, opset: int, external_data_bytes: int,
+           metadata: dict[str, str]) -> list[str]:
+    """Export one graph to `target` (plus `target.data` when large), stamped with `metadata`; return its files."""
     import onnx
 
     module = build_module(spec.name, janus.model, dtype)
@@ -84,11 +87,12 @@ def _trace(spec: GraphSpec, janus: Janus, dtype: str, target: Path, opset: int, 
                               dynamic_axes=dynamic, do_constant_folding=True)
         weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
         extra = [p for p in scratch.iterdir() if p != raw]  # the exporter wrote external data itself (> 2 GB)
+        model = onnx.load(str(raw), load_external_data=True)
+        onnx.helper.set_model_props(model, {**metadata, META_GRAPH: spec.name})
         if weight_bytes <= external_data_bytes and not extra:
-            raw.replace(target)
+            onnx.save_model(model, str(target))
             files = [target.name]
         else:
-            model = onnx.load(str(raw), load_external_data=True)
             data = target.name + ".data"
             onnx.save_model(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
                             location=data, size_threshold=1024)
@@ -144,7 +148,8 @@ def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "f
         specs = graph_specs(janus.config, dtype)
         graph_entries = {}
         for spec in tqdm(list(specs.values()), desc="exporting ONNX graphs", unit="graph", disable=not progress):
-            files = _trace(spec, janus, dtype, staging / spec.file, opset, external_data_bytes)
+            files = _trace(spec, janus, dtype, staging / spec.file, opset, external_data_bytes,
+                           {META_SOURCE: source_hash, META_DTYPE: dtype})
             graph_entries[spec.name] = {"file": spec.file, "external_data": files[1] if len(files) > 1 else None,
                                         "doc": spec.doc, "inputs": [t.to_json() for t in spec.inputs],
                                         "outputs": [t.to_json() for t in spec.outputs]}

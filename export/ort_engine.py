@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
-from .manifest import REEXPORT, check_graph_io
+from .manifest import MANIFEST, REEXPORT, check_graph_io
+from .onnx_export import META_GRAPH, META_SOURCE
 from .specs import DTYPES
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -78,6 +79,13 @@ class OrtEngine:
             check_graph_io(path, entry["inputs"], entry["outputs"],
                            [(i.name, ORT_TYPES.get(i.type, i.type)) for i in session.get_inputs()],
                            [(o.name, ORT_TYPES.get(o.type, o.type)) for o in session.get_outputs()])
+            meta = session.get_modelmeta().custom_metadata_map
+            stamp = (meta.get(META_GRAPH), meta.get(META_SOURCE))
+            if stamp != (name, manifest["source"]["sha256"]):
+                raise CheckpointError(
+                    f"{path}: this graph is {stamp[0] or 'not a janus-rt graph'} exported from checkpoint "
+                    f"{(stamp[1] or '?')[:12]}, but {export_dir / MANIFEST} describes graph {name} of checkpoint "
+                    f"{manifest['source']['sha256'][:12]}: the folder mixes files of different exports; {REEXPORT}")
             self.sessions[name] = session
 
     def _output_shapes(self, graph: str, inputs: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
