@@ -49,6 +49,11 @@ def load_engine(path: str | Path, backend: str, device: str | torch.device | Non
 
     if backend not in ENGINE_BACKENDS:
         raise InputError(f"backend {backend!r} is not an engine backend; choose one of {', '.join(ENGINE_BACKENDS)}")
+    if backend == "tensorrt":  # fail before any export work when TensorRT cannot run here
+        from .trt_builder import gpu_identity, import_tensorrt
+
+        import_tensorrt()
+        gpu_identity()
     export_dir = ensure_export(Path(path).expanduser(), dtype, progress)
     manifest = mf.read_manifest(export_dir)
     if dtype is not None:

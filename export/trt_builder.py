@@ -45,9 +45,9 @@ def import_tensorrt():
         import tensorrt  # noqa: F401  (optional extra)
     except ImportError as e:
         raise InputError(
-            f"TensorRT is not importable here ({e}); backend='tensorrt' and `janus-rt export --trt` need an NVIDIA "
-            "GPU and TensorRT 10: pip install 'janus-rt[trt]' (the tensorrt wheel matching your CUDA), or run the "
-            "export with backend='onnxruntime' instead"
+            f"backend 'tensorrt' is not available here: TensorRT is not importable ({e}). TensorRT engines "
+            "(backend='tensorrt', `janus-rt export --trt`) need an NVIDIA GPU and TensorRT 10: pip install "
+            "'janus-rt[trt]' (the tensorrt wheel matching your CUDA), or use backend='onnxruntime' instead"
         ) from None
     if int(tensorrt.__version__.split(".")[0]) < 10:
         raise InputError(f"TensorRT {tensorrt.__version__} is installed; janus-rt builds engines with the TensorRT 10 "

@@ -186,7 +186,8 @@ def test_cli_export_trt_without_tensorrt_fails_first(tiny_official, tmp_path, ca
     code = main(["export", "--model", str(tiny_official), "--out", str(tmp_path / "x"), "--trt"])
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err
-    assert "janus-rt: error: TensorRT is not importable" in err and "pip install 'janus-rt[trt]'" in err
+    assert "janus-rt: error: backend 'tensorrt' is not available here: TensorRT is not importable" in err
+    assert "pip install 'janus-rt[trt]'" in err
     assert not (tmp_path / "x").exists()  # failed before exporting anything
 
 
