@@ -168,3 +168,13 @@ def test_cli_export_check_then_generate(tiny_official, tmp_path, capsys, torch_m
     from PIL import Image
 
     assert np.abs(np.asarray(Image.open(png)).astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_export_help_teaches(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("usage: janus-rt export")
+    for needle in ("--model", "--out", "--dtype", "--check", "--trt", "--providers", "--max-batch",
+                   "default float32", "pip install 'janus-rt[export]'", "janus-rt[trt]", "atomically"):
+        assert needle in out, needle
