@@ -118,7 +118,7 @@ EXPORT_EPILOG = """examples:
   janus-rt generate --model exports/pro-1b --backend onnxruntime "a red fox in the snow" --seed 0
 
 needs: pip install 'janus-rt[export]' (onnx, onnxscript, onnxruntime); --trt also needs 'janus-rt[trt]'
-(tensorrt>=10) and an NVIDIA GPU. Graphs over 2 GB keep their weights in NAME.onnx.data beside NAME.onnx.
+(tensorrt>=10) and an NVIDIA GPU. Graphs with over 1 GiB of weights keep them in NAME.onnx.data beside NAME.onnx.
 """
 
 
