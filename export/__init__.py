@@ -1,4 +1,18 @@
-"""ONNX / TensorRT export stage for janus-rt.
+"""ONNX / TensorRT export stage for janus-rt: graphs, manifest, checks, and the engine backends.
 
-Empty until the export stage lands; it will trace the modules of the torch backend in `janus_rt`.
+    m = janus_rt.load(CHECKPOINT, backend="torch", dtype="float32")
+    export_onnx(m, "exports/pro-1b")                       # graphs + manifest.json, written atomically
+    print(format_report(check_export("exports/pro-1b", m))) # ONNX Runtime vs the torch modules
+    e = janus_rt.load("exports/pro-1b", backend="onnxruntime", providers=["CPUExecutionProvider"])
+
+Modules, one component each: `graphs` (export wrappers), `specs` (graph table: names, dtypes, axes),
+`onnx_export` (tracing, atomic export dir), `manifest` (manifest.json, hashes, verification), `check`
+(`--check` numerics), `ort_engine` / `trt_runner` (graph execution), `trt_builder` (profiles, engine cache,
+TensorRT 10 build), `engine_runner` (the Runner: CFG / sampling loops), `loading` (backend dispatch).
 """
+
+from .check import check_export, format_report
+from .loading import load_engine
+from .onnx_export import export_onnx
+
+__all__ = ["export_onnx", "check_export", "format_report", "load_engine"]

@@ -26,7 +26,7 @@ from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
 from .understanding import TextRequest, expand_placeholders
 from .weights import load_weights
 
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "triton", "onnxruntime", "tensorrt")  # the last two run exported graphs (janus_rt.export)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
 
@@ -293,7 +293,12 @@ class Janus:
     # ------------------------------------------------------------------------------------------- info
     def info(self) -> dict:
         """Variant, dimensions, parameter count and bytes of the loaded model."""
-        info = describe(self.config, count_parameters(self.model), self.dtype, self.chat_format)
+        if self.model is not None:
+            parameters = count_parameters(self.model)
+        else:  # engine backends: the same module tree's count, built on the meta device (no memory)
+            with torch.device("meta"):
+                parameters = count_parameters(JanusModel(self.config))
+        info = describe(self.config, parameters, self.dtype, self.chat_format)
         info["backend"] = self.runner.describe_mode()
         return info
 
@@ -305,16 +310,25 @@ def load(
     backend: str = "torch",
     chat_format: Literal["auto", "pro", "legacy"] = "auto",
     progress: bool = False,
+    providers: Sequence[str] | None = None,
 ) -> Janus:
     """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
     device defaults to CUDA when available, else CPU; dtype defaults to bfloat16 on CUDA, float32 on CPU.
     chat_format "auto" picks Janus-Pro roles when the tokenizer has `<|User|>`, else the Janus-1.3B ones.
+    backend "onnxruntime" / "tensorrt" run exported graphs: `path` is an export directory (`janus-rt export`)
+    or a checkpoint, exported once into the export cache; `providers` lists ONNX Runtime execution providers.
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if chat_format not in ("auto", "pro", "legacy"):
         raise InputError(f"chat_format must be 'auto', 'pro' or 'legacy', got {chat_format!r}")
+    if backend in ("onnxruntime", "tensorrt"):
+        from .export import load_engine
+
+        return load_engine(path, backend, device, dtype, providers, chat_format, progress)
+    if providers is not None:
+        raise InputError(f"providers= is an option of backend='onnxruntime', not of backend {backend!r}")
     path = resolve_model_path(str(path))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -336,4 +350,8 @@ def make_runner(backend: str, model: JanusModel) -> Runner:
     """The runner of a torch-module backend over a loaded model."""
     if backend == "torch":
         return TorchRunner(model)
+    if backend == "triton":
+        from .triton_backend import TritonRunner
+
+        return TritonRunner(model)
     raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

@@ -1,4 +1,4 @@
-"""The `janus-rt` command line: generate, chat, info, demo, bench."""
+"""The `janus-rt` command line: generate, chat, info, demo, export, bench."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chat-format", default="auto", choices=["auto", "pro", "legacy"],
                    help="prompt roles: pro '<|User|>'/'<|Assistant|>', legacy 'User'/'Assistant' (Janus-1.3B); "
                         "auto detects from the tokenizer")
+    p.add_argument("--backend", default="torch", choices=["torch", "triton", "onnxruntime", "tensorrt"],
+                   help="torch (default) runs the checkpoint; onnxruntime / tensorrt run a `janus-rt export` folder "
+                        "(a checkpoint given to them is exported once into the export cache)")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers, comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, temperature: float, top_k: int | None) -> None:
@@ -81,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report runtime bytes in this dtype (default: as stored)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
+    e = sub.add_parser("export", help="trace the model to ONNX graphs + manifest; optionally check them and build "
+                                      "TensorRT engines", epilog=EXPORT_EPILOG,
+                       description="Export the vision encoder, the transformer (KV cache in / out), the heads, the "
+                                   "image-token embedding and the VQ decoder to ONNX in --out, with manifest.json.\n"
+                                   "The folder is written atomically; exporting the same checkpoint again verifies it "
+                                   "and skips the work.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    e.add_argument("--model", required=True, help="checkpoint directory (or a hub id)")
+    e.add_argument("--out", required=True, help="export folder to create (must be new, empty, or an earlier export "
+                                                "of the same checkpoint and dtype)")
+    e.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="graph dtype (default float32); norms and softmax statistics stay fp32 in every dtype")
+    e.add_argument("--check", action="store_true",
+                   help="run every graph in ONNX Runtime on random inputs and compare with the torch modules (fp32)")
+    e.add_argument("--providers", default=None, help="ONNX Runtime providers for --check, comma-separated (default CPU)")
+    e.add_argument("--trt", action="store_true", help="also build TensorRT engines (needs an NVIDIA GPU and tensorrt>=10)")
+    e.add_argument("--max-batch", type=int, default=8, help="TensorRT profiles: largest batch (rows; 2 per CFG image)")
+
     d = sub.add_parser("demo", help="build a tiny RANDOM checkpoint and run chat + generate end to end on CPU",
                        description="Build a tiny checkpoint with RANDOM weights (outputs are noise) and run chat and "
                                    "generate end to end; no download needed.")
@@ -91,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
     return parser
+
+
+EXPORT_EPILOG = """examples:
+  janus-rt export --model ~/models/Janus-Pro-1B --out exports/pro-1b --check
+  janus-rt export --model ~/models/Janus-Pro-1B --out exports/pro-1b-fp16 --dtype float16 --trt
+  janus-rt generate --model exports/pro-1b --backend onnxruntime "a red fox in the snow" --seed 0
+
+needs: pip install 'janus-rt[export]' (onnx, onnxscript, onnxruntime); --trt also needs 'janus-rt[trt]'
+(tensorrt>=10) and an NVIDIA GPU. Graphs with over 1 GiB of weights keep them in NAME.onnx.data beside NAME.onnx.
+"""
 
 
 def _slug(text: str) -> str:
@@ -118,8 +151,10 @@ def _load(args):
     from . import load
     from .hub import resolve_model_path
 
-    return load(resolve_model_path(args.model), device=args.device, dtype=args.dtype, chat_format=args.chat_format,
-                progress=True)
+    engine = args.backend != "torch"
+    providers = args.providers.split(",") if args.providers else None
+    return load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
+                chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers)
 
 
 def _check_before_loading(args: argparse.Namespace) -> None:
@@ -227,7 +262,38 @@ def cmd_bench(args) -> int:
     return run_bench_command(args)
 
 
-COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}
+def cmd_export(args) -> int:
+    from . import load
+    from .export import check_export, export_onnx, format_report
+    from .hub import resolve_model_path
+
+    if args.trt:  # fail before the slow part when TensorRT cannot run here
+        from .export.trt_builder import gpu_identity, import_tensorrt
+
+        import_tensorrt()
+        gpu_identity()
+    # --check compares with fp32 torch modules; without it, load in the export dtype (half the memory for fp16)
+    m = load(resolve_model_path(args.model), device="cpu", dtype="float32" if args.check else args.dtype, progress=True)
+    result = export_onnx(m, Path(args.out), args.dtype, progress=True)
+    size = sum(r["bytes"] for r in result.manifest["files"].values())
+    verb = "already exported (verified, nothing rewritten)" if result.skipped else "exported"
+    print(f"{verb}: {len(result.manifest['graphs'])} {args.dtype} graphs, {size / 2**20:.1f} MiB -> {result.path}")
+    status = 0
+    if args.check:
+        rows = check_export(result.path, m, args.providers.split(",") if args.providers else None)
+        print(format_report(rows))
+        status = 0 if all(r.ok for r in rows) else 1
+    if args.trt:
+        from .export.trt_builder import build_engines
+
+        for graph, (path, _) in build_engines(result.path, result.manifest, max_batch=args.max_batch,
+                                              progress=True).items():
+            print(f"engine       {graph}: {path}")
+    return status
+
+
+COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

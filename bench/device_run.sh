@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
+# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [quick|full]
+# Logs and JSON land in $OUT; the last lines printed are the bench tables.
+set -o pipefail
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/janus-rt-out}
+MODE=${1:-full}
+mkdir -p "$OUT"
+python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+python3 - <<'PY' | tee "$OUT/versions.txt"
+import torch, triton
+try:
+    import transformers; tv = transformers.__version__
+except ImportError:
+    tv = "absent"
+p = torch.cuda.get_device_properties(0)
+print(f"gpu={p.name} sms={p.multi_processor_count} mem={p.total_memory/2**30:.1f}GiB torch={torch.__version__} "
+      f"triton={triton.__version__} transformers={tv} cuda={torch.version.cuda}")
+PY
+python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_triton_backend.py \
+    -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
+if [ "$MODE" = quick ]; then
+    janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
+        --out "$OUT/bench_quick.json" 2>&1 | tee "$OUT/bench_quick.log" | tail -40
+    exit 0
+fi
+janus-rt bench --arch janus-1.3b --images 1,4,16 --backends triton,torch --text-batches 1,8 --repeats 2 \
+    --out "$OUT/bench_janus-1.3b.json" 2>&1 | tee "$OUT/bench_janus-1.3b.log" | tail -60
+janus-rt bench --arch janus-pro-7b --images 1,4 --backends triton --text-batches 1 --no-hf --repeats 2 \
+    --out "$OUT/bench_janus-pro-7b.json" 2>&1 | tee "$OUT/bench_janus-pro-7b.log" | tail -40
