@@ -7,7 +7,13 @@ export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/janus-rt-out}
 MODE=${1:-full}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 || { cat "$OUT/install.log"; exit 1; }
+# janus_rt from this checkout without pip (the machine has no network for build dependencies)
+PKG=/tmp/janus-rt-pkg/janus_rt
+rm -rf /tmp/janus-rt-pkg && mkdir -p "$PKG"
+for f in runtime/*.py; do ln -s "$PWD/$f" "$PKG/"; done
+for d in kernels export bench; do ln -s "$PWD/$d" "$PKG/$d"; done
+export PYTHONPATH=/tmp/janus-rt-pkg
+janus-rt() { python3 -c 'import sys; from janus_rt.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 python3 - <<'PY' | tee "$OUT/versions.txt"
 import torch, triton
 try:
