@@ -27,6 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .interpret import interpreting
+
 @triton.jit
 def _guided_chunk(logits_ptr, stride_row, p, idx, in_vocab, weight, CFG: tl.constexpr):
     """fp32 guided logits of one chunk (-inf outside the vocabulary)."""
@@ -154,7 +156,7 @@ def cfg_sample(
     cfg_weight: torch.Tensor | None = None,
     embed_table: torch.Tensor | None = None,
     embeds_out: torch.Tensor | None = None,
-    block_v: int = 2048,
+    block_v: int | None = None,
 ) -> None:
     """Sample one token per output row into `tokens_out[:, step]` (and gather its embedding); see module doc.
 
@@ -185,6 +187,8 @@ def cfg_sample(
                    or embeds_out.stride(1) != 1 or embeds_out.dtype != embed_table.dtype):
         raise ValueError(f"embeds_out must be [{rows}, {embed_table.shape[1]}] in the table's dtype, contiguous rows")
     embed_dim = embed_table.shape[1] if gather else 1
+    if block_v is None:  # the interpreter prefers one large chunk; a GPU program streams 2048 at a time
+        block_v = 16384 if interpreting() else 2048
     _cfg_sample_kernel[(out_rows,)](
         logits, logits.stride(0), cfg_weight if cfg_weight is not None else temperature, temperature, top_k, top_p,
         seed, step, tokens_out, tokens_out.stride(0),

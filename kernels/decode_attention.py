@@ -136,13 +136,13 @@ def _merge_kernel(
 
 
 MAX_NEW_TOKENS = 16
-BLOCK_N = 64
+BLOCK_N = 64  # keys per tile on a GPU; the interpreter takes 256 (fewer, larger numpy steps)
 
 
-def choose_splits(batch: int, kv_heads: int, max_len: int, num_sms: int) -> int:
+def choose_splits(batch: int, kv_heads: int, max_len: int, num_sms: int, block_n: int = BLOCK_N) -> int:
     """Splits of the sequence so that about two programs run per multiprocessor, each >= one key block."""
     wanted = max(1, (2 * num_sms) // max(1, batch * kv_heads))
-    return max(1, min(wanted, triton.cdiv(max_len, BLOCK_N)))
+    return max(1, min(wanted, triton.cdiv(max_len, block_n)))
 
 
 def decode_attention(
@@ -180,10 +180,11 @@ def decode_attention(
         raise ValueError(f"key_start must be an int32 tensor [{batch}] or None")
     group = heads // kv_heads
     block_m = max(16, triton.next_power_of_2(group * new_tokens))
+    block_n = 256 if interpreting() else BLOCK_N
     if num_splits is None:
         sms = torch.cuda.get_device_properties(q.device).multi_processor_count if q.is_cuda else 4
-        num_splits = choose_splits(batch, kv_heads, max_len, sms)
-    chunk = triton.cdiv(triton.cdiv(max_len, num_splits), BLOCK_N) * BLOCK_N
+        num_splits = choose_splits(batch, kv_heads, max_len, sms, block_n)
+    chunk = triton.cdiv(triton.cdiv(max_len, num_splits), block_n) * block_n
     part_acc = torch.empty(batch * kv_heads, num_splits, block_m, head_dim, device=q.device, dtype=torch.float32)
     part_max = torch.empty(batch * kv_heads, num_splits, block_m, device=q.device, dtype=torch.float32)
     part_sum = torch.empty_like(part_max)
@@ -195,7 +196,7 @@ def decode_attention(
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
         kv_heads, num_splits, chunk, scale if scale is not None else 1.0 / math.sqrt(head_dim),
-        GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=BLOCK_N,
+        GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         HAS_KEY_START=key_start is not None, IEEE=q.dtype == torch.float32,
         DOT_FP32=interpreting() and q.dtype == torch.bfloat16,
         num_warps=4, num_stages=2,

@@ -21,6 +21,7 @@ CASES = [
     (2, 8, 2, 64, 3, 67, 2),
     (1, 2, 1, 128, 16, 129, 5),
     (2, 4, 4, 64, 5, 200, 1),
+    (2, 4, 2, 64, 2, 521, None),  # several key tiles in the interpreter too (256 keys per tile there)
 ]
 
 
