@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .llm import KVCache, LanguageModel, apply_rope, rope_cos_sin
+from .llm import KVCache, LanguageModel
 from .model import JanusModel
 
 
@@ -36,33 +36,35 @@ class DecodeBuffers:
     top_k: torch.Tensor  # [P] int32, 0 = off
     top_p: torch.Tensor  # [P] fp32, 1 = off
     seed: torch.Tensor  # [1] int64
+    inv_freq: torch.Tensor  # [head_dim / 2] fp32 RoPE frequencies
 
 
 def transformer_step(llm: LanguageModel, x: torch.Tensor, positions: torch.Tensor, slot: torch.Tensor,
-                     key_start: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
-    """`T` new tokens per row through the decoder with the Triton KV-cache attention; returns normed `[R, T, D]`.
+                     key_start: torch.Tensor | None, cache: KVCache, inv_freq: torch.Tensor) -> torch.Tensor:
+    """`T` new tokens per row through the decoder with janus-rt's kernels; returns the final-normed `[R, T, D]`.
 
     x `[R, T, D]`; positions `[R, T]` int64; the new keys/values go to slots `slot + [0, T)` of every row.
+    Per layer: add+RMSNorm, qkv GEMM, RoPE+cache write, split-K attention, o GEMM, add+RMSNorm, gate|up GEMM,
+    SiLU*up, down GEMM (the residual add of each block is fused into the next norm).
     """
     from janus_rt.kernels.decode_attention import decode_attention
+    from janus_rt.kernels.fused_norm import add_rmsnorm, silu_mul
+    from janus_rt.kernels.rope_cache import rope_cache
 
     cfg = llm.cfg
     rows, new, _ = x.shape
-    q_out, kv_out = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-    cos, sin = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta, x.dtype)
-    slots = slot + torch.arange(new, device=x.device)  # [T]
     lengths = (slot + new).to(torch.int32).expand(rows).contiguous()  # [R] valid slots after the write
+    delta = None
     for i, layer in enumerate(llm.layers):
-        q, k, v = layer.attn.qkv_proj(layer.input_norm(x)).split([q_out, kv_out, kv_out], dim=-1)
-        q = apply_rope(q.view(rows, new, cfg.num_heads, cfg.head_dim).transpose(1, 2), cos, sin)  # [R, H, T, hd]
-        k = apply_rope(k.view(rows, new, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2), cos, sin)  # [R, Hkv, T, hd]
-        v = v.view(rows, new, cfg.num_kv_heads, cfg.head_dim).transpose(1, 2)  # [R, Hkv, T, hd]
-        cache.keys[i].index_copy_(2, slots, k)
-        cache.values[i].index_copy_(2, slots, v)
+        h, x = add_rmsnorm(x=x, delta=delta, weight=layer.input_norm.weight, eps=layer.input_norm.eps)
+        q = rope_cache(qkv=layer.attn.qkv_proj(h), positions=positions, inv_freq=inv_freq, slot=slot,
+                       keys=cache.keys[i], values=cache.values[i], num_heads=cfg.num_heads)  # [R, H, T, hd]
         attn = decode_attention(q=q, keys=cache.keys[i], values=cache.values[i], lengths=lengths, key_start=key_start)
-        x = x + layer.attn.o_proj(attn.transpose(1, 2).reshape(rows, new, q_out))
-        x = x + layer.mlp(layer.post_attn_norm(x))
-    return llm.norm(x)
+        attn_out = layer.attn.o_proj(attn.transpose(1, 2).reshape(rows, new, cfg.num_heads * cfg.head_dim))
+        h, x = add_rmsnorm(x=x, delta=attn_out, weight=layer.post_attn_norm.weight, eps=layer.post_attn_norm.eps)
+        delta = layer.mlp.down_proj(silu_mul(gate_up=layer.mlp.gate_up_proj(h)))
+    out, _ = add_rmsnorm(x=x, delta=delta, weight=llm.norm.weight, eps=llm.norm.eps)
+    return out
 
 
 def sample_into(logits: torch.Tensor, bufs: DecodeBuffers, table: torch.Tensor) -> None:
@@ -77,7 +79,8 @@ def sample_into(logits: torch.Tensor, bufs: DecodeBuffers, table: torch.Tensor) 
 def image_step(model: JanusModel, bufs: DecodeBuffers) -> None:
     """One image-token step for every CFG row; advances the counters."""
     x = model.gen_aligner(bufs.rows)[:, None]  # [2P, 1, D]
-    hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, None, bufs.cache)[:, -1]  # [2P, D]
+    hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, None, bufs.cache,
+                              bufs.inv_freq)[:, -1]  # [2P, D]
     sample_into(model.gen_head(hidden), bufs, model.gen_embed.weight)
     advance(bufs)
 
@@ -85,7 +88,8 @@ def image_step(model: JanusModel, bufs: DecodeBuffers) -> None:
 def text_step(model: JanusModel, bufs: DecodeBuffers) -> None:
     """One text-token step for every row; advances the counters."""
     x = bufs.rows[:, None]  # [B, 1, D]
-    hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, bufs.key_start, bufs.cache)[:, -1]
+    hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, bufs.key_start, bufs.cache,
+                              bufs.inv_freq)[:, -1]  # [B, D]
     sample_into(model.lm_head(hidden), bufs, model.llm.embed_tokens.weight)
     advance(bufs)
 

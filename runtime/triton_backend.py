@@ -108,6 +108,8 @@ class TritonRunner:
 
     # ----------------------------------------------------------------------------------------- buffers
     def _loop(self, kind: str, rows: int, out_rows: int, cache_len: int, row_dim: int) -> DecodeLoop:
+        from janus_rt.kernels.rope_cache import inv_freq_of
+
         key = (kind, rows, cache_len)
         loop = self.loops.get(key)
         if loop is None:
@@ -125,6 +127,7 @@ class TritonRunner:
                 top_k=torch.zeros(out_rows, device=dev, dtype=torch.int32),
                 top_p=torch.ones(out_rows, device=dev, dtype=torch.float32),
                 seed=torch.zeros(1, device=dev, dtype=torch.long),
+                inv_freq=inv_freq_of(llm.head_dim, llm.rope_theta, dev),
             )
             step = image_step if kind == "image" else text_step
             loop = DecodeLoop(lambda: step(self.model, bufs), bufs, use_graph=not self.interpreted)

@@ -19,9 +19,13 @@ def assert_close_to_reference(kernel: torch.Tensor, same_dtype: torch.Tensor, re
     """flash-attention's rule: |kernel - ref| <= 2 * |torch in the same dtype - ref| + atol, elementwise.
 
     `reference` is computed in float64 from the same inputs; `same_dtype` is plain torch in the kernel's dtype.
+    The Triton interpreter converts fp32 -> bf16 by truncation (GPUs round to nearest), so there bf16 outputs
+    may sit a few bf16 steps (up to 2^-5 relative after chained roundings) from the reference.
     """
     assert torch.isfinite(kernel).all(), f"{what}: non-finite values (unwritten output?)"
     err = (kernel.double() - reference).abs()
     allowed = 2 * (same_dtype.double() - reference).abs() + ATOL[dtype]
+    if dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+        allowed = allowed + reference.abs() * 2.0**-5
     worst = (err - allowed).max().item()
     assert worst <= 0, f"{what}: max error {err.max().item():.3g} exceeds the allowed bound by {worst:.3g}"
