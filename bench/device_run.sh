@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
-# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [quick|full]
+# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|full]
 # Logs and JSON land in $OUT; the last lines printed are the bench tables.
 set -o pipefail
 export PYTHONUNBUFFERED=1
@@ -24,7 +24,13 @@ p = torch.cuda.get_device_properties(0)
 print(f"gpu={p.name} sms={p.multi_processor_count} mem={p.total_memory/2**30:.1f}GiB torch={torch.__version__} "
       f"triton={triton.__version__} transformers={tv} cuda={torch.version.cuda}")
 PY
-python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_triton_backend.py \
+if [ "$MODE" = perf ]; then
+    janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
+        --out "$OUT/bench_perf.json" 2>&1 | tee "$OUT/bench_perf.log" | tail -40
+    exit 0
+fi
+python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_kernel_fused.py \
+    tests/test_triton_backend.py \
     -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
 if [ "$MODE" = quick ]; then
     janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
