@@ -19,6 +19,7 @@ from janus_rt.fast_decode import image_step
 from janus_rt.triton_backend import TritonRunner
 
 
+@torch.inference_mode()
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="janus-1.3b")
