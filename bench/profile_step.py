@@ -46,7 +46,7 @@ def main() -> None:
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(args.steps):
             bufs.step.fill_(1)
-            image_step(model, bufs)
+            image_step(model, bufs, runner.linear)
         torch.cuda.synchronize()
     kernels: dict[str, list[float]] = {}
     for ev in prof.events():

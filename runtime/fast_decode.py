@@ -13,8 +13,10 @@ backend's: rows 2i / 2i+1 conditional / unconditional for image i.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
+from torch import nn
 
 from .llm import KVCache, LanguageModel
 from .model import JanusModel
@@ -39,8 +41,27 @@ class DecodeBuffers:
     inv_freq: torch.Tensor  # [head_dim / 2] fp32 RoPE frequencies
 
 
+Linear = Callable[[torch.Tensor, nn.Linear], torch.Tensor]  # (x, layer) -> layer(x), maybe by another kernel
+
+
+def torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    return layer(x)
+
+
+def skinny_linear(gemm: Callable[..., torch.Tensor]) -> Linear:
+    """Bias-free linears of few rows through janus-rt's skinny GEMM (`kernels/skinny_gemm.py`), others through torch."""
+
+    def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        if layer.bias is None and x.numel() // x.shape[-1] <= 32:
+            return gemm(x=x, weight=layer.weight)
+        return layer(x)
+
+    return linear
+
+
 def transformer_step(llm: LanguageModel, x: torch.Tensor, positions: torch.Tensor, slot: torch.Tensor,
-                     key_start: torch.Tensor | None, cache: KVCache, inv_freq: torch.Tensor) -> torch.Tensor:
+                     key_start: torch.Tensor | None, cache: KVCache, inv_freq: torch.Tensor,
+                     linear: Linear = torch_linear) -> torch.Tensor:
     """`T` new tokens per row through the decoder with janus-rt's kernels; returns the final-normed `[R, T, D]`.
 
     x `[R, T, D]`; positions `[R, T]` int64; the new keys/values go to slots `slot + [0, T)` of every row.
@@ -57,12 +78,12 @@ def transformer_step(llm: LanguageModel, x: torch.Tensor, positions: torch.Tenso
     delta = None
     for i, layer in enumerate(llm.layers):
         h, x = add_rmsnorm(x=x, delta=delta, weight=layer.input_norm.weight, eps=layer.input_norm.eps)
-        q = rope_cache(qkv=layer.attn.qkv_proj(h), positions=positions, inv_freq=inv_freq, slot=slot,
+        q = rope_cache(qkv=linear(h, layer.attn.qkv_proj), positions=positions, inv_freq=inv_freq, slot=slot,
                        keys=cache.keys[i], values=cache.values[i], num_heads=cfg.num_heads)  # [R, H, T, hd]
         attn = decode_attention(q=q, keys=cache.keys[i], values=cache.values[i], lengths=lengths, key_start=key_start)
-        attn_out = layer.attn.o_proj(attn.transpose(1, 2).reshape(rows, new, cfg.num_heads * cfg.head_dim))
+        attn_out = linear(attn.transpose(1, 2).reshape(rows, new, cfg.num_heads * cfg.head_dim), layer.attn.o_proj)
         h, x = add_rmsnorm(x=x, delta=attn_out, weight=layer.post_attn_norm.weight, eps=layer.post_attn_norm.eps)
-        delta = layer.mlp.down_proj(silu_mul(gate_up=layer.mlp.gate_up_proj(h)))
+        delta = linear(silu_mul(gate_up=linear(h, layer.mlp.gate_up_proj)), layer.mlp.down_proj)
     out, _ = add_rmsnorm(x=x, delta=delta, weight=llm.norm.weight, eps=llm.norm.eps)
     return out
 
@@ -76,21 +97,21 @@ def sample_into(logits: torch.Tensor, bufs: DecodeBuffers, table: torch.Tensor) 
                embeds_out=bufs.rows)
 
 
-def image_step(model: JanusModel, bufs: DecodeBuffers) -> None:
+def image_step(model: JanusModel, bufs: DecodeBuffers, linear: Linear = torch_linear) -> None:
     """One image-token step for every CFG row; advances the counters."""
     x = model.gen_aligner(bufs.rows)[:, None]  # [2P, 1, D]
     hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, None, bufs.cache,
-                              bufs.inv_freq)[:, -1]  # [2P, D]
+                              bufs.inv_freq, linear)[:, -1]  # [2P, D]
     sample_into(model.gen_head(hidden), bufs, model.gen_embed.weight)
     advance(bufs)
 
 
-def text_step(model: JanusModel, bufs: DecodeBuffers) -> None:
+def text_step(model: JanusModel, bufs: DecodeBuffers, linear: Linear = torch_linear) -> None:
     """One text-token step for every row; advances the counters."""
     x = bufs.rows[:, None]  # [B, 1, D]
     hidden = transformer_step(model.llm, x, bufs.positions[:, None], bufs.slot, bufs.key_start, bufs.cache,
-                              bufs.inv_freq)[:, -1]  # [B, D]
-    sample_into(model.lm_head(hidden), bufs, model.llm.embed_tokens.weight)
+                              bufs.inv_freq, linear)[:, -1]  # [B, D]
+    sample_into(linear(hidden, model.lm_head), bufs, model.llm.embed_tokens.weight)
     advance(bufs)
 
 

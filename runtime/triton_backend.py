@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .fast_decode import DecodeBuffers, image_step, text_step
+from .fast_decode import DecodeBuffers, image_step, skinny_linear, text_step
 from .generation import cfg_prompt_tokens, decode_tokens
 from .llm import KVCache
 from .model import JanusModel
@@ -99,6 +99,9 @@ class TritonRunner:
         self.interpreted = prepare_triton(self.device)
         self.eos_check_every = eos_check_every
         self.loops: dict[tuple[str, int, int], DecodeLoop] = {}
+        from janus_rt.kernels.skinny_gemm import SkinnyLinear
+
+        self.linear = skinny_linear(SkinnyLinear())  # the runner's own GEMM launcher (its autotune cache)
 
     def describe_mode(self) -> str:
         dt = str(self.dtype).removeprefix("torch.")
@@ -130,7 +133,7 @@ class TritonRunner:
                 inv_freq=inv_freq_of(llm.head_dim, llm.rope_theta, dev),
             )
             step = image_step if kind == "image" else text_step
-            loop = DecodeLoop(lambda: step(self.model, bufs), bufs, use_graph=not self.interpreted)
+            loop = DecodeLoop(lambda: step(self.model, bufs, self.linear), bufs, use_graph=not self.interpreted)
             self.loops[key] = loop
         return loop
 

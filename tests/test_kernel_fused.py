@@ -67,3 +67,16 @@ def test_rope_cache(dtype: torch.dtype, rows: int, new: int, heads: int, kv_head
     untouched = torch.ones(max_len, dtype=torch.bool)
     untouched[written] = False
     assert keys[:, :, untouched].isnan().all() and values[:, :, untouched].isnan().all(), "only slot..slot+T written"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("m, n, k", [(1, 64, 64), (2, 100, 300), (5, 2048, 200), (16, 130, 1000), (32, 65, 129)])
+def test_skinny_gemm(dtype: torch.dtype, m: int, n: int, k: int) -> None:
+    from janus_rt.kernels.skinny_gemm import SkinnyLinear, skinny_gemm_ref
+
+    gen = torch.Generator().manual_seed(m * n + k)
+    x = torch.randn(m, k, generator=gen).to(DEVICE, dtype)
+    w = (torch.randn(n, k, generator=gen) / k**0.5).to(DEVICE, dtype)
+    out = SkinnyLinear()(x=x, weight=w)
+    same = torch.nn.functional.linear(x, w)
+    assert_close_to_reference(out, same, skinny_gemm_ref(x.double(), w.double()), dtype, f"skinny gemm {m}x{n}x{k}")
