@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
-# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|full]
+# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|tested|full|pro7b]
+# perf: triton 1.3B only; quick: GPU tests + triton; tested: GPU tests + 1.3B (triton, torch, transformers);
+# full: tested + Pro-7B; pro7b: Pro-7B only.
 # Logs and JSON land in $OUT; the last lines printed are the bench tables.
 set -o pipefail
 export PYTHONUNBUFFERED=1
@@ -32,12 +34,18 @@ fi
 python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_kernel_fused.py \
     tests/test_triton_backend.py \
     -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
+if [ "$MODE" = pro7b ]; then
+    janus-rt bench --arch janus-pro-7b --images 1,4 --backends triton,torch --text-batches 1 --no-hf --repeats 1 \
+        --out "$OUT/bench_janus-pro-7b.json" 2>&1 | tee "$OUT/bench_janus-pro-7b.log" | tail -40
+    exit 0
+fi
 if [ "$MODE" = quick ]; then
     janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
         --out "$OUT/bench_quick.json" 2>&1 | tee "$OUT/bench_quick.log" | tail -40
     exit 0
 fi
-janus-rt bench --arch janus-1.3b --images 1,4,16 --backends triton,torch --text-batches 1,8 --repeats 2 \
+janus-rt bench --arch janus-1.3b --images 1,4,16 --backends triton,torch --text-batches 1,8 --repeats 1 \
     --out "$OUT/bench_janus-1.3b.json" 2>&1 | tee "$OUT/bench_janus-1.3b.log" | tail -60
-janus-rt bench --arch janus-pro-7b --images 1,4 --backends triton --text-batches 1 --no-hf --repeats 2 \
+[ "$MODE" = full ] || exit 0
+janus-rt bench --arch janus-pro-7b --images 1,4 --backends triton,torch --text-batches 1 --no-hf --repeats 1 \
     --out "$OUT/bench_janus-pro-7b.json" 2>&1 | tee "$OUT/bench_janus-pro-7b.log" | tail -40
