@@ -31,14 +31,14 @@ if [ "$MODE" = perf ]; then
         --out "$OUT/bench_perf.json" 2>&1 | tee "$OUT/bench_perf.log" | tail -40
     exit 0
 fi
-python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_kernel_fused.py \
-    tests/test_triton_backend.py \
-    -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
 if [ "$MODE" = pro7b ]; then
     janus-rt bench --arch janus-pro-7b --images 1,4 --backends triton,torch --text-batches 1 --no-hf --repeats 1 \
         --out "$OUT/bench_janus-pro-7b.json" 2>&1 | tee "$OUT/bench_janus-pro-7b.log" | tail -40
     exit 0
 fi
+python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_kernel_fused.py \
+    tests/test_triton_backend.py \
+    -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
 if [ "$MODE" = quick ]; then
     janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
         --out "$OUT/bench_quick.json" 2>&1 | tee "$OUT/bench_quick.log" | tail -40
