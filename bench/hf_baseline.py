@@ -117,7 +117,27 @@ def build_hf_twin(model: JanusModel, special: SpecialIds):
     gc = hf.generation_config
     gc.bos_token_id, gc.eos_token_id, gc.pad_token_id = special.bos, special.eos, special.pad
     gc.generation_kwargs = {"boi_token_id": special.begin_of_image}
+    patch_static_cache_call(hf)
     return hf
+
+
+def patch_static_cache_call(hf) -> None:
+    """Work around transformers 5.17, whose Janus image `generate` calls `_prepare_static_cache` without the
+    `prefill_chunk_size` argument that the same release's GenerationMixin requires (5.23 passes it).
+
+    Only when the method's signature requires it; the default added is None (no chunked prefill).
+    """
+    import inspect
+
+    method = hf._prepare_static_cache
+    param = inspect.signature(method).parameters.get("prefill_chunk_size")
+    if param is None or param.default is not inspect.Parameter.empty:
+        return
+
+    def prepare(*args, prefill_chunk_size=None, **kwargs):
+        return method(*args, prefill_chunk_size=prefill_chunk_size, **kwargs)
+
+    hf._prepare_static_cache = prepare
 
 
 def hf_generate_images(hf, prompt_ids: list[int], num_images: int, cfg_weight: float, temperature: float) -> torch.Tensor:
