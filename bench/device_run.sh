@@ -2,7 +2,7 @@
 # One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
 # Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|tested|full|pro7b]
 # perf: triton 1.3B only; quick: GPU tests + triton; tested: GPU tests + 1.3B (triton, torch, transformers);
-# full: tested + Pro-7B; pro7b: Pro-7B only.
+# full: tested + Pro-7B; pro7b: Pro-7B only; hf: GPU tests + triton vs transformers on 1 image / 1 text row.
 # Logs and JSON land in $OUT; the last lines printed are the bench tables.
 set -o pipefail
 export PYTHONUNBUFFERED=1
@@ -39,6 +39,12 @@ fi
 python3 -m pytest tests/test_kernel_attention.py tests/test_kernel_cfg_sample.py tests/test_kernel_fused.py \
     tests/test_triton_backend.py \
     -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
+if [ "$MODE" = hf ]; then
+    janus-rt bench --arch janus-1.3b --images 1 --backends triton --text-batches 1 --hf-images 1 --hf-text-batches 1 \
+        --repeats 1 --out "$OUT/bench_janus-1.3b_vs_transformers.json" 2>&1 \
+        | tee "$OUT/bench_janus-1.3b_vs_transformers.log" | tail -40
+    exit 0
+fi
 if [ "$MODE" = quick ]; then
     janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
         --out "$OUT/bench_quick.json" 2>&1 | tee "$OUT/bench_quick.log" | tail -40
