@@ -33,7 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="prompt roles: pro '<|User|>'/'<|Assistant|>', legacy 'User'/'Assistant' (Janus-1.3B); "
                         "auto detects from the tokenizer")
     p.add_argument("--backend", default="torch", choices=["torch", "triton", "onnxruntime", "tensorrt"],
-                   help="torch (default) runs the checkpoint; onnxruntime / tensorrt run a `janus-rt export` folder "
+                   help="torch (default, eager reference) or triton (fused kernels, CUDA-graph decode; the Triton "
+                        "interpreter without a GPU) run the checkpoint; onnxruntime / tensorrt run a `janus-rt export` folder "
                         "(a checkpoint given to them is exported once into the export cache)")
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime providers, comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
@@ -151,10 +152,12 @@ def _load(args):
     from . import load
     from .hub import resolve_model_path
 
-    engine = args.backend != "torch"
+    engine = args.backend in ("onnxruntime", "tensorrt")
     providers = args.providers.split(",") if args.providers else None
-    return load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
-                chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers)
+    m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
+             chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers)
+    print(f"backend      {m.runner.describe_mode()}", file=sys.stderr)
+    return m
 
 
 def _check_before_loading(args: argparse.Namespace) -> None:

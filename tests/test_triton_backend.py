@@ -120,3 +120,16 @@ def test_interpreter_must_precede_triton(monkeypatch: pytest.MonkeyPatch, pair) 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(InputError, match="TRITON_INTERPRET=1"):
         triton_backend.prepare_triton(torch.device("cpu"))
+
+
+def test_cli_chat_with_triton_backend(ckpt: Path, capsys: pytest.CaptureFixture) -> None:
+    from janus_rt.cli import main
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    argv = ["chat", "--model", str(ckpt), "--device", device, "--dtype", "float32", "--max-new-tokens", "3", "Hi"]
+    assert main(argv + ["--backend", "triton"]) == 0
+    out_triton = capsys.readouterr()
+    assert "backend      triton kernels" in out_triton.err
+    assert main(argv) == 0
+    out_torch = capsys.readouterr()
+    assert out_triton.out == out_torch.out  # the same greedy answer
