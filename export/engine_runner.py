@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..config import JanusConfig
 from ..generation import cfg_prompt_tokens
 from ..sampling import cfg_mix, sample
-from ..understanding import TextRequest
+from ..understanding import TextRequest, record_tokens
 from .graphs import past_names, present_names
 
 
@@ -112,12 +112,7 @@ class EngineRunner:
         for step in range(max_new_tokens):
             logits = self.engine.run("lm_head", {"hidden_states": hidden})["logits"].float()  # [B, V]
             tokens = sample(logits, temperature, generator, top_k, top_p)  # [B]
-            for b, tid in enumerate(tokens.tolist()):
-                if not finished[b]:
-                    if tid == eos_id:
-                        finished[b] = True
-                    else:
-                        outputs[b].append(tid)
+            record_tokens(outputs, finished, tokens.tolist(), eos_id)
             if all(finished) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.long, device=self.device)], dim=1)  # [B, P+1]

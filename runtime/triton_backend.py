@@ -24,7 +24,7 @@ from .generation import cfg_prompt_tokens, decode_tokens
 from .llm import KVCache
 from .model import JanusModel
 from .timing import PhaseTimer
-from .understanding import TextRequest, prefill_embeddings
+from .understanding import TextRequest, prefill_embeddings, record_tokens
 
 CACHE_BUCKET = 128  # cache lengths are rounded up to this, so nearby prompt lengths share a graph
 
@@ -221,10 +221,8 @@ class TritonRunner:
 
     @staticmethod
     def _answers(rows: list[list[int]], eos_id: int) -> list[tuple[list[int], bool]]:
-        out = []
-        for ids in rows:
-            if eos_id in ids:
-                out.append((ids[: ids.index(eos_id)], True))
-            else:
-                out.append((ids, False))
-        return out
+        outputs: list[list[int]] = [[] for _ in rows]
+        finished = [False] * len(rows)
+        for column in zip(*rows):  # the tokens of one step, one per row
+            record_tokens(outputs, finished, list(column), eos_id)
+        return list(zip(outputs, finished))

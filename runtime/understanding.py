@@ -52,6 +52,16 @@ def prefill_embeddings(model: JanusModel, requests: list[TextRequest], pad_id: i
     return embeds, positions, key_start
 
 
+def record_tokens(outputs: list[list[int]], finished: list[bool], tokens: list[int], eos_id: int) -> None:
+    """Append one new token per row to `outputs`; a row's EOS marks it finished and nothing is added after."""
+    for b, tid in enumerate(tokens):
+        if not finished[b]:
+            if tid == eos_id:
+                finished[b] = True
+            else:
+                outputs[b].append(tid)
+
+
 @torch.inference_mode()
 def generate_text(
     model: JanusModel,
@@ -83,12 +93,7 @@ def generate_text(
         tokens = sample(model.lm_head(hidden).float(), temperature, generator, top_k, top_p)  # [B]
         if timer is not None:
             timer.mark("prefill" if step == 0 else "decode")
-        for b, tid in enumerate(tokens.tolist()):
-            if not finished[b]:
-                if tid == eos_id:
-                    finished[b] = True
-                else:
-                    outputs[b].append(tid)
+        record_tokens(outputs, finished, tokens.tolist(), eos_id)
         if all(finished) or step == max_new_tokens - 1:
             break
         pos = (next_pos + step)[:, None]  # [B, 1]

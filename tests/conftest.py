@@ -41,3 +41,11 @@ def tiny_official(tmp_path_factory):
     from janus_rt.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def torch_model(tiny_official):
+    """The tiny checkpoint loaded with the torch backend in fp32 (the export tests' source model)."""
+    import janus_rt
+
+    return janus_rt.load(tiny_official, device="cpu", dtype="float32")

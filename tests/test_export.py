@@ -22,11 +22,6 @@ pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
-def torch_model(tiny_official):
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def fp32_export(torch_model, tmp_path_factory) -> Path:
     return export_onnx(torch_model, tmp_path_factory.mktemp("exports") / "fp32").path
 

@@ -23,11 +23,6 @@ pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
-def torch_model(tiny_official):
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
 def pristine(torch_model, tmp_path_factory) -> Path:
     return export_onnx(torch_model, tmp_path_factory.mktemp("pristine") / "export").path
 
