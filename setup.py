@@ -31,7 +31,9 @@ setup(
         "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.18"],
         "trt": ["tensorrt>=10.0"],
         "hub": ["huggingface_hub>=0.23"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54"],
+        # tests: transformers is the parity oracle; the export tests run ONNX Runtime on the CPU
+        "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54", "onnx>=1.16", "onnxscript>=0.1",
+                "onnxruntime>=1.18"],
     },
     entry_points={"console_scripts": ["janus-rt=janus_rt.cli:main"]},
 )
