@@ -12,14 +12,14 @@ so CI exercises this code; `describe_mode()` says which mode is active.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
-from .fast_decode import DecodeBuffers, image_step, skinny_linear, text_step
+from .fast_decode import DecodeBuffers, image_step, sample_into, skinny_linear, text_step
 from .generation import cfg_prompt_tokens, decode_tokens
 from .llm import KVCache
 from .model import JanusModel
@@ -62,7 +62,6 @@ class DecodeLoop:
     use_graph: bool
     graph: torch.cuda.CUDAGraph | None = None
     warm: bool = False
-    capture_ms: float = field(default=0.0)
 
     def step(self) -> None:
         if self.graph is not None:
@@ -161,11 +160,7 @@ class TritonRunner:
         tokens = cfg_prompt_tokens(prompt_ids, pad_id, num_images, self.device)  # [2P, L]
         positions = torch.arange(prompt_len, device=self.device).expand(rows, prompt_len)  # [2P, L]
         hidden = model.llm(model.llm.embed_tokens(tokens), positions, bufs.cache, 0)[:, -1]  # [2P, D]
-        from janus_rt.kernels.cfg_sample import cfg_sample
-
-        cfg_sample(logits=model.gen_head(hidden), cfg_weight=bufs.cfg_weight, temperature=bufs.temperature,
-                   top_k=bufs.top_k, top_p=bufs.top_p, seed=bufs.seed, step=bufs.step, tokens_out=bufs.tokens,
-                   embed_table=model.gen_embed.weight, embeds_out=bufs.rows)  # token 0 and its gen_embed rows
+        sample_into(model.gen_head(hidden), bufs, model.gen_embed.weight)  # token 0 and its gen_embed rows
         bufs.step.fill_(1)
         bufs.slot.fill_(prompt_len)
         bufs.positions.fill_(prompt_len)
@@ -193,11 +188,7 @@ class TritonRunner:
         self._set_sampling(bufs, temperature, top_k, top_p, seed)
         bufs.key_start.copy_(key_start)
         hidden = model.llm(embeds, positions, bufs.cache, 0, key_start)[:, -1]  # [B, D]
-        from janus_rt.kernels.cfg_sample import cfg_sample
-
-        cfg_sample(logits=model.lm_head(hidden), cfg_weight=None, temperature=bufs.temperature, top_k=bufs.top_k,
-                   top_p=bufs.top_p, seed=bufs.seed, step=bufs.step, tokens_out=bufs.tokens,
-                   embed_table=model.llm.embed_tokens.weight, embeds_out=bufs.rows)
+        sample_into(model.lm_head(hidden), bufs, model.llm.embed_tokens.weight)  # token 0 and its embedding row
         bufs.step.fill_(1)
         bufs.slot.fill_(width)
         bufs.positions.copy_(positions[:, -1] + 1)
