@@ -5,8 +5,6 @@ Every argument is validated before any model work starts; errors say which argum
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence, Union
 
@@ -16,10 +14,11 @@ import torch
 from .checkpoint import find_weight_files
 from .config import JanusConfig, load_config
 from .errors import CheckpointError, InputError
-from .backend import Runner, TorchRunner
+from .engine import Engine, EngineConfig, SamplingParams, StepBackend
 from .images import ImageLike, postprocess, preprocess
 from .hub import resolve_model_path
 from .info import count_parameters, describe
+from .jobs import ChatJob, ChatResult, ImageJob, ImageResult
 from .model import JanusModel, build_empty_model
 from .prompts import ChatFormat, generation_prompt, understanding_prompt
 from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
@@ -31,21 +30,6 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "float16": torch.float16, "fp16": torch.float16}
 
 ImagesArg = Union[None, ImageLike, Sequence[ImageLike]]
-
-
-@dataclass
-class ImageResult:
-    tokens: torch.LongTensor  # [N, grid*grid] image-token ids, raster order
-    images: np.ndarray  # uint8 [N, S, S, 3]
-    prompt: str  # the exact text that was tokenized
-
-
-@dataclass
-class ChatResult:
-    text: str  # decoded answer, special tokens skipped
-    token_ids: list[int]  # new tokens only, EOS excluded
-    finished: bool  # True when EOS ended the answer, False when max_new_tokens did
-    prompt: str  # the exact text that was tokenized (before placeholder expansion)
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -74,76 +58,66 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
-def _is_number(x: object) -> bool:
-    """A finite int or float (bools excluded)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
-    if not _is_number(temperature) or temperature < 0:
-        raise InputError(f"temperature must be a finite number >= 0 (0 means greedy), got {temperature!r}")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise InputError(f"top_k must be a positive integer or None, got {top_k!r}")
-    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):
-        raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-
-
 def check_generation_args(num_images: int, cfg_weight: float, temperature: float, top_k: int | None,
-                          top_p: float | None) -> None:
+                          top_p: float | None, seed: int | None = None) -> SamplingParams:
     """Validate `generate_images` arguments that need no model (the CLI calls this before loading one)."""
     if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
         raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
-    if not _is_number(cfg_weight) or cfg_weight < 0:
-        raise InputError(f"cfg_weight must be a finite number >= 0, got {cfg_weight!r}")
-    _check_sampling(temperature, top_k, top_p)
+    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, cfg_weight=cfg_weight)
 
 
-def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+                    seed: int | None = None) -> SamplingParams:
     """Validate `chat` arguments that need no model (the CLI calls this before loading one)."""
-    if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    _check_sampling(temperature, top_k, top_p)
-
-
-def _check_seed(seed: int | None) -> int | None:
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise InputError(f"seed must be an integer or None, got {seed!r}")
-    return seed
+    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_new_tokens=max_new_tokens)
 
 
 class Janus:
-    """A loaded Janus model with its tokenizer; create it with `janus_rt.load`."""
+    """A loaded Janus model with its tokenizer and engine; create it with `janus_rt.load`.
 
-    def __init__(self, runner: Runner, tokenizer: JanusTokenizer, chat_format: ChatFormat, path: Path):
-        self.runner = runner
+    Every call is thread-safe: concurrent calls (and `submit_*` jobs) share the engine's decode steps.
+    """
+
+    def __init__(self, backend: StepBackend, tokenizer: JanusTokenizer, chat_format: ChatFormat, path: Path,
+                 engine: EngineConfig | None = None):
+        self.step_backend = backend
         self.tokenizer = tokenizer
         self.chat_format: ChatFormat = chat_format
         self.path = path
+        self.engine = Engine(backend, engine)
 
     @property
     def backend(self) -> str:
-        return self.runner.name
+        return self.step_backend.name
 
     @property
     def model(self) -> JanusModel | None:
-        """The torch module tree (torch and triton backends); None for engine backends."""
-        return self.runner.model
+        """The torch module tree (torch and triton backends); None for exported-graph backends."""
+        return self.step_backend.model
 
     @property
     def config(self) -> JanusConfig:
-        return self.runner.cfg
+        return self.step_backend.cfg
 
     @property
     def device(self) -> torch.device:
-        return self.runner.device
+        return self.step_backend.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.runner.dtype
+        return self.step_backend.dtype
 
     @property
     def context_length(self) -> int:
         return self.config.llm.max_position_embeddings
+
+    def stats(self) -> dict:
+        """Engine counters: decode_steps, peak_rows, active_rows, queued_requests, ... and the pool's size."""
+        return self.engine.stats()
+
+    def close(self) -> None:
+        """Stop the engine thread (running requests fail); the model stays loaded but takes no more work."""
+        self.engine.close()
 
     # ----------------------------------------------------------------------------------------- generation
     def image_prompt(self, prompt: str, raw: bool = False) -> str:
@@ -153,9 +127,45 @@ class Janus:
             return prompt if prompt.endswith("<begin_of_image>") else prompt + "<begin_of_image>"
         return generation_prompt(prompt, self.chat_format)
 
+    def submit_images(
+        self,
+        prompt: str | Sequence[str],
+        num_images: int = 1,
+        cfg_weight: float = 5.0,
+        temperature: float = 1.0,
+        seed: int | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        raw: bool = False,
+    ) -> ImageJob:
+        """Queue `generate_images` work and return at once: `job.result()`, `await job`, `job.cancel()`."""
+        params = check_generation_args(num_images, cfg_weight, temperature, top_k, top_p, seed)
+        single = isinstance(prompt, str)
+        if not single and (not isinstance(prompt, (list, tuple)) or not prompt):
+            raise InputError(f"prompt must be a non-empty string or a non-empty list of them, got {prompt!r}")
+        texts = [self.image_prompt(p, raw) for p in ([prompt] if single else prompt)]
+        steps = self.config.image_tokens_per_image
+        encoded = [self.tokenizer.encode(t) for t in texts]
+        for ids in encoded:
+            if len(ids) + steps - 1 > self.context_length:
+                raise InputError(
+                    f"prompt is {len(ids)} tokens; with {steps} image tokens that exceeds the context of "
+                    f"{self.context_length} tokens: shorten the prompt"
+                )
+        pad = self.tokenizer.special.pad
+        requests = []
+        try:
+            for ids in encoded:
+                requests.append(self.engine.submit_images(ids, pad, num_images, params))
+        except Exception:
+            for r in requests:
+                r.cancel()
+            raise
+        return ImageJob(requests, texts, single, self._decode)
+
     def generate_images(
         self,
-        prompt: str,
+        prompt: str | Sequence[str],
         num_images: int = 1,
         cfg_weight: float = 5.0,
         temperature: float = 1.0,
@@ -165,25 +175,14 @@ class Janus:
         raw: bool = False,
         progress: bool = False,
     ) -> ImageResult:
-        """Text-to-image: `num_images` samples of `prompt` with classifier-free guidance `cfg_weight`.
+        """Text-to-image: `num_images` samples of `prompt` (or of each prompt of a list, in order) with CFG.
 
         temperature 0 is argmax (deterministic); otherwise a given `seed` reproduces the tokens on the same
-        device. top_k/top_p are off by default, as in the reference. `raw=True` takes a preformatted prompt.
+        device, whatever else runs beside them (each prompt of a list gets the same seed, so it equals its solo
+        call). top_k/top_p are off by default, as in the reference. `raw=True` takes a preformatted prompt.
         """
-        check_generation_args(num_images, cfg_weight, temperature, top_k, top_p)
-        text = self.image_prompt(prompt, raw)
-        ids = self.tokenizer.encode(text)
-        steps = self.config.image_tokens_per_image
-        if len(ids) + steps - 1 > self.context_length:
-            raise InputError(
-                f"prompt is {len(ids)} tokens; with {steps} image tokens that exceeds the context of "
-                f"{self.context_length} tokens: shorten the prompt"
-            )
-        tokens = self.runner.generate_image_tokens(
-            ids, self.tokenizer.special.pad, num_images, float(cfg_weight), float(temperature), _check_seed(seed),
-            top_k, top_p, progress,
-        )
-        return ImageResult(tokens=tokens, images=self._decode(tokens), prompt=text)
+        job = self.submit_images(prompt, num_images, cfg_weight, temperature, seed, top_k, top_p, raw)
+        return job.result(progress=progress)
 
     def decode_image_tokens(self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Image-token ids `[N, grid*grid]` (or one row `[grid*grid]`) -> uint8 images `[N, S, S, 3]`."""
@@ -201,10 +200,10 @@ class Janus:
             raise InputError(f"image tokens must be integers, got dtype {t.dtype}")
         if int(t.min()) < 0 or int(t.max()) >= codes:
             raise InputError(f"image tokens must lie in [0, {codes}), got values in [{int(t.min())}, {int(t.max())}]")
-        return self._decode(t.to(device=self.device, dtype=torch.long))
+        return self._decode(t.to(dtype=torch.long))
 
     def _decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return postprocess(self.runner.decode_tokens(tokens))
+        return postprocess(self.step_backend.decode_pixels(tokens.to(self.device)))
 
     # ------------------------------------------------------------------------------------ understanding
     def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:
@@ -234,6 +233,35 @@ class Janus:
         ids = expand_placeholders(ids, sp.image_placeholder, sp.begin_of_image, sp.end_of_image, self.config.vision.num_patches)
         return TextRequest(ids=ids, pixel_values=pixels), text
 
+    def submit_chat(
+        self,
+        question: str,
+        image: ImagesArg = None,
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        top_k: int | None = 50,
+        seed: int | None = None,
+        system_prompt: str | None = None,
+        raw: bool = False,
+    ) -> ChatJob:
+        """Queue one answer and return at once: `job.result()`, `await job`, `job.stream()` / `job.astream()`
+        (text pieces as they are decoded), `job.cancel()`. Arguments as `chat` with a single question."""
+        params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
+        return self._submit_chat_row(question, image, params, system_prompt, raw)
+
+    def _submit_chat_row(self, question: str, image: ImagesArg, params: SamplingParams, system_prompt: str | None,
+                         raw: bool) -> ChatJob:
+        request, text = self.chat_inputs(question, image, system_prompt, raw)
+        if len(request.ids) + params.max_new_tokens > self.context_length:
+            raise InputError(
+                f"prompt is {len(request.ids)} tokens (images included); with max_new_tokens={params.max_new_tokens} "
+                f"that exceeds the context of {self.context_length} tokens: shorten the prompt or lower max_new_tokens"
+            )
+        sp = self.tokenizer.special
+        handle = self.engine.submit_text(request.ids, request.pixel_values, sp.eos, sp.image_placeholder, params)
+        return ChatJob(handle, text, self.tokenizer)
+
     def chat(
         self,
         question: str | Sequence[str],
@@ -250,7 +278,8 @@ class Janus:
 
         A single question takes `image` as None, one image, or a list of images; a list of questions is a
         batch and takes `image` as a list with one entry (None, an image or a list) per question. Without an
-        explicit `<image_placeholder>` in the question, one per image is put before it.
+        explicit `<image_placeholder>` in the question, one per image is put before it. Each question is its own
+        request: its answer is the one it gets alone (a seed applies to each question's own stream).
 
         Sampling (temperature > 0) follows transformers' `generate`, which the reference calls: temperature,
         then top-k (50 unless given; None turns it off), then top-p, on fp32 logits; a `seed` reproduces the
@@ -271,35 +300,32 @@ class Janus:
                 raise InputError(f"{len(questions)} questions but {len(per_row)} image entries; give one entry (or None) per question")
         else:
             per_row = [image]
-        check_chat_args(max_new_tokens, temperature, top_k, top_p)
-        built = [self.chat_inputs(q, imgs, system_prompt, raw) for q, imgs in zip(questions, per_row)]
-        longest = max(len(r.ids) for r, _ in built)
-        if longest + max_new_tokens > self.context_length:
-            raise InputError(
-                f"prompt is {longest} tokens (images included); with max_new_tokens={max_new_tokens} that exceeds "
-                f"the context of {self.context_length} tokens: shorten the prompt or lower max_new_tokens"
-            )
-        sp = self.tokenizer.special
-        answers = self.runner.generate_text(
-            [r for r, _ in built], sp.pad, sp.image_placeholder, sp.eos, max_new_tokens, float(temperature),
-            _check_seed(seed), top_k, top_p,
-        )
-        results = [
-            ChatResult(text=self.tokenizer.decode(ids), token_ids=ids, finished=done, prompt=text)
-            for (ids, done), (_, text) in zip(answers, built)
-        ]
+        params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
+        for q in questions:  # every question checked before any is queued
+            if not isinstance(q, str) or not q.strip():
+                raise InputError("question must be a non-empty string")
+        jobs: list[ChatJob] = []
+        try:
+            for q, imgs in zip(questions, per_row):
+                jobs.append(self._submit_chat_row(q, imgs, params, system_prompt, raw))
+        except Exception:
+            for j in jobs:
+                j.cancel()
+            raise
+        results = [j.result() for j in jobs]
         return results if batched else results[0]
 
     # ------------------------------------------------------------------------------------------- info
     def info(self) -> dict:
-        """Variant, dimensions, parameter count and bytes of the loaded model."""
+        """Variant, dimensions, parameter count and bytes of the loaded model, and the engine's pool."""
         if self.model is not None:
             parameters = count_parameters(self.model)
-        else:  # engine backends: the same module tree's count, built on the meta device (no memory)
+        else:  # graph backends: the same module tree's count, built on the meta device (no memory)
             with torch.device("meta"):
                 parameters = count_parameters(JanusModel(self.config))
         info = describe(self.config, parameters, self.dtype, self.chat_format)
-        info["backend"] = self.runner.describe_mode()
+        info["backend"] = self.step_backend.describe_mode()
+        info["engine"] = {"max_rows": self.engine.max_rows, "max_seq_len": self.engine.max_seq_len}
         return info
 
 
@@ -311,6 +337,7 @@ def load(
     chat_format: Literal["auto", "pro", "legacy"] = "auto",
     progress: bool = False,
     providers: Sequence[str] | None = None,
+    engine: EngineConfig | None = None,
 ) -> Janus:
     """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
@@ -318,6 +345,7 @@ def load(
     chat_format "auto" picks Janus-Pro roles when the tokenizer has `<|User|>`, else the Janus-1.3B ones.
     backend "onnxruntime" / "tensorrt" run exported graphs: `path` is an export directory (`janus-rt export`)
     or a checkpoint, exported once into the export cache; `providers` lists ONNX Runtime execution providers.
+    `engine` sizes the engine's KV rows (`EngineConfig`: max_rows, max_seq_len, gpu_memory_utilization, ...).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
@@ -326,7 +354,7 @@ def load(
     if backend in ("onnxruntime", "tensorrt"):
         from .export import load_engine
 
-        return load_engine(path, backend, device, dtype, providers, chat_format, progress)
+        return load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
     if providers is not None:
         raise InputError(f"providers= is an option of backend='onnxruntime', not of backend {backend!r}")
     path = resolve_model_path(str(path))
@@ -343,15 +371,17 @@ def load(
     model = build_empty_model(cfg, dev, dt)
     load_weights(model, weights, progress=progress)
     fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
-    return Janus(make_runner(backend, model), tokenizer, fmt, path)
+    return Janus(make_backend(backend, model), tokenizer, fmt, path, engine)
 
 
-def make_runner(backend: str, model: JanusModel) -> Runner:
-    """The runner of a torch-module backend over a loaded model."""
+def make_backend(backend: str, model: JanusModel) -> StepBackend:
+    """The step backend of a torch-module backend over a loaded model."""
     if backend == "torch":
-        return TorchRunner(model)
-    if backend == "triton":
-        from .triton_backend import TritonRunner
+        from .torch_backend import TorchBackend
 
-        return TritonRunner(model)
+        return TorchBackend(model)
+    if backend == "triton":
+        from .triton_backend import TritonBackend
+
+        return TritonBackend(model)
     raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

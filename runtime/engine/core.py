@@ -1,0 +1,282 @@
+"""The engine: the one request loop of janus-rt. Requests arrive from any thread; one engine thread steps them.
+
+Loop (one iteration = one step boundary):
+    1. take new requests from the inbox; drop cancelled ones (their rows are freed now)
+    2. admit waiting groups, first come first served, while their rows fit the pool: prefill each
+    3. one decode step for every admitted group: image rows and text rows share it
+    4. read text tokens back every `backend.sync_every` steps: EOS, streaming; retire finished groups
+A request never depends on its companions: a group's rows run the same arithmetic alone or in a batch,
+and its random draws are keyed by its own seed (see README, "Batch invariance").
+
+The engine thread is the only thread that touches the KV cache, the CUDA graphs or the Triton kernels, so
+concurrent callers are safe on every backend. It starts at the first submission and stops with `close()`
+(or at interpreter exit: it is a daemon thread).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import asdict
+
+import torch
+
+from ..config import JanusConfig
+from ..errors import InputError
+from ..timing import PhaseTimer
+from .params import SamplingParams
+from .pool import EngineConfig, RowPool, plan_rows
+from .primitives import StepBackend
+from .request import EngineStats, Group, Request
+
+
+class EngineError(RuntimeError):
+    """The engine failed while running a request (the message names the phase and the cause)."""
+
+
+class Engine:
+    """Continuous batching over a `StepBackend` (see the module docstring)."""
+
+    def __init__(self, backend: StepBackend, config: EngineConfig | None = None):
+        self.backend = backend
+        self.config = config or EngineConfig()
+        rows, seq = plan_rows(self.config, backend.cfg.llm, backend.device, backend.dtype)
+        self.pool = RowPool(rows, seq)
+        backend.allocate(rows, seq)
+        self.timer: PhaseTimer | None = None  # benchmarks: marks "prefill" per group and "decode" per step
+        self._stats = EngineStats()
+        self._cv = threading.Condition()
+        self._inbox: list[Request] = []
+        self._waiting: deque[Group] = deque()
+        self._active: list[Group] = []
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self._steps_since_sync = 0
+
+    @property
+    def cfg(self) -> JanusConfig:
+        return self.backend.cfg
+
+    @property
+    def max_rows(self) -> int:
+        return self.pool.rows
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.pool.max_seq_len
+
+    @property
+    def images_per_group(self) -> int:
+        """Most images admitted as one group (2 rows each): a larger request runs in waves of this size."""
+        return self.pool.rows // 2
+
+    # ------------------------------------------------------------------------------------- submission
+    def submit_images(self, prompt_ids: list[int], pad_id: int, num_images: int, params: SamplingParams) -> Request:
+        """Queue `num_images` images of one prompt (ids end with `<begin_of_image>`); returns at once."""
+        steps = self.cfg.image_tokens_per_image
+        need = len(prompt_ids) + steps - 1
+        if need > self.max_seq_len:
+            raise InputError(
+                f"prompt is {len(prompt_ids)} tokens; with {steps} image tokens it needs {need} cache slots, but "
+                f"the engine's rows hold max_seq_len={self.max_seq_len}: shorten the prompt or load with a larger "
+                f"max_seq_len (the model's context is {self.cfg.llm.max_position_embeddings})")
+        if self.max_rows < 2:
+            raise InputError(f"one image needs 2 KV rows but the engine has max_rows={self.max_rows}; raise max_rows")
+        request = Request("image", prompt_ids, params, max_steps=steps, num_images=num_images, pad_id=pad_id,
+                          seed=self._seed(params))
+        per = self.images_per_group
+        request.groups = [Group(request, images=min(per, num_images - first), first_image=first, index=i)
+                          for i, first in enumerate(range(0, num_images, per))]
+        return self._enqueue(request)
+
+    def submit_text(self, ids: list[int], pixel_values: torch.Tensor | None, eos_id: int, placeholder_id: int,
+                    params: SamplingParams) -> Request:
+        """Queue one answer to `ids` (placeholders expanded; `pixel_values` fill the `placeholder_id` runs)."""
+        need = len(ids) + params.max_new_tokens - 1
+        if need > self.max_seq_len:
+            raise InputError(
+                f"prompt is {len(ids)} tokens (images included); with max_new_tokens={params.max_new_tokens} it needs "
+                f"{need} cache slots, but the engine's rows hold max_seq_len={self.max_seq_len}: shorten the prompt, "
+                f"lower max_new_tokens or load with a larger max_seq_len (the model's context is "
+                f"{self.cfg.llm.max_position_embeddings})")
+        request = Request("text", ids, params, max_steps=params.max_new_tokens, pixel_values=pixel_values,
+                          eos_id=eos_id, placeholder_id=placeholder_id, seed=self._seed(params))
+        request.groups = [Group(request, images=1, first_image=0, index=0)]
+        return self._enqueue(request)
+
+    @staticmethod
+    def _seed(params: SamplingParams) -> int:
+        """The request's seed: as given, or a fresh one from torch's global generator (so manual_seed repeats runs)."""
+        return params.seed if params.seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+
+    def _enqueue(self, request: Request) -> Request:
+        request._groups_left = len(request.groups)
+        request._wake = self._wake
+        with self._cv:
+            if self._closing:
+                raise EngineError("the engine is closed")
+            self._inbox.append(request)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="janus-rt-engine", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+        return request
+
+    def _wake(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    # -------------------------------------------------------------------------------------------- state
+    def stats(self) -> dict:
+        """Counters (see `EngineStats`) plus the pool's size; safe to call from any thread."""
+        with self._cv:
+            out = asdict(self._stats)
+            out["queued_requests"] += len(self._inbox)
+        out.update(max_rows=self.max_rows, max_seq_len=self.max_seq_len, images_per_group=self.images_per_group)
+        return out
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Stop the engine thread; requests still queued or running fail with EngineError."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # --------------------------------------------------------------------------------------------- loop
+    def _run(self) -> None:
+        if self.backend.device.type == "cuda":
+            torch.cuda.set_device(self.backend.device)
+        with torch.inference_mode():
+            while True:
+                with self._cv:
+                    while not (self._inbox or self._active or self._waiting or self._closing):
+                        self._cv.wait()
+                    if self._closing:
+                        break
+                    for request in self._inbox:
+                        self._waiting.extend(request.groups)
+                    self._inbox.clear()
+                self._drop_cancelled()
+                self._admit()
+                if self._active:
+                    self._step()
+                self._count()
+        self._fail_all(EngineError("the engine was closed before this request finished"))
+
+    def _count(self) -> None:
+        with self._cv:
+            self._stats.active_rows = sum(g.rows for g in self._active)
+            self._stats.queued_requests = len({g.request.id for g in self._waiting})
+
+    def _drop_cancelled(self) -> None:
+        for g in [g for g in self._active if g.request.cancel_requested]:
+            self._retire(g)
+        kept = deque(g for g in self._waiting if not g.request.cancel_requested)
+        for g in self._waiting:
+            if g.request.cancel_requested and g.request.group_finished():
+                self._finish(g.request)
+        self._waiting = kept
+
+    def _admit(self) -> None:
+        while self._waiting:
+            group = self._waiting[0]
+            first = self.pool.allocate(group.rows)
+            if first is None:
+                return  # first come first served: later groups wait behind it
+            self._waiting.popleft()
+            group.first_row = first
+            with self._cv:
+                self._active.append(group)
+            try:
+                self.backend.prefill(group)
+            except Exception as e:  # noqa: BLE001 - the request fails, the engine goes on
+                self._fail(group.request, EngineError(f"prefill failed: {type(e).__name__}: {e}"), e)
+                continue
+            group.steps_done = 1
+            self._stats.prefills += 1
+            self._stats.tokens_sampled += group.images
+            if self.timer is not None:
+                self.timer.mark("prefill")
+            self._collect(group, sync=True)
+
+    def _step(self) -> None:
+        batch = list(self._active)
+        try:
+            self.backend.decode(batch)
+        except Exception as e:  # noqa: BLE001 - a failed step fails the requests in it, not the engine
+            error = EngineError(f"decode step failed: {type(e).__name__}: {e}")
+            for request in {g.request.id: g.request for g in batch}.values():
+                self._fail(request, error, e)
+            return
+        rows = 0
+        for g in batch:
+            g.steps_done += 1
+            rows += g.rows
+            self._stats.tokens_sampled += g.images
+        self._stats.decode_steps += 1
+        self._stats.peak_rows = max(self._stats.peak_rows, rows)
+        if self.timer is not None:
+            self.timer.mark("decode")
+        self._steps_since_sync += 1
+        sync = self._steps_since_sync >= self.backend.sync_every
+        if sync:
+            self._steps_since_sync = 0
+        for g in batch:
+            self._collect(g, sync)
+
+    def _collect(self, group: Group, sync: bool) -> None:
+        """Read tokens back where due; retire the group when it is done (all tokens, or EOS)."""
+        request = group.request
+        done = group.done
+        if request.kind == "text" and (sync or done) and group.fetched < group.steps_done:
+            new = self.backend.read_tokens(group, group.fetched, group.steps_done)[0].tolist()
+            group.fetched = group.steps_done
+            done = request.publish_text(new) or done
+        if not done:
+            return
+        if request.kind == "image":
+            tokens = self.backend.read_tokens(group, 0, group.max_steps)
+            request.image_tokens[group.first_image:group.first_image + group.images] = tokens
+        self._retire(group)
+
+    def _retire(self, group: Group) -> None:
+        """Free the group's rows; finish its request when it was the last group."""
+        with self._cv:
+            if group in self._active:
+                self._active.remove(group)
+        self.backend.release(group)
+        self.pool.free(group.first_row, group.rows)
+        if group.request.group_finished():
+            self._finish(group.request)
+
+    def _finish(self, request: Request, error: BaseException | None = None) -> None:
+        if error is not None:
+            self._stats.failed_requests += 1
+        elif request.cancel_requested:
+            self._stats.cancelled_requests += 1
+        else:
+            self._stats.finished_requests += 1
+        request.finish(error)
+
+    def _fail(self, request: Request, error: EngineError, cause: BaseException | None) -> None:
+        """Drop every group of `request` (running or waiting) and resolve it with `error`."""
+        if cause is not None:
+            error.__cause__ = cause
+        for g in request.groups:
+            if g in self._active:
+                with self._cv:
+                    self._active.remove(g)
+                self.backend.release(g)
+                self.pool.free(g.first_row, g.rows)
+        self._waiting = deque(g for g in self._waiting if g.request is not request)
+        self._finish(request, error)
+
+    def _fail_all(self, error: EngineError) -> None:
+        with self._cv:
+            pending = list(self._inbox)
+            self._inbox.clear()
+        requests = {g.request.id: g.request for g in [*self._active, *self._waiting]}
+        requests.update({r.id: r for r in pending})
+        for request in requests.values():
+            self._fail(request, error, None)

@@ -1,0 +1,60 @@
+"""What a backend provides the engine: step primitives over KV rows, nothing that knows about requests' lifetimes.
+
+The engine (engine/core.py) owns the request loop: admission, steps, stopping, cancellation, results. A
+backend implements:
+    allocate(rows, max_seq_len)   KV storage for `rows` rows (+1 scratch row) and their token records
+    prefill(group)                run the group's prompt into its rows; sample token 0 of each output row
+    decode(groups)                one step for every row of these groups: feed each output row's last token,
+                                  sample token `group.steps_done` (the engine then advances `steps_done`)
+    read_tokens(group, a, b)      tokens a..b-1 of each output row, `[images, b - a]` int64 on the CPU
+    release(group)                drop per-group state (the engine frees the rows)
+    decode_pixels(tokens)         image-token ids `[N, grid*grid]` -> RGB `[N, 3, S, S]` in [-1, 1] (thread-safe)
+`sync_every` says how many steps the engine may run between reads of text tokens (EOS checks, streaming):
+1 where tokens are on the host anyway, more where a read is a device sync that stalls the GPU.
+Every backend keeps a request's tokens independent of its batch companions (see README, "Batch invariance").
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from ..config import JanusConfig
+from ..model import JanusModel
+from .request import Group
+
+
+class StepBackend(Protocol):
+    name: str  # the backend name given to `janus_rt.load`
+    cfg: JanusConfig
+    device: torch.device
+    dtype: torch.dtype
+    model: JanusModel | None  # the torch module tree, where the backend has one
+    sync_every: int
+
+    def allocate(self, rows: int, max_seq_len: int) -> None: ...
+
+    def prefill(self, group: Group) -> None: ...
+
+    def decode(self, groups: list[Group]) -> None: ...
+
+    def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor: ...
+
+    def release(self, group: Group) -> None: ...
+
+    def decode_pixels(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def describe_mode(self) -> str:
+        """One line saying how this backend runs here (shown by the CLI)."""
+        ...
+
+
+def seeded_generator(seed: int, group_index: int, device: torch.device) -> torch.Generator:
+    """The torch.multinomial stream of one group: the reference's `manual_seed(seed)` for a request's first group.
+
+    Later groups (a request split into waves by the row budget) get their own stream, derived from the seed and
+    the group index, so a group's tokens never depend on when it was admitted.
+    """
+    derived = seed if group_index == 0 else (seed * 1_000_003 + group_index * 7_919) % (1 << 63)
+    return torch.Generator(device=device).manual_seed(derived)

@@ -1,0 +1,235 @@
+"""What the engine runs: a `Request` (one prompt, what the caller holds) split into `Group`s (what the batch holds).
+
+A group is the unit of scheduling and of KV memory: rows that are admitted, stepped and freed together.
+    image group: `2 * images` rows, interleaved (conditional, unconditional) per image, as the reference's
+                 doubled CFG batch; one request of N images is one group when N images fit the row budget,
+                 else ceil(N / per_group) groups that run in waves.
+    text group:  one row (one question).
+Rows of a group are contiguous in the KV pool (`first_row ...`), so a backend can take the group's cache as
+a view. A group has sampled `steps_done` tokens per output row; its next input token sits at cache slot /
+RoPE position `prompt_len + steps_done - 1` (no padding: every row starts at slot 0).
+
+A `Request` is thread-safe to hold from any thread: `result()` blocks, `await request` suits asyncio,
+`cancel()` frees its rows at the next step boundary, `stream()` / `astream()` yield text token ids as the
+engine reads them back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterator, Literal
+
+import torch
+
+from .params import SamplingParams
+
+Kind = Literal["image", "text"]
+_ids = itertools.count(1)
+_END = object()  # end-of-stream marker
+
+
+@dataclass(eq=False)
+class Group:
+    """Rows admitted together (see the module docstring)."""
+
+    request: "Request"
+    images: int  # output rows: images of this group (image) or 1 (text)
+    first_image: int  # index of its first image within the request (result order, per-image seeds)
+    index: int  # position among the request's groups (per-group generator seeds)
+    first_row: int = -1  # pool row of its first KV row, -1 while waiting
+    steps_done: int = 0  # tokens sampled per output row so far
+    fetched: int = 0  # tokens per output row already read back to the host
+    state: Any = None  # backend-owned (a torch.Generator, an ONNX past cache, ...)
+
+    @property
+    def kind(self) -> Kind:
+        return self.request.kind
+
+    @property
+    def rows(self) -> int:
+        return 2 * self.images if self.kind == "image" else 1
+
+    @property
+    def params(self) -> SamplingParams:
+        return self.request.params
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.request.prompt_ids)
+
+    @property
+    def max_steps(self) -> int:
+        return self.request.max_steps
+
+    @property
+    def position(self) -> int:
+        """Cache slot and RoPE position of the next input token (the last sampled one)."""
+        return self.prompt_len + self.steps_done - 1
+
+    @property
+    def done(self) -> bool:
+        return self.steps_done >= self.max_steps
+
+    def out_rows(self) -> list[int]:
+        """Pool rows holding each output row's tokens: the conditional row of each image, or the text row."""
+        step = 2 if self.kind == "image" else 1
+        return [self.first_row + step * i for i in range(self.images)]
+
+    def seeds(self) -> list[int]:
+        """Per output row seed of the fused sampler's Philox stream: the request's seed + the image index."""
+        return [self.request.seed + self.first_image + i for i in range(self.images)]
+
+
+class Request:
+    """One submitted prompt: image tokens for `num_images` images, or one text answer (see module docstring)."""
+
+    def __init__(self, kind: Kind, prompt_ids: list[int], params: SamplingParams, *, max_steps: int,
+                 num_images: int = 1, pad_id: int = 0, pixel_values: torch.Tensor | None = None,
+                 eos_id: int = -1, placeholder_id: int = -1, seed: int = 0):
+        self.id = next(_ids)
+        self.kind: Kind = kind
+        self.prompt_ids = list(prompt_ids)  # image: BOS ... <begin_of_image>; text: image placeholders expanded
+        self.params = params
+        self.seed = seed  # params.seed, or the fresh one drawn at submission
+        self.max_steps = max_steps  # tokens per output row: the image grid, or max_new_tokens
+        self.num_images = num_images if kind == "image" else 1
+        self.pad_id = pad_id  # fills the unconditional rows' prompt (image)
+        self.pixel_values = pixel_values  # [n, 3, S, S] images spliced into a text prompt
+        self.eos_id = eos_id  # ends a text answer (not part of it)
+        self.placeholder_id = placeholder_id  # the prompt ids that take `pixel_values`' embeddings (text)
+        self.groups: list[Group] = []
+        self.image_tokens = torch.zeros(self.num_images, max_steps, dtype=torch.long) if kind == "image" else None
+        self.text_tokens: list[int] = []  # the answer so far (EOS excluded)
+        self.finished_by_eos = False
+        self._future: Future = Future()
+        self._lock = threading.Lock()
+        self._listeners: list[tuple[asyncio.AbstractEventLoop | None, Any]] = []
+        self._cancel = threading.Event()
+        self._groups_left = 0
+
+    # ---------------------------------------------------------------------------------- caller side
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until done: image tokens `[N, grid*grid]` (cpu int64), or (answer ids, finished by EOS)."""
+        return self._future.result(timeout)
+
+    def __await__(self):
+        return asyncio.wrap_future(self._future).__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancelled(self) -> bool:
+        return self._future.cancelled()
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this request; its rows are freed at the next step boundary."""
+        self._cancel.set()
+        engine_wake = getattr(self, "_wake", None)
+        if engine_wake is not None:
+            engine_wake()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    @property
+    def progress(self) -> int:
+        """Tokens sampled so far, over all output rows (read without locking: a progress bar's figure)."""
+        return sum(g.steps_done * g.images for g in self.groups)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.max_steps * self.num_images
+
+    def stream(self) -> Iterator[int]:
+        """Text token ids as the engine reads them back (EOS excluded); ends when the request ends."""
+        q: queue.Queue = queue.Queue()
+        self._listen(None, q)
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            yield item
+
+    async def astream(self) -> AsyncIterator[int]:
+        """`stream()` for asyncio; cancelling the consumer does not cancel the request (call `cancel()`)."""
+        q: asyncio.Queue = asyncio.Queue()
+        self._listen(asyncio.get_running_loop(), q)
+        while True:
+            item = await q.get()
+            if item is _END:
+                break
+            yield item
+
+    def _listen(self, loop: asyncio.AbstractEventLoop | None, q: Any) -> None:
+        with self._lock:
+            for tid in self.text_tokens:
+                self._put(loop, q, tid)
+            if self._future.done():
+                self._put(loop, q, _END)
+            else:
+                self._listeners.append((loop, q))
+
+    @staticmethod
+    def _put(loop: asyncio.AbstractEventLoop | None, q: Any, item: object) -> None:
+        if loop is None:
+            q.put(item)
+        else:
+            loop.call_soon_threadsafe(q.put_nowait, item)
+
+    # ---------------------------------------------------------------------------------- engine side
+    def publish_text(self, tokens: list[int]) -> bool:
+        """Append newly read tokens of the text row; True when EOS (or the length cap) ended the answer."""
+        with self._lock:
+            for tid in tokens:
+                if tid == self.eos_id:
+                    self.finished_by_eos = True
+                    break
+                self.text_tokens.append(tid)
+                for loop, q in self._listeners:
+                    self._put(loop, q, tid)
+        return self.finished_by_eos
+
+    def group_finished(self) -> bool:
+        """One group is done; True when it was the last one (then call `finish`)."""
+        self._groups_left -= 1
+        return self._groups_left == 0
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Resolve the future (result, error, or cancelled) and end every stream."""
+        with self._lock:
+            if not self._future.done():
+                if error is not None:
+                    self._future.set_exception(error)
+                elif self._cancel.is_set():
+                    self._future.cancel()
+                elif self.kind == "image":
+                    self._future.set_result(self.image_tokens)
+                else:
+                    self._future.set_result((list(self.text_tokens), self.finished_by_eos))
+            for loop, q in self._listeners:
+                self._put(loop, q, _END)
+            self._listeners.clear()
+
+
+@dataclass
+class EngineStats:
+    """Counters since the engine started (what `Janus.stats()` returns as a dict)."""
+
+    decode_steps: int = 0  # decode steps run
+    prefills: int = 0  # groups prefilled
+    peak_rows: int = 0  # most KV rows in one decode step
+    active_rows: int = 0  # rows in the running batch now
+    queued_requests: int = 0  # requests waiting for rows
+    finished_requests: int = 0
+    cancelled_requests: int = 0
+    failed_requests: int = 0
+    tokens_sampled: int = 0  # output-row tokens, prefill tokens included
+
+
+__all__ = ["CancelledError", "EngineStats", "Group", "Request"]

@@ -1,0 +1,156 @@
+"""Caller-side handles of submitted work: `ImageJob` (prompts -> images) and `ChatJob` (question -> answer).
+
+A job wraps the engine's token-level `Request`s and turns their tokens into what the API returns: pixels
+(decoded in the caller's thread, or in an executor when awaited, so the engine thread keeps stepping) and
+text. Each job can be waited on (`result()`), awaited (`await job`), cancelled (`cancel()`); a chat job
+also streams text (`stream()`, `astream()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .engine.request import Request
+from .tokenizer import JanusTokenizer
+
+
+@dataclass
+class ImageResult:
+    tokens: torch.LongTensor  # [N, grid*grid] image-token ids, raster order (prompt order, num_images each)
+    images: np.ndarray  # uint8 [N, S, S, 3]
+    prompt: str | list[str]  # the exact text tokenized (a list when a list of prompts was given)
+
+
+@dataclass
+class ChatResult:
+    text: str  # decoded answer, special tokens skipped
+    token_ids: list[int]  # new tokens only, EOS excluded
+    finished: bool  # True when EOS ended the answer, False when max_new_tokens did
+    prompt: str  # the exact text that was tokenized (before placeholder expansion)
+
+
+def wait_with_progress(requests: list[Request], progress: bool, desc: str, unit: str) -> None:
+    """Block until every request is done; on `progress`, a bar of sampled tokens (polled, engine-thread free)."""
+    if not progress:
+        for r in requests:
+            r._future.exception()  # waits; the error (if any) is raised by result()
+        return
+    total = sum(r.total_tokens for r in requests)
+    with tqdm(total=total, desc=desc, unit=unit, leave=False) as bar:
+        while not all(r.done() for r in requests):
+            time.sleep(0.05)
+            bar.n = min(sum(r.progress for r in requests), total)
+            bar.refresh()
+
+
+class ImageJob:
+    """Images of one or more prompts in flight (see module docstring)."""
+
+    def __init__(self, requests: list[Request], prompts: list[str], single: bool,
+                 decode: Callable[[torch.Tensor], np.ndarray]):
+        self.requests = requests
+        self.prompts = prompts
+        self.single = single  # a single prompt string was given (ImageResult.prompt is then a string)
+        self._decode = decode
+
+    def _build(self) -> ImageResult:
+        tokens = torch.cat([r.result() for r in self.requests])  # [N, grid*grid]
+        return ImageResult(tokens=tokens, images=self._decode(tokens),
+                           prompt=self.prompts[0] if self.single else list(self.prompts))
+
+    def result(self, progress: bool = False) -> ImageResult:
+        wait_with_progress(self.requests, progress, "image tokens", "tok")
+        return self._build()
+
+    def __await__(self):
+        return self._async_result().__await__()
+
+    async def _async_result(self) -> ImageResult:
+        for r in self.requests:
+            await r
+        return await asyncio.get_running_loop().run_in_executor(None, self._build)
+
+    def cancel(self) -> None:
+        for r in self.requests:
+            r.cancel()
+
+    def done(self) -> bool:
+        return all(r.done() for r in self.requests)
+
+
+class ChatJob:
+    """One answer in flight (see module docstring)."""
+
+    def __init__(self, request: Request, prompt: str, tokenizer: JanusTokenizer):
+        self.request = request
+        self.prompt = prompt
+        self._tokenizer = tokenizer
+
+    def _build(self) -> ChatResult:
+        ids, finished = self.request.result()
+        return ChatResult(text=self._tokenizer.decode(ids), token_ids=ids, finished=finished, prompt=self.prompt)
+
+    def result(self) -> ChatResult:
+        return self._build()
+
+    def __await__(self):
+        return self._async_result().__await__()
+
+    async def _async_result(self) -> ChatResult:
+        await self.request
+        return self._build()
+
+    def cancel(self) -> None:
+        self.request.cancel()
+
+    def done(self) -> bool:
+        return self.request.done()
+
+    def stream(self) -> Iterator[str]:
+        """Text pieces as the engine produces them; their concatenation is the final `text`."""
+        decoder = TextDeltas(self._tokenizer)
+        for tid in self.request.stream():
+            piece = decoder.add(tid)
+            if piece:
+                yield piece
+        if tail := decoder.flush():
+            yield tail
+
+    async def astream(self) -> AsyncIterator[str]:
+        """`stream()` for asyncio."""
+        decoder = TextDeltas(self._tokenizer)
+        async for tid in self.request.astream():
+            piece = decoder.add(tid)
+            if piece:
+                yield piece
+        if tail := decoder.flush():
+            yield tail
+
+
+class TextDeltas:
+    """Incremental detokenization: the new text each token adds, holding back an unfinished UTF-8 sequence."""
+
+    def __init__(self, tokenizer: JanusTokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.sent = 0  # characters already returned
+
+    def add(self, tid: int) -> str:
+        self.ids.append(tid)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.sent = text[self.sent:], len(text)
+        return piece
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.ids)
+        piece, self.sent = text[self.sent:], len(text)
+        return piece

@@ -1,0 +1,90 @@
+"""The torch backend: the faithful reference, as step primitives for the engine.
+
+Each group runs exactly the reference's arithmetic: its own doubled CFG batch (or its one text row)
+through the eager modules, attention over its own cache length with no mask, and its own
+`torch.multinomial` stream (`manual_seed(seed)`, as the reference). So a request's tokens are bit-identical
+to the official code's, alone or beside others. Groups of one step run one after the other: a GEMM's
+rounding depends on how many rows it multiplies (CPU and GPU BLAS pick kernels by shape), so merging
+groups into one GEMM would change their bits; the triton backend is the one whose kernels are built to
+share one pass per step (see README, "Batch invariance").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import JanusConfig
+from .engine.primitives import seeded_generator
+from .engine.request import Group
+from .generation import cfg_prompt_tokens, decode_tokens
+from .kv_rows import KVRows
+from .model import JanusModel
+from .sampling import cfg_mix, sample
+from .understanding import text_embeddings
+
+
+class TorchBackend:
+    """`StepBackend` of backend "torch" over a loaded JanusModel."""
+
+    name = "torch"
+    sync_every = 1  # tokens are read each step (the sampler already synced)
+
+    def __init__(self, model: JanusModel):
+        self.model = model
+        self.cfg: JanusConfig = model.cfg
+        self.device = model.gen_embed.weight.device
+        self.dtype = model.gen_embed.weight.dtype
+        self.kv: KVRows | None = None
+
+    def describe_mode(self) -> str:
+        return f"torch eager on {self.device} ({str(self.dtype).removeprefix('torch.')})"
+
+    def allocate(self, rows: int, max_seq_len: int) -> None:
+        self.kv = KVRows(self.cfg.llm, rows, max_seq_len, self.device, self.dtype)
+
+    def prefill(self, group: Group) -> None:
+        model, request = self.model, group.request
+        group.state = seeded_generator(request.seed, group.index, self.device)
+        prompt_len = group.prompt_len
+        if group.kind == "image":
+            ids = cfg_prompt_tokens(request.prompt_ids, request.pad_id, group.images, self.device)  # [2P, L]
+            embeds = model.llm.embed_tokens(ids)  # [2P, L, D]
+        else:
+            embeds = text_embeddings(model, request.prompt_ids, request.pixel_values, request.placeholder_id)  # [1, L, D]
+        positions = torch.arange(prompt_len, device=self.device).expand(group.rows, prompt_len)  # [R, L]
+        hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
+        self._sample(group, hidden, 0)
+
+    def decode(self, groups: list[Group]) -> None:
+        for group in groups:
+            self._decode_one(group)
+
+    def _decode_one(self, group: Group) -> None:
+        model, step = self.model, group.steps_done
+        last = self.kv.out_tokens(group)[:, step - 1]  # [P] the tokens sampled last step
+        if group.kind == "image":
+            embeds = model.gen_token_embeddings(last.repeat_interleave(2))[:, None]  # [2P, 1, D]
+        else:
+            embeds = model.llm.embed_tokens(last[:, None])  # [1, 1, D]
+        pos = torch.full((group.rows, 1), group.position, device=self.device)  # [R, 1]
+        hidden = model.llm(embeds, pos, self.kv.group_cache(group), group.position)[:, -1]  # [R, D]
+        self._sample(group, hidden, step)
+
+    def _sample(self, group: Group, hidden: torch.Tensor, step: int) -> None:
+        """Head, (CFG mix), draw; the tokens go to column `step` of the group's records."""
+        p = group.params
+        if group.kind == "image":
+            logits = cfg_mix(self.model.gen_head(hidden), p.cfg_weight)  # [P, V]
+        else:
+            logits = self.model.lm_head(hidden).float()  # [1, V] fp32, as transformers' generate
+        tokens = sample(logits, p.temperature, group.state, p.top_k, p.top_p)  # [P]
+        self.kv.out_tokens(group)[:, step] = tokens
+
+    def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
+        return self.kv.read(group, start, stop)
+
+    def release(self, group: Group) -> None:
+        group.state = None
+
+    def decode_pixels(self, tokens: torch.Tensor) -> torch.Tensor:
+        return decode_tokens(self.model, tokens)
