@@ -8,7 +8,7 @@
 Modules, one component each: `graphs` (export wrappers), `specs` (graph table: names, dtypes, axes),
 `onnx_export` (tracing, atomic export dir), `manifest` (manifest.json, hashes, verification), `check`
 (`--check` numerics), `ort_engine` / `trt_runner` (graph execution), `trt_builder` (profiles, engine cache,
-TensorRT 10 build), `engine_runner` (the Runner: CFG / sampling loops), `loading` (backend dispatch).
+TensorRT 10 build), `graph_backend` (the engine's step primitives over the graphs), `loading` (backend dispatch).
 """
 
 from .check import check_export, format_report

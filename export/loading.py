@@ -42,10 +42,10 @@ def ensure_export(path: Path, dtype: str | torch.dtype | None, progress: bool) -
 
 
 def load_engine(path: str | Path, backend: str, device: str | torch.device | None, dtype: str | torch.dtype | None,
-                providers: Sequence[str] | None, chat_format: str, progress: bool):
-    """A `Janus` whose runner executes the exported graphs with ONNX Runtime or TensorRT."""
+                providers: Sequence[str] | None, chat_format: str, progress: bool, engine_config=None):
+    """A `Janus` whose step backend executes the exported graphs with ONNX Runtime or TensorRT."""
     from ..api import Janus
-    from .engine_runner import EngineRunner
+    from .graph_backend import GraphBackend
 
     if backend not in ENGINE_BACKENDS:
         raise InputError(f"backend {backend!r} is not an engine backend; choose one of {', '.join(ENGINE_BACKENDS)}")
@@ -76,4 +76,4 @@ def load_engine(path: str | Path, backend: str, device: str | torch.device | Non
             raise InputError("providers= is an ONNX Runtime option; backend='tensorrt' takes none")
         engine = TrtEngine(export_dir, manifest, device, progress=progress)
     fmt = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
-    return Janus(EngineRunner(backend, engine, cfg), tokenizer, fmt, export_dir)
+    return Janus(GraphBackend(backend, engine, cfg), tokenizer, fmt, export_dir, engine_config)

@@ -38,6 +38,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "(a checkpoint given to them is exported once into the export cache)")
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime providers, comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+    e = p.add_argument_group("engine", "KV memory of the engine that batches requests (see README, 'The engine')")
+    e.add_argument("--max-rows", type=int, default=None,
+                   help="KV rows (2 per image in flight, 1 per answer); default: from --gpu-memory-utilization on "
+                        "CUDA, 16 on CPU. More images than rows/2 run in waves")
+    e.add_argument("--max-seq-len", type=int, default=None,
+                   help="cache slots per row: prompt + generated tokens (default: the model's context, at most 2048)")
+    e.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="fraction of the GPU's memory janus-rt may use, weights and KV rows together (default 0.9)")
 
 
 def _add_sampling_args(p: argparse.ArgumentParser, temperature: float, top_k: int | None) -> None:
@@ -150,26 +158,32 @@ def save_pngs(images, out: Path, stem: str) -> list[Path]:
 
 def _load(args):
     from . import load
+    from .engine import EngineConfig
     from .hub import resolve_model_path
 
     engine = args.backend in ("onnxruntime", "tensorrt")
     providers = args.providers.split(",") if args.providers else None
+    config = EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
+                          gpu_memory_utilization=args.gpu_memory_utilization)
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
-             chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers)
-    print(f"backend      {m.runner.describe_mode()}", file=sys.stderr)
+             chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers, engine=config)
+    print(f"backend      {m.step_backend.describe_mode()}", file=sys.stderr)
     return m
 
 
 def _check_before_loading(args: argparse.Namespace) -> None:
     """Run the API's own argument checks before the (slow) model load, naming the command-line option."""
     from .api import check_chat_args, check_generation_args
+    from .engine import EngineConfig
 
     top_k = args.top_k or None
     try:
         if args.command == "generate":
-            check_generation_args(args.num_images, args.cfg_weight, args.temperature, top_k, args.top_p)
+            check_generation_args(args.num_images, args.cfg_weight, args.temperature, top_k, args.top_p, args.seed)
         else:
-            check_chat_args(args.max_new_tokens, args.temperature, top_k, args.top_p)
+            check_chat_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.seed)
+        EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
+                     gpu_memory_utilization=args.gpu_memory_utilization).validate()
     except InputError as e:
         option = str(e).split(" ", 1)[0].replace("_", "-")
         raise InputError(f"--{option}: {e}") from None

@@ -21,7 +21,7 @@ class KVRows:
         self.rows = rows
         self.max_seq_len = max_seq_len
         self.scratch_row = rows
-        self.cache = KVCache.allocate(llm, rows + 1, max_seq_len, device, dtype)
+        self.cache = KVCache.empty(llm, rows + 1, max_seq_len, device, dtype)
         self.tokens = torch.zeros(rows + 1, max_seq_len, dtype=torch.long, device=device)
 
     def group_cache(self, group: Group) -> KVCache:

@@ -30,6 +30,12 @@ class KVCache:
         shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
         return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
 
+    @classmethod
+    def empty(cls, cfg: LLMConfig, batch: int, max_len: int, device: torch.device, dtype: torch.dtype) -> "KVCache":
+        """Uninitialised storage: only slots that were written are ever read; host pages are touched only when used."""
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
+        return cls(torch.empty(shape, device=device, dtype=dtype), torch.empty(shape, device=device, dtype=dtype))
+
     @property
     def max_len(self) -> int:
         return self.keys.shape[3]

@@ -8,7 +8,12 @@ reference's tokens for the same seed on the same device.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from .engine.params import SamplingParams
 
 
 def cfg_mix(logits: torch.Tensor, cfg_weight: float) -> torch.Tensor:
@@ -50,3 +55,11 @@ def sample(
     scaled = filter_top_p(filter_top_k(scaled, top_k), top_p)
     probs = torch.softmax(scaled, dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def sample_head_logits(logits: torch.Tensor, image: bool, params: "SamplingParams",
+                       generator: torch.Generator | None) -> torch.Tensor:
+    """One group's draw from its head's logits, as the reference: images mix CFG in the logits' dtype
+    (interleaved `[2P, V]` -> `[P]`), text samples fp32 logits `[B, V]` -> `[B]` (as transformers' generate)."""
+    mixed = cfg_mix(logits, params.cfg_weight) if image else logits.float()
+    return sample(mixed, params.temperature, generator, params.top_k, params.top_p)

@@ -1,7 +1,7 @@
 """Phase timing for benchmarks: device events on CUDA (no sync until read), host clock elsewhere.
 
-A runner given a `PhaseTimer` marks phase boundaries (`mark("prefill")` after the prefill, ...); reading
-`elapsed_ms()` synchronizes once and returns each phase's milliseconds. Nothing is timed when no timer is given.
+The engine, given a `PhaseTimer` (`engine.timer`), marks phase boundaries (`mark("prefill")` after each
+prefill, `mark("decode")` after each step); reading `elapsed_ms()` synchronizes once and returns each phase's milliseconds. Nothing is timed when no timer is given.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from .engine.request import Group
 from .generation import cfg_prompt_tokens, decode_tokens
 from .kv_rows import KVRows
 from .model import JanusModel
-from .sampling import cfg_mix, sample
+from .sampling import sample_head_logits
 from .understanding import text_embeddings
 
 
@@ -72,13 +72,9 @@ class TorchBackend:
 
     def _sample(self, group: Group, hidden: torch.Tensor, step: int) -> None:
         """Head, (CFG mix), draw; the tokens go to column `step` of the group's records."""
-        p = group.params
-        if group.kind == "image":
-            logits = cfg_mix(self.model.gen_head(hidden), p.cfg_weight)  # [P, V]
-        else:
-            logits = self.model.lm_head(hidden).float()  # [1, V] fp32, as transformers' generate
-        tokens = sample(logits, p.temperature, group.state, p.top_k, p.top_p)  # [P]
-        self.kv.out_tokens(group)[:, step] = tokens
+        image = group.kind == "image"
+        logits = self.model.gen_head(hidden) if image else self.model.lm_head(hidden)  # [R, V]
+        self.kv.out_tokens(group)[:, step] = sample_head_logits(logits, image, group.params, group.state)  # [P]
 
     def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
         return self.kv.read(group, start, stop)

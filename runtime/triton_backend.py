@@ -1,10 +1,11 @@
-"""The triton backend: eager prefill, then a decode step captured once in a CUDA graph and replayed.
+"""The triton backend: eager prefill per group, then one fused decode step for all running rows, in CUDA graphs.
 
-Per call: the prompt is prefilled eagerly (SDPA) into a static cache, the first token is sampled by the
-fused kernel, then the decode step (`fast_decode.image_step` / `text_step`) runs for every further token.
-On CUDA the step is captured into a graph the first time a (path, rows, cache length) shape is seen and
-replayed after that, also across calls: its buffers are static and are refilled per call. The image loop
-never syncs with the host until the VQ decode; the text loop looks for EOS every `eos_check_every` tokens.
+Prefill runs a group's prompt through the eager modules into its rows of the KV pool and samples token 0
+with the fused sampler. Every decode step then runs all running rows, image and text, through one
+transformer pass (`triton_step.StepGraph`), padded to a row-count bucket; on CUDA each (image bucket, text
+bucket) pair is captured into a CUDA graph the second time it runs and replayed ever after, all graphs
+sharing one memory pool, so a changing batch never re-captures once its buckets have been seen. The step
+never syncs with the host; the engine reads text tokens back every `sync_every` steps (EOS, streaming).
 
 Without CUDA the same kernels run in the Triton interpreter and the same step runs eagerly (no graphs),
 so CI exercises this code; `describe_mode()` says which mode is active.
@@ -12,21 +13,16 @@ so CI exercises this code; `describe_mode()` says which mode is active.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
-from tqdm.auto import tqdm
 
+from .engine.request import Group
 from .errors import InputError
-from .fast_decode import DecodeBuffers, image_step, sample_into, skinny_linear, text_step
+from .fast_decode import skinny_linear
 from .generation import cfg_prompt_tokens, decode_tokens
-from .llm import KVCache
+from .kv_rows import KVRows
 from .model import JanusModel
-from .timing import PhaseTimer
-from .understanding import TextRequest, prefill_embeddings, record_tokens
-
-CACHE_BUCKET = 128  # cache lengths are rounded up to this, so nearby prompt lengths share a graph
+from .triton_step import StepGraph, bucket
+from .understanding import text_embeddings
 
 
 def prepare_triton(device: torch.device) -> bool:
@@ -53,54 +49,27 @@ def prepare_triton(device: torch.device) -> bool:
     return True
 
 
-@dataclass
-class DecodeLoop:
-    """A step body over its static buffers, captured into a CUDA graph once it has run eagerly once."""
-
-    body: Callable[[], None]
-    bufs: DecodeBuffers
-    use_graph: bool
-    graph: torch.cuda.CUDAGraph | None = None
-    warm: bool = False
-
-    def step(self) -> None:
-        if self.graph is not None:
-            self.graph.replay()
-        elif not self.use_graph or not self.warm:
-            self.body()  # eager: interpreter mode, or the first (warm-up) step that compiles the kernels
-            self.warm = True
-        else:
-            self.capture()
-            self.graph.replay()
-
-    def capture(self) -> None:
-        graph = torch.cuda.CUDAGraph()
-        torch.cuda.synchronize()
-        with torch.cuda.graph(graph):
-            self.body()
-        self.graph = graph
-
-
-def seed_value(seed: int | None) -> int:
-    return int(torch.randint(0, 2**62, (1,)).item()) if seed is None else seed
-
-
-class TritonRunner:
-    """Runner of backend "triton" over a loaded JanusModel (see the module docstring)."""
+class TritonBackend:
+    """`StepBackend` of backend "triton" over a loaded JanusModel (see the module docstring)."""
 
     name = "triton"
 
-    def __init__(self, model: JanusModel, eos_check_every: int = 16):
+    def __init__(self, model: JanusModel, sync_every: int = 16):
+        from janus_rt.kernels.rope_cache import inv_freq_of
+        from janus_rt.kernels.skinny_gemm import SkinnyLinear
+
         self.model = model
         self.cfg = model.cfg
         self.device = model.gen_embed.weight.device
         self.dtype = model.gen_embed.weight.dtype
         self.interpreted = prepare_triton(self.device)
-        self.eos_check_every = eos_check_every
-        self.loops: dict[tuple[str, int, int], DecodeLoop] = {}
-        from janus_rt.kernels.skinny_gemm import SkinnyLinear
-
-        self.linear = skinny_linear(SkinnyLinear())  # the runner's own GEMM launcher (its autotune cache)
+        self.sync_every = sync_every  # steps between text-token reads (each read is a device sync)
+        self.linear = skinny_linear(SkinnyLinear())  # the backend's own GEMM launcher (its autotune cache)
+        self.inv_freq = inv_freq_of(self.cfg.llm.head_dim, self.cfg.llm.rope_theta, self.device)
+        self.kv: KVRows | None = None
+        self.steps: dict[tuple[int, int], StepGraph] = {}  # (image bucket, text bucket) -> its step
+        self._graph_pool = None
+        self._layout: tuple | None = None  # the batch the device buffers describe now
 
     def describe_mode(self) -> str:
         dt = str(self.dtype).removeprefix("torch.")
@@ -108,112 +77,59 @@ class TritonRunner:
             return f"triton kernels in the Triton interpreter on {self.device} ({dt}), decode step eager (no CUDA graphs)"
         return f"triton kernels compiled for {torch.cuda.get_device_name(self.device)} ({dt}), decode step in CUDA graphs"
 
-    # ----------------------------------------------------------------------------------------- buffers
-    def _loop(self, kind: str, rows: int, out_rows: int, cache_len: int, row_dim: int) -> DecodeLoop:
-        from janus_rt.kernels.rope_cache import inv_freq_of
+    def allocate(self, rows: int, max_seq_len: int) -> None:
+        self.kv = KVRows(self.cfg.llm, rows, max_seq_len, self.device, self.dtype)
+        self.steps.clear()
+        self._layout = None
 
-        key = (kind, rows, cache_len)
-        loop = self.loops.get(key)
-        if loop is None:
-            dev, llm = self.device, self.cfg.llm
-            bufs = DecodeBuffers(
-                cache=KVCache.allocate(llm, rows, cache_len, dev, self.dtype),
-                rows=torch.zeros(rows, row_dim, device=dev, dtype=self.dtype),
-                positions=torch.zeros(rows, device=dev, dtype=torch.long),
-                slot=torch.zeros(1, device=dev, dtype=torch.long),
-                key_start=torch.zeros(rows, device=dev, dtype=torch.int32) if kind == "text" else None,
-                step=torch.zeros(1, device=dev, dtype=torch.long),
-                tokens=torch.zeros(out_rows, cache_len, device=dev, dtype=torch.long),
-                cfg_weight=torch.zeros(out_rows, device=dev, dtype=torch.float32) if kind == "image" else None,
-                temperature=torch.zeros(out_rows, device=dev, dtype=torch.float32),
-                top_k=torch.zeros(out_rows, device=dev, dtype=torch.int32),
-                top_p=torch.ones(out_rows, device=dev, dtype=torch.float32),
-                seed=torch.zeros(1, device=dev, dtype=torch.long),
-                inv_freq=inv_freq_of(llm.head_dim, llm.rope_theta, dev),
-            )
-            step = image_step if kind == "image" else text_step
-            loop = DecodeLoop(lambda: step(self.model, bufs, self.linear), bufs, use_graph=not self.interpreted)
-            self.loops[key] = loop
-        return loop
+    # ------------------------------------------------------------------------------------------ prefill
+    def prefill(self, group: Group) -> None:
+        from janus_rt.kernels.cfg_sample import cfg_sample
 
-    @staticmethod
-    def _set_sampling(bufs: DecodeBuffers, temperature: float, top_k: int | None, top_p: float | None,
-                      seed: int | None) -> None:
-        bufs.temperature.fill_(temperature)
-        bufs.top_k.fill_(top_k or 0)
-        bufs.top_p.fill_(1.0 if top_p is None else top_p)
-        bufs.seed.fill_(seed_value(seed))
-        bufs.step.zero_()
+        model, request, dev = self.model, group.request, self.device
+        if group.kind == "image":
+            ids = cfg_prompt_tokens(request.prompt_ids, request.pad_id, group.images, dev)  # [2P, L]
+            embeds = model.llm.embed_tokens(ids)  # [2P, L, D]
+        else:
+            embeds = text_embeddings(model, request.prompt_ids, request.pixel_values, request.placeholder_id)  # [1, L, D]
+        positions = torch.arange(group.prompt_len, device=dev).expand(group.rows, group.prompt_len)  # [R, L]
+        hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
+        logits = model.gen_head(hidden) if group.kind == "image" else model.lm_head(hidden)  # [R, V]
+        p, n = group.params, group.images
 
-    # ---------------------------------------------------------------------------------------- image path
-    @torch.inference_mode()
-    def generate_image_tokens(self, prompt_ids, pad_id, num_images, cfg_weight, temperature, seed, top_k, top_p,
-                              progress, timer: PhaseTimer | None = None) -> torch.Tensor:
-        model, steps = self.model, self.cfg.image_tokens_per_image
-        rows, prompt_len = 2 * num_images, len(prompt_ids)
-        cache_len = -(-(prompt_len + steps - 1) // CACHE_BUCKET) * CACHE_BUCKET
-        loop = self._loop("image", rows, num_images, cache_len, self.cfg.gen_embed_dim)
-        bufs = loop.bufs
-        self._set_sampling(bufs, temperature, top_k, top_p, seed)
-        bufs.cfg_weight.fill_(cfg_weight)
+        def per_row(value: float | int, dtype: torch.dtype) -> torch.Tensor:
+            return torch.full((n,), value, dtype=dtype, device=dev)
 
-        tokens = cfg_prompt_tokens(prompt_ids, pad_id, num_images, self.device)  # [2P, L]
-        positions = torch.arange(prompt_len, device=self.device).expand(rows, prompt_len)  # [2P, L]
-        hidden = model.llm(model.llm.embed_tokens(tokens), positions, bufs.cache, 0)[:, -1]  # [2P, D]
-        sample_into(model.gen_head(hidden), bufs, model.gen_embed.weight)  # token 0 and its gen_embed rows
-        bufs.step.fill_(1)
-        bufs.slot.fill_(prompt_len)
-        bufs.positions.fill_(prompt_len)
-        if timer is not None:
-            timer.mark("prefill")
-        for _ in tqdm(range(1, steps), desc="image tokens", unit="tok", disable=not progress, leave=False):
-            loop.step()
-        if timer is not None:
-            timer.mark("decode", steps - 1)
-        return bufs.tokens[:, :steps].clone()
+        cfg_sample(logits=logits, cfg_weight=per_row(p.cfg_weight, torch.float32) if group.kind == "image" else None,
+                   temperature=per_row(p.temperature, torch.float32), top_k=per_row(p.top_k or 0, torch.int32),
+                   top_p=per_row(1.0 if p.top_p is None else p.top_p, torch.float32),
+                   seed=torch.tensor(group.seeds(), dtype=torch.long, device=dev), step=per_row(0, torch.long),
+                   tokens_out=self.kv.tokens, out_rows=torch.tensor(group.out_rows(), dtype=torch.int32, device=dev))
+        self._layout = None  # a new group joins: the next step rebuilds its buffers
 
-    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    # ------------------------------------------------------------------------------------------- decode
+    def decode(self, groups: list[Group]) -> None:
+        image_groups = [g for g in groups if g.kind == "image"]
+        text_groups = [g for g in groups if g.kind == "text"]
+        key = (bucket(sum(g.rows for g in image_groups)), bucket(len(text_groups)))
+        step = self.steps.get(key)
+        if step is None:
+            if not self.interpreted and self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+            step = StepGraph(self.model, self.kv, self.inv_freq, self.linear, key[0], key[1],
+                             use_graph=not self.interpreted, pool=self._graph_pool)
+            self.steps[key] = step
+        layout = (key, tuple((g.request.id, g.index, g.first_row) for g in image_groups + text_groups))
+        if layout != self._layout:
+            step.fill(image_groups, text_groups)
+            self._layout = layout
+        step.step()
+
+    def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
+        return self.kv.read(group, start, stop)
+
+    def release(self, group: Group) -> None:
+        self._layout = None  # the batch changes at the next step
+
+    def decode_pixels(self, tokens: torch.Tensor) -> torch.Tensor:
         return decode_tokens(self.model, tokens)
-
-    # ---------------------------------------------------------------------------------------- text path
-    @torch.inference_mode()
-    def generate_text(self, requests: list[TextRequest], pad_id, placeholder, eos_id, max_new_tokens, temperature,
-                      seed, top_k, top_p, timer: PhaseTimer | None = None) -> list[tuple[list[int], bool]]:
-        model = self.model
-        embeds, positions, key_start = prefill_embeddings(model, requests, pad_id, placeholder)
-        batch, width = positions.shape
-        cache_len = -(-(width + max_new_tokens) // CACHE_BUCKET) * CACHE_BUCKET
-        loop = self._loop("text", batch, batch, cache_len, self.cfg.llm.hidden_size)
-        bufs = loop.bufs
-        self._set_sampling(bufs, temperature, top_k, top_p, seed)
-        bufs.key_start.copy_(key_start)
-        hidden = model.llm(embeds, positions, bufs.cache, 0, key_start)[:, -1]  # [B, D]
-        sample_into(model.lm_head(hidden), bufs, model.llm.embed_tokens.weight)  # token 0 and its embedding row
-        bufs.step.fill_(1)
-        bufs.slot.fill_(width)
-        bufs.positions.copy_(positions[:, -1] + 1)
-        if timer is not None:
-            timer.mark("prefill")
-        done = 1
-        while done < max_new_tokens:
-            chunk = min(self.eos_check_every, max_new_tokens - done)
-            if eos_id >= 0 and self._all_finished(bufs.tokens[:, :done], eos_id):
-                break
-            for _ in range(chunk):
-                loop.step()
-            done += chunk
-            if timer is not None:
-                timer.mark("decode", chunk)
-        return self._answers(bufs.tokens[:, :done].tolist(), eos_id)
-
-    @staticmethod
-    def _all_finished(tokens: torch.Tensor, eos_id: int) -> bool:
-        return bool((tokens == eos_id).any(dim=1).all())
-
-    @staticmethod
-    def _answers(rows: list[list[int]], eos_id: int) -> list[tuple[list[int], bool]]:
-        outputs: list[list[int]] = [[] for _ in rows]
-        finished = [False] * len(rows)
-        for column in zip(*rows):  # the tokens of one step, one per row
-            record_tokens(outputs, finished, list(column), eos_id)
-        return list(zip(outputs, finished))

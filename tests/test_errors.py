@@ -34,7 +34,8 @@ from janus_rt.images import preprocess
 from janus_rt.tiny import TinySpec, write_tiny_checkpoint
 
 api = importlib.import_module("janus_rt.api")
-backend = importlib.import_module("janus_rt.backend")
+engine_core = importlib.import_module("janus_rt.engine.core")
+torch_backend = importlib.import_module("janus_rt.torch_backend")
 
 
 class ModelWorkStarted(Exception):
@@ -47,9 +48,11 @@ def _refuse(*_args: object, **_kwargs: object) -> None:
 
 @pytest.fixture
 def no_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replace every function of the API that runs the model (or builds it) by `_refuse`."""
-    for name in ("generate_image_tokens", "generate_text", "decode_tokens"):
-        monkeypatch.setattr(backend, name, _refuse)
+    """Replace everything of the API that queues model work, runs the model or builds it by `_refuse`."""
+    for name in ("submit_images", "submit_text"):
+        monkeypatch.setattr(engine_core.Engine, name, _refuse)
+    for name in ("prefill", "decode", "decode_pixels"):
+        monkeypatch.setattr(torch_backend.TorchBackend, name, _refuse)
     monkeypatch.setattr(api, "build_empty_model", _refuse)
 
 

@@ -15,7 +15,7 @@ import torch
 
 import janus_rt
 from janus_rt.llm import KVCache
-from janus_rt.understanding import prefill_embeddings
+from janus_rt.understanding import text_embeddings
 
 ATOL, RTOL = 2e-4, 1e-4
 
@@ -51,12 +51,10 @@ def test_siglip_features_and_aligner(pair):
 
 def teacher_forced(m, ids: list[int], pixels: torch.Tensor | None) -> torch.Tensor:
     """Our final hidden states `[1, T, D]` for a whole sequence in one prefill."""
-    from janus_rt.understanding import TextRequest
-
-    sp = m.tokenizer.special
-    embeds, positions, key_start = prefill_embeddings(m.model, [TextRequest(ids, pixels)], sp.pad, sp.image_placeholder)
+    embeds = text_embeddings(m.model, ids, pixels, m.tokenizer.special.image_placeholder)  # [1, T, D]
+    positions = torch.arange(len(ids))[None]  # [1, T]
     cache = KVCache.allocate(m.config.llm, 1, len(ids), m.device, m.dtype)
-    return m.model.llm(embeds, positions, cache, 0, key_start)
+    return m.model.llm(embeds, positions, cache, 0)
 
 
 @torch.no_grad()
@@ -122,14 +120,20 @@ def test_greedy_batched_answers_match_transformers(pair):
 
 
 def test_seeded_sampled_answers_reproduce_transformers(pair):
-    """Sampling as the reference's demo calls it (temperature, top-p, generate's default top-k 50), seeded."""
+    """Sampling as the reference's demo calls it (temperature, top-p, generate's default top-k 50), seeded.
+
+    Each question of a list is its own request with its own stream: it equals the reference run on that
+    question alone after `torch.manual_seed(seed)` (the engine batches them, and batching must not show).
+    """
     m, hf, tok = pair
     questions = ["Describe the picture.", "Tell me more about the colours, please."]
     images = [random_image(7, 200, 200), random_image(8, 150, 300)]
     ours = m.chat(questions, image=images, max_new_tokens=20, temperature=0.8, top_p=0.9, seed=11)
     requests = [m.chat_inputs(q, img)[0] for q, img in zip(questions, images)]
-    torch.manual_seed(11)
-    ref = hf_greedy_text(hf, tok, requests, 20, do_sample=True, temperature=0.8, top_p=0.9)
+    ref = []
+    for request in requests:
+        torch.manual_seed(11)
+        ref += hf_greedy_text(hf, tok, [request], 20, do_sample=True, temperature=0.8, top_p=0.9)
     assert [a.token_ids for a in ours] == ref
     greedy = m.chat(questions, image=images, max_new_tokens=20, temperature=0.0)
     assert [a.token_ids for a in greedy] != ref  # the draw really sampled

@@ -46,9 +46,9 @@ class SamplingParams:
         if not _is_number(t) or t < 0:
             raise InputError(f"{name('temperature')} must be a finite number >= 0 (0 means greedy), got {t!r}")
         if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
-            raise InputError(f"{name('top_k')} must be a positive integer or {off} (off), got {self.top_k!r}")
+            raise InputError(f"{name('top_k')} must be a positive integer or {off}, got {self.top_k!r}")
         if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
-            raise InputError(f"{name('top_p')} must be in (0, 1] or {off} (off), got {self.top_p!r}")
+            raise InputError(f"{name('top_p')} must be in (0, 1] or {off}, got {self.top_p!r}")
         if self.seed is not None and not _is_int(self.seed):
             raise InputError(f"{name('seed')} must be an integer or None, got {self.seed!r}")
         if not _is_number(self.cfg_weight) or self.cfg_weight < 0:
