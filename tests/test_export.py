@@ -99,10 +99,26 @@ def test_onnxruntime_seeded_sampling_matches_torch(torch_model, ort_model):
 def test_onnxruntime_greedy_answers_match_torch(torch_model, ort_model):
     image = np.random.default_rng(0).integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
     questions = ["What is in this picture?", "Describe the picture in detail, please."]
-    ref = torch_model.chat(questions, image=[image, None], max_new_tokens=24)  # left-padded batch with an image
+    ref = torch_model.chat(questions, image=[image, None], max_new_tokens=24)  # two requests, one with an image
     got = ort_model.chat(questions, image=[image, None], max_new_tokens=24)
     assert [r.token_ids for r in got] == [r.token_ids for r in ref]
     assert [r.finished for r in got] == [r.finished for r in ref]
+
+
+def test_onnxruntime_concurrent_requests_share_steps_and_equal_solo(ort_model):
+    """The engine drives the ONNX graphs too: concurrent greedy requests equal their solo runs, in fewer steps."""
+    from test_engine import run_threads
+
+    prompts = ["a red fox in the snow", "a green field"]
+    solo_images = [ort_model.generate_images(p, num_images=1, temperature=0).tokens for p in prompts]
+    solo_answer = ort_model.chat("What is this?", max_new_tokens=12).token_ids
+    before = ort_model.stats()["decode_steps"]
+    out = run_threads([lambda: ort_model.generate_images(prompts[0], num_images=1, temperature=0).tokens,
+                       lambda: ort_model.generate_images(prompts[1], num_images=1, temperature=0).tokens,
+                       lambda: ort_model.chat("What is this?", max_new_tokens=12).token_ids])
+    assert torch.equal(out[0], solo_images[0]) and torch.equal(out[1], solo_images[1])
+    assert out[2] == solo_answer
+    assert ort_model.stats()["decode_steps"] - before < 2 * 575 + 11
 
 
 def test_decode_image_tokens_within_one_level(torch_model, ort_model):
