@@ -135,7 +135,7 @@ class StepGraph:
             s = self.images
             last = tokens[s.out_row.long(), s.step - 1]  # [Pi] each image's last token
             x = mlp_projector(model.gen_aligner, model.gen_embed.weight[last], linear)  # [Pi, D]
-            parts.append(x.repeat_interleave(2, dim=0))  # [Bi, D] same input for the cond / uncond rows
+            parts.append(x[:, None].expand(-1, 2, -1).reshape(-1, x.shape[-1]))  # [Bi, D] same for cond / uncond
         if self.bt:
             s = self.text
             last = tokens[s.out_row.long(), s.step - 1]  # [Pt]
@@ -167,7 +167,8 @@ class StepGraph:
         else:
             graph = torch.cuda.CUDAGraph()
             torch.cuda.synchronize()
-            with torch.cuda.graph(graph, pool=self.pool):
+            # thread_local: callers' threads may run VQ decodes on the GPU while the engine thread captures
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 self.body()
             self.graph = graph
             graph.replay()

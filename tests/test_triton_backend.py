@@ -1,4 +1,6 @@
-"""backend="triton" against backend="torch" on a tiny checkpoint: the same greedy tokens, answers and pixels.
+"""backend="triton" against backend="torch" on a tiny checkpoint: the same greedy tokens, answers and pixels;
+and the engine's guarantees on the triton backend: concurrent requests share one pass per step and get
+exactly their solo tokens (greedy and seeded), also when they join mid-way.
 
 Without CUDA the kernels run in the Triton interpreter and the decode step runs eagerly; on a GPU the same
 tests run the compiled kernels and the CUDA-graph replay (capture on the second step, reuse across calls).
@@ -8,6 +10,7 @@ The interpreter takes about a second per decode step, so on CPU both backends sh
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +21,8 @@ import torch
 from kernel_utils import DEVICE  # noqa: F401  (sets TRITON_INTERPRET before triton is imported)
 
 import janus_rt
-from janus_rt.api import make_runner
+from janus_rt.api import make_backend
+from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.tiny import TinySpec, write_tiny_checkpoint
 from janus_rt.timing import PhaseTimer
@@ -38,8 +42,9 @@ def pair(ckpt: Path) -> tuple[janus_rt.Janus, janus_rt.Janus]:
         model = torch_m.model
         model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=6))
         model.vq.cfg = model.cfg.vq
-        torch_m = janus_rt.Janus(make_runner("torch", model), torch_m.tokenizer, torch_m.chat_format, torch_m.path)
-    triton_m = janus_rt.Janus(make_runner("triton", torch_m.model), torch_m.tokenizer, torch_m.chat_format, ckpt)
+        torch_m.close()
+        torch_m = janus_rt.Janus(make_backend("torch", model), torch_m.tokenizer, torch_m.chat_format, torch_m.path)
+    triton_m = janus_rt.Janus(make_backend("triton", torch_m.model), torch_m.tokenizer, torch_m.chat_format, ckpt)
     return torch_m, triton_m  # the same weights object: only the backend differs
 
 
@@ -49,7 +54,7 @@ def tokens_per_image(m: janus_rt.Janus) -> int:
 
 def test_mode_is_stated(pair) -> None:
     _, triton_m = pair
-    mode = triton_m.runner.describe_mode()
+    mode = triton_m.step_backend.describe_mode()
     expected = "CUDA graphs" if torch.cuda.is_available() else "Triton interpreter"
     assert expected in mode and triton_m.info()["backend"] == mode
 
@@ -61,11 +66,11 @@ def test_greedy_image_tokens_and_pixels_match_torch(pair) -> None:
     assert ours.tokens.shape == ref.tokens.shape == (2, tokens_per_image(torch_m))
     assert torch.equal(ours.tokens.cpu(), ref.tokens.cpu())
     assert np.array_equal(ours.images, ref.images)
-    # a second call with another prompt length reuses the buffers (and on CUDA the captured graph)
+    # a second call with another prompt length reuses the bucket's buffers (and on CUDA its captured graph)
     ref2 = torch_m.generate_images("snow", num_images=2, cfg_weight=3.0, temperature=0)
     ours2 = triton_m.generate_images("snow", num_images=2, cfg_weight=3.0, temperature=0)
     assert torch.equal(ours2.tokens.cpu(), ref2.tokens.cpu())
-    assert len([k for k in triton_m.runner.loops if k[0] == "image"]) == 1
+    assert list(triton_m.step_backend.steps) == [(4, 0)]  # 4 image rows, no text rows
 
 
 def test_greedy_answers_match_torch(pair) -> None:
@@ -86,10 +91,9 @@ def test_eos_ends_the_answer(pair) -> None:
     ref = torch_m.chat("Hello there", max_new_tokens=2)
     first = ref.token_ids[0] if ref.token_ids else triton_m.tokenizer.special.eos
     request, _ = triton_m.chat_inputs("Hello there")
-    answers = triton_m.runner.generate_text([request], triton_m.tokenizer.special.pad,
-                                            triton_m.tokenizer.special.image_placeholder, first, 20, 0.0, None,
-                                            None, None)
-    assert answers == [([], True)]
+    answer = triton_m.engine.submit_text(request.ids, None, first, triton_m.tokenizer.special.image_placeholder,
+                                         SamplingParams(temperature=0, max_new_tokens=20)).result()
+    assert answer == ([], True)
 
 
 def test_seeded_sampling_reproduces(pair) -> None:
@@ -106,11 +110,45 @@ def test_seeded_sampling_reproduces(pair) -> None:
 def test_timer_phases(pair) -> None:
     _, triton_m = pair
     timer = PhaseTimer(triton_m.device)
-    ids = triton_m.tokenizer.encode(triton_m.image_prompt("a dog"))
-    triton_m.runner.generate_image_tokens(ids, triton_m.tokenizer.special.pad, 1, 5.0, 0.0, None, None, None, False,
-                                          timer)
+    triton_m.engine.timer = timer
+    try:
+        triton_m.generate_images("a dog", num_images=1, temperature=0)
+    finally:
+        triton_m.engine.timer = None
     assert timer.counts == {"prefill": 1, "decode": tokens_per_image(triton_m) - 1}
     assert all(ms > 0 for ms in timer.elapsed_ms().values())
+
+
+def test_concurrent_requests_share_one_pass_and_equal_solo(pair) -> None:
+    """Image and text requests from three threads: one transformer pass per step, each its solo tokens."""
+    from test_engine import run_threads
+
+    _, triton_m = pair
+    calls = [lambda: triton_m.generate_images("a red fox", num_images=1, seed=3).tokens,
+             lambda: triton_m.generate_images("a blue lake", num_images=2, temperature=0).tokens,
+             lambda: triton_m.chat("Tell me a story", max_new_tokens=8, temperature=0.8, seed=5).token_ids]
+    solo, solo_steps = [], 0
+    for call in calls:
+        before = triton_m.stats()["decode_steps"]
+        solo.append(call())
+        solo_steps += triton_m.stats()["decode_steps"] - before
+    before = triton_m.stats()["decode_steps"]
+    together = run_threads(calls)
+    assert triton_m.stats()["decode_steps"] - before < solo_steps
+    assert torch.equal(together[0], solo[0]) and torch.equal(together[1], solo[1])
+    assert together[2] == solo[2]
+    assert any(bi > 0 and bt > 0 for bi, bt in triton_m.step_backend.steps)  # images and text in one pass
+
+
+def test_joining_mid_decode_equals_solo(pair) -> None:
+    _, triton_m = pair
+    solo_a = triton_m.generate_images("a cat", num_images=1, seed=11, top_k=100).tokens
+    solo_b = triton_m.generate_images("a dog", num_images=1, seed=12, top_p=0.9).tokens
+    a = triton_m.submit_images("a cat", num_images=1, seed=11, top_k=100)
+    while a.requests[0].progress < 6:
+        time.sleep(0.01)
+    b = triton_m.submit_images("a dog", num_images=1, seed=12, top_p=0.9)
+    assert torch.equal(a.result().tokens, solo_a) and torch.equal(b.result().tokens, solo_b)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter check is for CPU-only machines")
