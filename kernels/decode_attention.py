@@ -1,25 +1,34 @@
 """KV-cache attention for decode and short verification chunks (split-K flash-decoding), with a torch reference.
 
 Shapes (one layer):
-    q        [B, Hq, T, D]      T new tokens per row, 1 <= T <= 16, already RoPE-rotated
-    keys     [B, Hkv, S_max, D] static cache; the T new keys are already written at slots [len - T, len)
-    values   [B, Hkv, S_max, D]
-    lengths  [B] int32          valid cache slots per row, new tokens included (a device tensor: graph safe)
-    key_start[B] int32 or None  first non-padding slot per row (left-padded batches)
-    out      [B, Hq, T, D]
+    q          [B, Hq, T, D]           T new tokens per row, 1 <= T <= 16, already RoPE-rotated
+    keys       [R_pool, Hkv, S_max, D] static cache pool (R_pool >= B); the T new keys of batch row b are
+                                       already written at slots [len - T, len) of its cache row
+    values     [R_pool, Hkv, S_max, D]
+    lengths    [B] int32               valid cache slots per row, new tokens included (a device tensor: graph safe)
+    key_start  [B] int32 or None       first non-padding slot per row (left-padded batches)
+    cache_rows [B] int32 or None       pool row read by batch row b (None: row b)
+    out        [B, Hq, T, D]
 
-Query t of row b (at slot lengths[b] - T + t) sees keys j with key_start[b] <= j <= lengths[b] - T + t:
-causal among the new tokens, everything before them. Hq = G * Hkv (GQA; G = 1 is MHA). Each program takes
-one (row, kv head) pair and one split of the sequence: its G*T queries form the rows of one tile, so each
-key block is read once for the whole group. A second kernel merges the splits by their log-sum-exp. The
-grid depends only on S_max, never on the lengths, so a launch captures into a CUDA graph and replays for
-any lengths. Accumulation is fp32; fp16/bf16 inputs use the tensor cores; fp32 inputs use IEEE dots.
-The Triton interpreter mis-computes bf16 dots, so there the bf16 tiles are upcast first: bf16 x bf16
-products are exact in fp32, so this is the same arithmetic the tensor cores do.
+Query t of row b (at slot lengths[b] - T + t) sees keys j with key_start[b] <= j <= lengths[b] - T + t of
+cache row cache_rows[b]: causal among the new tokens, everything before them. Hq = G * Hkv (GQA; G = 1 is
+MHA). Each program takes one (row, kv head) pair and one split of the sequence: its G*T queries form the
+rows of one tile, so each key block is read once for the whole group. A second kernel merges the splits by
+their log-sum-exp. The grid depends only on B and S_max, never on the lengths, so a launch captures into a
+CUDA graph and replays for any lengths. Accumulation is fp32; fp16/bf16 inputs use the tensor cores; fp32
+inputs use IEEE dots. The Triton interpreter mis-computes bf16 dots, so there the bf16 tiles are upcast
+first: bf16 x bf16 products are exact in fp32, so this is the same arithmetic the tensor cores do.
+
+Batch invariance: split s always covers slots [s * split_keys, (s + 1) * split_keys), a fixed size
+(SPLIT_KEYS), never a count chosen from the batch or the device; the tiles inside a split and the merge
+order are fixed too. Splits past a row's length are empty and merge as exact zeros (weight exp(-inf) = 0),
+so a row's output is bitwise the same whatever B, its batch position, its companions, S_max or its pool row.
 
 Versions: v1 split-K with GQA-packed query tiles; v2 stores only the real query rows of each tile's partials
 (16x less partial traffic for MHA decode; measured on an H100, Janus-1.3B, 1 image: merge 4.9 -> 3.7 us per
-layer, split 6.5 -> 6.4 us: the merge is latency-bound, not traffic-bound).
+layer, split 6.5 -> 6.4 us: the merge is latency-bound, not traffic-bound); v3 (this file) a fixed number of
+keys per split instead of a split count chosen per batch (batch invariant), and cache_rows into a KV pool
+(not yet timed on a GPU).
 """
 
 from __future__ import annotations
@@ -33,16 +42,16 @@ import triton.language as tl
 from .interpret import interpreting
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])  # one compiled kernel for every S_max
 def _split_kernel(
-    q_ptr, k_ptr, v_ptr, lengths_ptr, key_start_ptr, part_acc_ptr, part_max_ptr, part_sum_ptr,
+    q_ptr, k_ptr, v_ptr, lengths_ptr, key_start_ptr, cache_rows_ptr, part_acc_ptr, part_max_ptr, part_sum_ptr,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_ks,
     stride_vb, stride_vh, stride_vs,
-    num_kv_heads, num_splits, chunk, scale,
+    num_kv_heads, num_splits, split_keys, scale,
     GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_KEY_START: tl.constexpr, IEEE: tl.constexpr,
-    DOT_FP32: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_KEY_START: tl.constexpr, HAS_CACHE_ROWS: tl.constexpr,
+    IEEE: tl.constexpr, DOT_FP32: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -52,8 +61,11 @@ def _split_kernel(
     first = 0
     if HAS_KEY_START:
         first = tl.load(key_start_ptr + b)
-    start = tl.maximum(split * chunk, first)
-    end = tl.minimum(split * chunk + chunk, length)
+    cache_row = b.to(tl.int64)  # int64: a pool row times its stride may pass 2^31 elements
+    if HAS_CACHE_ROWS:
+        cache_row = tl.load(cache_rows_ptr + b).to(tl.int64)
+    start = tl.maximum(split * split_keys, first)  # split s: slots [s * split_keys, (s + 1) * split_keys), fixed
+    end = tl.minimum(split * split_keys + split_keys, length)
 
     rows = tl.arange(0, BLOCK_M)  # tile row r = query head (r // T) of the group, new token (r % T)
     head = kv_head * GROUP + rows // NEW_TOKENS
@@ -69,8 +81,8 @@ def _split_kernel(
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    k_base = k_ptr + b * stride_kb + kv_head * stride_kh
-    v_base = v_ptr + b * stride_vb + kv_head * stride_vh
+    k_base = k_ptr + cache_row * stride_kb + kv_head * stride_kh
+    v_base = v_ptr + cache_row * stride_vb + kv_head * stride_vh
     for n0 in range(start, end, BLOCK_N):
         keys_idx = n0 + tl.arange(0, BLOCK_N)
         key_ok = keys_idx < end
@@ -107,7 +119,7 @@ def _split_kernel(
     tl.store(part_acc_ptr + (part + rows[:, None]) * HEAD_DIM + dims[None, :], acc, mask=row_ok[:, None])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["num_splits"])
 def _merge_kernel(
     part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr,
     stride_ob, stride_oh, stride_ot,
@@ -141,13 +153,8 @@ def _merge_kernel(
 
 
 MAX_NEW_TOKENS = 16
-BLOCK_N = 64  # keys per tile on a GPU; the interpreter takes 256 (fewer, larger numpy steps)
-
-
-def choose_splits(batch: int, kv_heads: int, max_len: int, num_sms: int, block_n: int = BLOCK_N) -> int:
-    """Splits of the sequence so that about two programs run per multiprocessor, each >= one key block."""
-    wanted = max(1, (2 * num_sms) // max(1, batch * kv_heads))
-    return max(1, min(wanted, triton.cdiv(max_len, block_n)))
+BLOCK_N = 64  # keys per tile on a GPU; the interpreter takes 256 when the split allows (fewer, larger numpy steps)
+SPLIT_KEYS = 256  # keys per split (a multiple of BLOCK_N): fixed, so a row's reduction order never depends on the batch
 
 
 def decode_attention(
@@ -157,18 +164,20 @@ def decode_attention(
     values: torch.Tensor,
     lengths: torch.Tensor,
     key_start: torch.Tensor | None = None,
+    cache_rows: torch.Tensor | None = None,
     scale: float | None = None,
-    num_splits: int | None = None,
+    split_keys: int | None = None,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention of `T` new queries per row over a static KV cache; see the module docstring for shapes.
+    """Attention of `T` new queries per row over a static KV cache pool; see the module docstring for shapes.
 
-    `num_splits` defaults from the batch, kv heads, S_max and the device's multiprocessor count; it depends
-    on no device value, so a graph capture stays valid for any lengths.
+    The sequence is cut into `cdiv(S_max, split_keys)` splits of `split_keys` keys (default SPLIT_KEYS, a
+    multiple of BLOCK_N). The grid depends on no device value, so a graph capture stays valid for any lengths
+    and cache_rows. cache_rows must index rows of the pool (checked only for CPU tensors: no device sync).
     """
     batch, heads, new_tokens, head_dim = q.shape
-    kb, kv_heads, max_len, kd = keys.shape
-    if values.shape != keys.shape or kb != batch or kd != head_dim:
+    pool_rows, kv_heads, max_len, kd = keys.shape
+    if values.shape != keys.shape or kd != head_dim:
         raise ValueError(f"cache shapes {list(keys.shape)} / {list(values.shape)} do not match q {list(q.shape)}")
     if heads % kv_heads:
         raise ValueError(f"{heads} query heads are not a multiple of {kv_heads} kv heads")
@@ -183,27 +192,40 @@ def decode_attention(
         raise ValueError(f"lengths must be an int32 tensor [{batch}], got {lengths.dtype} {list(lengths.shape)}")
     if key_start is not None and (key_start.shape != (batch,) or key_start.dtype != torch.int32):
         raise ValueError(f"key_start must be an int32 tensor [{batch}] or None")
+    if cache_rows is None:
+        if pool_rows < batch:
+            raise ValueError(f"without cache_rows the cache needs >= {batch} rows, got {pool_rows}")
+    else:
+        if cache_rows.shape != (batch,) or cache_rows.dtype != torch.int32:
+            raise ValueError(f"cache_rows must be an int32 tensor [{batch}] or None, got {cache_rows.dtype} "
+                             f"{list(cache_rows.shape)}")
+        if cache_rows.device.type == "cpu" and batch and not (0 <= int(cache_rows.min()) and
+                                                              int(cache_rows.max()) < pool_rows):
+            raise ValueError(f"cache_rows must lie in [0, {pool_rows})")
+    split_keys = SPLIT_KEYS if split_keys is None else split_keys
+    if split_keys <= 0 or split_keys % BLOCK_N:
+        raise ValueError(f"split_keys {split_keys} must be a positive multiple of {BLOCK_N}")
     group = heads // kv_heads
     block_m = max(16, triton.next_power_of_2(group * new_tokens))
-    block_n = 256 if interpreting() else BLOCK_N
-    if num_splits is None:
-        sms = torch.cuda.get_device_properties(q.device).multi_processor_count if q.is_cuda else 4
-        num_splits = choose_splits(batch, kv_heads, max_len, sms, block_n)
-    chunk = triton.cdiv(triton.cdiv(max_len, num_splits), block_n) * block_n
+    block_n = 256 if interpreting() and split_keys % 256 == 0 else BLOCK_N
+    num_splits = triton.cdiv(max_len, split_keys)
     part_acc = torch.empty(batch * kv_heads, num_splits, group * new_tokens, head_dim, device=q.device,
                            dtype=torch.float32)
     part_max = torch.empty(batch * kv_heads, num_splits, group * new_tokens, device=q.device, dtype=torch.float32)
     part_sum = torch.empty_like(part_max)
     if out is None:
         out = torch.empty_like(q)
+    if batch == 0:
+        return out
     _split_kernel[(batch * kv_heads, num_splits)](
-        q, keys, values, lengths, lengths if key_start is None else key_start, part_acc, part_max, part_sum,
+        q, keys, values, lengths, lengths if key_start is None else key_start,
+        lengths if cache_rows is None else cache_rows, part_acc, part_max, part_sum,
         q.stride(0), q.stride(1), q.stride(2),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
-        kv_heads, num_splits, chunk, scale if scale is not None else 1.0 / math.sqrt(head_dim),
+        kv_heads, num_splits, split_keys, scale if scale is not None else 1.0 / math.sqrt(head_dim),
         GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
-        HAS_KEY_START=key_start is not None, IEEE=q.dtype == torch.float32,
+        HAS_KEY_START=key_start is not None, HAS_CACHE_ROWS=cache_rows is not None, IEEE=q.dtype == torch.float32,
         DOT_FP32=interpreting() and q.dtype == torch.bfloat16,
         num_warps=4, num_stages=2,
     )
@@ -219,14 +241,15 @@ def decode_attention(
 
 def decode_attention_ref(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,
-    key_start: torch.Tensor | None = None, scale: float | None = None,
+    key_start: torch.Tensor | None = None, scale: float | None = None, cache_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The same function in plain torch, computed in the dtype of its inputs (upcast them for a reference)."""
     batch, heads, new_tokens, head_dim = q.shape
     kv_heads, max_len = keys.shape[1], keys.shape[2]
     group = heads // kv_heads
-    k = keys.repeat_interleave(group, dim=1)  # [B, Hq, S_max, D]
-    v = values.repeat_interleave(group, dim=1)
+    rows = cache_rows.long() if cache_rows is not None else torch.arange(batch, device=keys.device)  # [B]
+    k = keys[rows].repeat_interleave(group, dim=1)  # [B, Hq, S_max, D]
+    v = values[rows].repeat_interleave(group, dim=1)
     scores = (q @ k.transpose(-1, -2)) * (scale if scale is not None else 1.0 / math.sqrt(head_dim))  # [B, Hq, T, S]
     slot = torch.arange(max_len, device=q.device)
     last = lengths.long()[:, None] - new_tokens + torch.arange(new_tokens, device=q.device)[None, :]  # [B, T]

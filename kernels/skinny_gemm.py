@@ -1,13 +1,26 @@
-"""Skinny GEMM for decode: y `[M, N]` = x `[M, K]` @ W`[N, K]`^T with M <= 32 rows, W read once at full bandwidth.
+"""Skinny GEMM for decode: y `[M, N]` = x `[M, K]` @ W`[N, K]`^T (+ bias `[N]`), W streamed at full bandwidth.
 
 A decode step multiplies a handful of rows (2 CFG rows per image, a few text rows) by every weight
 matrix, so each linear is a weight stream: the cost is N*K*2 bytes. cuBLAS picks split-K kernels for some
 of these shapes (o_proj: 10 us + a 1.7 us reduce for 8 MB on an H100, where the stream takes ~2.8 us).
-Here each program owns BLOCK_N weight rows over the whole K, pipelined in BLOCK_K tiles; the padded x tile
-(16 or 32 rows) feeds tl.dot, accumulation is fp32, one rounding to the output dtype. On a GPU the tile
-shape is autotuned per (M, N, K) at the first (eager) call, before any CUDA-graph capture.
+Here each program owns one BLOCK_M x BLOCK_N output tile over the whole K, pipelined in BLOCK_K tiles; the
+x tile (zero-padded past M) feeds tl.dot, accumulation is fp32, the bias is added in fp32, then one rounding
+to the output dtype. Any M: the grid is (cdiv(M, BLOCK_M), cdiv(N, BLOCK_N)), M blocks fastest, so the
+blocks that share a weight tile are scheduled side by side and their re-reads can hit L2 (not yet measured).
 
-Versions: v1 row-block GEMV with tl.dot (this file).
+Batch invariance: BLOCK_M is a constant (16) and the tile shape (BLOCK_N, BLOCK_K, warps, stages) is
+autotuned per (N, K) only, never per M, and M is not a specialised argument, so every row of x is reduced
+along K in the same order by the same compiled kernel whatever M is and wherever the row sits in the batch:
+a row's output is bitwise independent of its companions (no split-K: that would tie the reduction order to
+the launch shape). The autotuner picks the tile at the first eager call for each (N, K, dtype) and keeps it
+for the launcher's life (a new process may time its way to another tile: pin CONFIGS to one for bitwise
+reproducibility across processes).
+BLOCK_M = 16 is the smallest tile tl.dot takes (a tensor-core MMA is 16 rows): the common 2-row CFG step
+pads least, and its arithmetic intensity (<= 16 FLOP per weight byte) stays far below the ridge point, so
+the kernel remains a pure weight stream; larger batches take more M blocks rather than a larger tile.
+
+Versions: v1 row-block GEMV with tl.dot, M <= 32, tile tuned per (M, N, K); v2 (this file) a grid over fixed
+16-row M blocks (any M), autotune keyed on (N, K) only (batch invariant), optional bias.
 """
 
 from __future__ import annotations
@@ -18,16 +31,17 @@ import triton.language as tl
 
 from .interpret import interpreting
 
-MAX_ROWS = 32
+BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
 
 
-@triton.jit
-def _skinny_gemm_kernel(x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+@triton.jit(do_not_specialize=["M"])  # one compiled kernel for every M (no M == 1 / M % 16 variant)
+def _skinny_gemm_kernel(x_ptr, w_ptr, bias_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        IEEE: tl.constexpr, DOT_FP32: tl.constexpr):
-    pid = tl.program_id(0)
-    rows = tl.arange(0, BLOCK_M)
-    cols = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+                        HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, DOT_FP32: tl.constexpr):
+    pid_m = tl.program_id(0)  # fastest-varying: the M blocks of one weight tile are scheduled together
+    pid_n = tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     ks = tl.arange(0, BLOCK_K)
     acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -43,6 +57,8 @@ def _skinny_gemm_kernel(x_ptr, w_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stri
             acc += tl.dot(x, tl.trans(w), input_precision="ieee")
         else:
             acc += tl.dot(x, tl.trans(w))
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
     tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], acc.to(y_ptr.dtype.element_ty),
              mask=(rows[:, None] < M) & (cols[None, :] < N))
 
@@ -55,7 +71,7 @@ CONFIGS = [  # (BLOCK_N, BLOCK_K, num_warps, num_stages) tried on a GPU
 def _make_tuned():
     return triton.autotune(
         configs=[triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s) for n, k, w, s in CONFIGS],
-        key=["M", "N", "K"],
+        key=["N", "K"],  # never M: the tile (hence each row's reduction order) must not change with the batch
     )(_skinny_gemm_kernel)
 
 
@@ -65,31 +81,38 @@ class SkinnyLinear:
     def __init__(self) -> None:
         self._tuned = None
 
-    def __call__(self, *, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x `[..., K]` with at most 32 rows in all, weight `[N, K]` contiguous -> `[..., N]` in x's dtype."""
+    def __call__(self, *, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x `[..., K]` (any number of rows), weight `[N, K]` contiguous rows, bias `[N]` or None -> `[..., N]`
+        in x's dtype."""
         n, k = weight.shape
         if x.shape[-1] != k or weight.stride(1) != 1 or weight.dtype != x.dtype:
             raise ValueError(f"skinny_gemm: x {list(x.shape)} {x.dtype} vs weight {list(weight.shape)} {weight.dtype}")
+        if bias is not None and (bias.shape != (n,) or not bias.is_contiguous() or not bias.dtype.is_floating_point):
+            raise ValueError(f"skinny_gemm: bias must be a contiguous float tensor [{n}], got "
+                             f"{bias.dtype} {list(bias.shape)}")
         x2 = x.reshape(-1, k)  # [M, K]
         if x2.stride(1) != 1:
             x2 = x2.contiguous()
         m = x2.shape[0]
-        if m > MAX_ROWS:
-            raise ValueError(f"skinny_gemm takes at most {MAX_ROWS} rows, got {m}")
-        y = x2.new_empty(m, n)
-        block_m = 16 if m <= 16 else 32
-        common = dict(BLOCK_M=block_m, IEEE=x.dtype == torch.float32,
+        y = x2.new_empty(m, n)  # [M, N]
+        if m == 0 or n == 0:
+            return y.view(*x.shape[:-1], n)
+        common = dict(BLOCK_M=BLOCK_M, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
                       DOT_FP32=interpreting() and x.dtype == torch.bfloat16)
+        args = (x2, weight, bias if bias is not None else weight, y, m, n, k, x2.stride(0), weight.stride(0),
+                y.stride(0))
         if interpreting() or not x.is_cuda:
-            _skinny_gemm_kernel[(triton.cdiv(n, 64),)](x2, weight, y, m, n, k, x2.stride(0), weight.stride(0),
-                                                        y.stride(0), BLOCK_N=64, BLOCK_K=128, **common)
+            _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, 64))](*args, BLOCK_N=64, BLOCK_K=128,
+                                                                                **common)
         else:
             if self._tuned is None:
                 self._tuned = _make_tuned()
-            grid = lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)  # noqa: E731
-            self._tuned[grid](x2, weight, y, m, n, k, x2.stride(0), weight.stride(0), y.stride(0), **common)
+            grid = lambda meta: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
+            self._tuned[grid](*args, **common)
         return y.view(*x.shape[:-1], n)
 
 
-def skinny_gemm_ref(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return x @ weight.T
+def skinny_gemm_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ weight^T (+ bias) in the inputs' dtype (upcast them for a reference)."""
+    y = x @ weight.T
+    return y + bias if bias is not None else y

@@ -1,7 +1,9 @@
 """KV-cache attention kernel against its torch reference (float64), on fresh random inputs.
 
 Runs in the Triton interpreter without CUDA. Grid: dtypes, MHA and GQA, head_dim 64/128, 1..16 new tokens,
-cache lengths 1, odd and off the 64-key block, left padding, and several split counts.
+cache lengths 1, odd and off the 64-key block, left padding, several split sizes, and a KV pool read through
+cache_rows (more pool rows than batch rows, permuted, repeated). Batch invariance: a row's output must be
+bitwise the same alone and inside other batches (other B, batch position, companions, S_max, pool row).
 """
 
 from __future__ import annotations
@@ -11,83 +13,155 @@ import torch
 
 from kernel_utils import DEVICE, assert_close_to_reference  # noqa: E402  (sets TRITON_INTERPRET first)
 
-from janus_rt.kernels.decode_attention import decode_attention, decode_attention_ref
+from janus_rt.kernels.decode_attention import SPLIT_KEYS, decode_attention, decode_attention_ref
 
 CASES = [
-    # batch, q heads, kv heads, head_dim, new tokens, S_max, num_splits
-    (1, 2, 2, 64, 1, 1, None),
-    (2, 4, 4, 64, 1, 37, None),
-    (3, 4, 2, 128, 1, 130, 3),
-    (2, 8, 2, 64, 3, 67, 2),
-    (1, 2, 1, 128, 16, 129, 5),
-    (2, 4, 4, 64, 5, 200, 1),
-    (2, 4, 2, 64, 2, 521, None),  # several key tiles in the interpreter too (256 keys per tile there)
+    # batch, q heads, kv heads, head_dim, new tokens, S_max, split_keys, pool rows (None: no cache_rows)
+    (1, 2, 2, 64, 1, 1, None, None),
+    (2, 4, 4, 64, 1, 37, None, 5),
+    (3, 4, 2, 128, 1, 130, 64, None),
+    (2, 8, 2, 64, 3, 67, 64, 2),
+    (1, 2, 1, 128, 16, 129, 128, 4),
+    (2, 4, 4, 64, 5, 200, 256, None),
+    (2, 4, 2, 64, 2, 521, None, 3),  # several splits and key tiles in the interpreter too (256 keys per tile)
+    (3, 4, 2, 64, 1, 300, 64, -1),  # -1: cache_rows with a repeated pool row (two batch rows read one cache)
 ]
 
 
 def random_case(batch: int, heads: int, kv_heads: int, head_dim: int, new_tokens: int, max_len: int,
-                dtype: torch.dtype, padded: bool, gen: torch.Generator):
+                dtype: torch.dtype, padded: bool, gen: torch.Generator, pool: int | None = None):
+    """(q, keys, values, lengths, key_start, cache_rows); pool rows > batch: cache_rows a random injection,
+    pool -1: cache_rows drawn with repeats from batch rows; None: no cache_rows."""
+    pool_rows = batch if pool is None or pool < 0 else pool
     q = torch.randn(batch, heads, new_tokens, head_dim, generator=gen).to(DEVICE, dtype)
-    keys = torch.randn(batch, kv_heads, max_len, head_dim, generator=gen).to(DEVICE, dtype)
-    values = torch.randn(batch, kv_heads, max_len, head_dim, generator=gen).to(DEVICE, dtype)
+    keys = torch.randn(pool_rows, kv_heads, max_len, head_dim, generator=gen).to(DEVICE, dtype)
+    values = torch.randn(pool_rows, kv_heads, max_len, head_dim, generator=gen).to(DEVICE, dtype)
     lengths = torch.randint(new_tokens, max_len + 1, (batch,), generator=gen)
     lengths[0] = max_len  # one row uses the whole cache
     key_start = None
     if padded:  # left padding never reaches into the new tokens
         key_start = (torch.rand(batch, generator=gen) * (lengths - new_tokens + 1).float()).long().int().to(DEVICE)
-    return q, keys, values, lengths.int().to(DEVICE), key_start
+    cache_rows = None
+    if pool is not None and pool < 0:
+        cache_rows = torch.randint(0, pool_rows, (batch,), generator=gen)
+        cache_rows[1] = cache_rows[0]  # a repeat for sure
+    elif pool is not None:
+        cache_rows = torch.randperm(pool_rows, generator=gen)[:batch]
+    if cache_rows is not None:
+        cache_rows = cache_rows.int().to(DEVICE)
+    return q, keys, values, lengths.int().to(DEVICE), key_start, cache_rows
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}-h{}x{}-d{}-t{}-s{}-sp{}".format(*c))
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "b{}-h{}x{}-d{}-t{}-s{}-sk{}-pool{}".format(*c))
 @pytest.mark.parametrize("padded", [False, True], ids=["nopad", "leftpad"])
 def test_matches_reference(dtype: torch.dtype, case: tuple, padded: bool) -> None:
-    batch, heads, kv_heads, head_dim, new_tokens, max_len, splits = case
+    batch, heads, kv_heads, head_dim, new_tokens, max_len, split_keys, pool = case
     gen = torch.Generator().manual_seed(hash((case, str(dtype), padded)) % 2**31)
-    q, keys, values, lengths, key_start = random_case(batch, heads, kv_heads, head_dim, new_tokens, max_len, dtype,
-                                                      padded, gen)
+    q, keys, values, lengths, key_start, cache_rows = random_case(batch, heads, kv_heads, head_dim, new_tokens,
+                                                                  max_len, dtype, padded, gen, pool)
     out = torch.full_like(q, float("nan"))  # poisoned: every element must be written
-    decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start, num_splits=splits, out=out)
-    ref = decode_attention_ref(q.double(), keys.double(), values.double(), lengths, key_start)
-    same = decode_attention_ref(q, keys, values, lengths, key_start)
+    decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start, cache_rows=cache_rows,
+                     split_keys=split_keys, out=out)
+    ref = decode_attention_ref(q.double(), keys.double(), values.double(), lengths, key_start, cache_rows=cache_rows)
+    same = decode_attention_ref(q, keys, values, lengths, key_start, cache_rows=cache_rows)
     assert_close_to_reference(out, same, ref, dtype, f"attention {case} {dtype}")
 
 
 def test_slots_past_length_are_ignored() -> None:
-    """Garbage (even inf) beyond each row's length, and before key_start, must not leak into the output."""
+    """Garbage (even inf) beyond each row's length, before key_start, and in pool rows no batch row reads,
+    must not leak into the output."""
     gen = torch.Generator().manual_seed(7)
-    q, keys, values, lengths, _ = random_case(2, 4, 2, 64, 2, 90, torch.float32, False, gen)
-    lengths = torch.tensor([40, 75], dtype=torch.int32, device=DEVICE)
+    q, keys, values, lengths, _, _ = random_case(2, 4, 2, 64, 2, 290, torch.float32, False, gen, pool=4)
+    lengths = torch.tensor([40, 275], dtype=torch.int32, device=DEVICE)
     key_start = torch.tensor([3, 0], dtype=torch.int32, device=DEVICE)
-    clean = decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start)
+    cache_rows = torch.tensor([2, 0], dtype=torch.int32, device=DEVICE)
+    clean = decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start,
+                             cache_rows=cache_rows)
     dirty_k, dirty_v = keys.clone(), values.clone()
-    dirty_k[0, :, 40:], dirty_v[0, :, 40:] = float("inf"), float("nan")
-    dirty_k[0, :, :3], dirty_v[0, :, :3] = 1e4, float("nan")
-    dirty_k[1, :, 75:], dirty_v[1, :, 75:] = float("inf"), float("nan")
-    dirty = decode_attention(q=q, keys=dirty_k, values=dirty_v, lengths=lengths, key_start=key_start)
+    dirty_k[2, :, 40:], dirty_v[2, :, 40:] = float("inf"), float("nan")
+    dirty_k[2, :, :3], dirty_v[2, :, :3] = 1e4, float("nan")
+    dirty_k[0, :, 275:], dirty_v[0, :, 275:] = float("inf"), float("nan")
+    dirty_k[[1, 3]], dirty_v[[1, 3]] = float("nan"), float("nan")  # pool rows nobody reads
+    dirty = decode_attention(q=q, keys=dirty_k, values=dirty_v, lengths=lengths, key_start=key_start,
+                             cache_rows=cache_rows)
     assert torch.equal(clean, dirty)
+    ref = decode_attention_ref(q.double(), keys.double(), values.double(), lengths, key_start, cache_rows=cache_rows)
+    torch.testing.assert_close(clean.double(), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_split_count_does_not_change_the_result() -> None:
+def test_split_size_does_not_change_the_result() -> None:
     gen = torch.Generator().manual_seed(11)
-    q, keys, values, lengths, key_start = random_case(2, 4, 4, 64, 1, 300, torch.float32, True, gen)
+    q, keys, values, lengths, key_start, _ = random_case(2, 4, 4, 64, 1, 300, torch.float32, True, gen)
     ref = decode_attention_ref(q.double(), keys.double(), values.double(), lengths, key_start)
-    for splits in (1, 2, 5):
-        out = decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start, num_splits=splits)
+    for split_keys in (64, 128, 256, 512):  # 5, 3, 2 and 1 splits of S_max = 300
+        out = decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start,
+                               split_keys=split_keys)
         torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("heads, kv_heads, head_dim, new_tokens, padded", [
+    (4, 4, 64, 1, False), (8, 2, 64, 3, True),
+], ids=["mha-t1", "gqa-t3-leftpad"])
+def test_rows_are_batch_invariant(dtype: torch.dtype, heads: int, kv_heads: int, head_dim: int, new_tokens: int,
+                                  padded: bool) -> None:
+    """Each probe row alone (B = 1, a one-row cache of its own S_max, no cache_rows) must give bitwise the same
+    output as inside larger batches: other B, other batch position, random companions, a pool with another
+    S_max (more splits, garbage past the probe's length) and a non-identity cache_rows."""
+    gen = torch.Generator().manual_seed(31 + heads + new_tokens + hash(str(dtype)) % 1000)
+    probe_len = [SPLIT_KEYS + 44, 37, SPLIT_KEYS]  # crosses a split border; one split; exactly one full split
+    alone_max = max(probe_len)
+    probes = []
+    for length in probe_len:
+        q = torch.randn(1, heads, new_tokens, head_dim, generator=gen).to(DEVICE, dtype)
+        k = torch.randn(1, kv_heads, alone_max, head_dim, generator=gen).to(DEVICE, dtype)
+        v = torch.randn(1, kv_heads, alone_max, head_dim, generator=gen).to(DEVICE, dtype)
+        start = int(torch.randint(0, length - new_tokens + 1, (1,), generator=gen)) if padded else 0
+        lengths = torch.tensor([length], dtype=torch.int32, device=DEVICE)
+        key_start = torch.tensor([start], dtype=torch.int32, device=DEVICE) if padded else None
+        alone = decode_attention(q=q, keys=k, values=v, lengths=lengths, key_start=key_start)
+        probes.append((q, k, v, length, start, alone))
+
+    for batch, max_len in ((3, alone_max), (5, 2 * SPLIT_KEYS + 61), (9, 3 * SPLIT_KEYS)):
+        pool_rows = batch + 4
+        q, keys, values, lengths, key_start, _ = random_case(batch, heads, kv_heads, head_dim, new_tokens, max_len,
+                                                             dtype, True, gen, pool=pool_rows)
+        cache_rows = torch.randperm(pool_rows, generator=gen)[:batch].int().to(DEVICE)
+        where = torch.randperm(batch, generator=gen)[:len(probes)].tolist()  # the probes' batch positions
+        for (pq, pk, pv, length, start, _), b in zip(probes, where):
+            row = int(cache_rows[b])
+            q[b] = pq[0]
+            keys[row, :, :alone_max], values[row, :, :alone_max] = pk[0], pv[0]  # past alone_max: garbage stays
+            lengths[b], key_start[b] = length, start
+        out = decode_attention(q=q, keys=keys, values=values, lengths=lengths,
+                               key_start=key_start if padded else None, cache_rows=cache_rows)
+        for i, ((*_, alone), b) in enumerate(zip(probes, where)):
+            assert torch.equal(out[b], alone[0]), f"probe {i} at batch row {b} of {batch}, S_max {max_len}: " \
+                                                  f"max diff {(out[b] - alone[0]).abs().max().item():.3g}"
 
 
 @pytest.mark.parametrize("bad, message", [
     (dict(new_tokens=17), "1..16"),
     (dict(lengths_dtype=torch.int64), "int32"),
     (dict(kv_heads=3), "multiple"),
+    (dict(cache_rows=[5]), r"\[0, 1\)"),
+    (dict(cache_rows_dtype=torch.int64), "cache_rows must be an int32"),
+    (dict(split_keys=100), "multiple of 64"),
+    (dict(batch=2), "cache needs >= 2 rows"),
 ])
 def test_bad_shapes_are_refused(bad: dict, message: str) -> None:
     heads, kv_heads, t = 6 if bad.get("kv_heads") else 4, bad.get("kv_heads", 2), bad.get("new_tokens", 1)
-    q = torch.randn(1, heads, t, 64, device=DEVICE)
+    batch = bad.get("batch", 1)
+    q = torch.randn(batch, heads, t, 64, device=DEVICE)
     cache = torch.randn(1, kv_heads, 32, 64, device=DEVICE)
-    lengths = torch.tensor([20], dtype=bad.get("lengths_dtype", torch.int32), device=DEVICE)
+    lengths = torch.full((batch,), 20, dtype=bad.get("lengths_dtype", torch.int32), device=DEVICE)
     if bad.get("kv_heads"):
         q = torch.randn(1, 4, t, 64, device=DEVICE)
+    cache_rows = None
+    if "cache_rows" in bad or "cache_rows_dtype" in bad:
+        cache_rows = torch.tensor(bad.get("cache_rows", [0]), dtype=bad.get("cache_rows_dtype", torch.int32),
+                                  device=DEVICE)
     with pytest.raises(ValueError, match=message):
-        decode_attention(q=q, keys=cache, values=cache, lengths=lengths)
+        decode_attention(q=q, keys=cache, values=cache, lengths=lengths, cache_rows=cache_rows,
+                         split_keys=bad.get("split_keys"))

@@ -2,8 +2,9 @@
 
 Greedy rows must equal torch's argmax exactly; sampled rows must stay inside the reference's kept set
 (temperature, top-k, top-p as the torch backend applies them) and follow its probabilities (a chi-square
-test at a fixed seed); seeds must reproduce; the token must land at the step column only, and the gathered
-embedding rows must be the table's rows.
+test at a fixed seed); seeds must reproduce; the token of row p must land at tokens_out[out_rows[p], step[p]]
+only, and the gathered embedding rows must be the table's rows. Batch invariance: a seeded row draws the
+same token alone and inside any batch (other P, position, companions, out_rows, other rows' steps).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from janus_rt.kernels.cfg_sample import cfg_sample, cfg_sample_ref
 
 
 def launch(logits, cfg_weight, temperature, top_k, top_p, seed=0, step=0, steps=4, table=None, block_v=2048):
+    """Every row at the same step; row p seeded `seed + p` (the v1 stream: seed + step * 65537 + p)."""
     rows = logits.shape[0] // 2 if cfg_weight is not None else logits.shape[0]
     tokens = torch.full((rows, steps), -7, dtype=torch.long, device=DEVICE)  # poison
     embeds = None
     if table is not None:
         embeds = torch.full((logits.shape[0], table.shape[1]), float("nan"), dtype=table.dtype, device=DEVICE)
     cfg_sample(logits=logits, cfg_weight=cfg_weight, temperature=temperature, top_k=top_k, top_p=top_p,
-               seed=torch.tensor([seed], device=DEVICE), step=torch.tensor([step], device=DEVICE), tokens_out=tokens,
-               embed_table=table, embeds_out=embeds, block_v=block_v)
+               seed=seed + torch.arange(rows, device=DEVICE), step=torch.full((rows,), step, device=DEVICE),
+               tokens_out=tokens, embed_table=table, embeds_out=embeds, block_v=block_v)
     return tokens, embeds
 
 
@@ -124,6 +126,67 @@ def test_next_embedding_rows_are_gathered(cfg: bool, dtype: torch.dtype) -> None
     assert torch.equal(embeds, expected)
 
 
+def test_tokens_land_at_out_rows_and_step() -> None:
+    """Row p writes tokens_out[out_rows[p], step[p]] (tokens_out has more rows than P) and nothing else."""
+    gen = torch.Generator().manual_seed(12)
+    rows, vocab, steps = 5, 90, 6
+    logits = torch.randn(2 * rows, vocab, generator=gen).to(DEVICE)
+    weight = (torch.rand(rows, generator=gen) * 4).to(DEVICE)
+    temperature, top_k, top_p = per_row(rows, 0.0, 0, 1.0)
+    greedy, _ = cfg_sample_ref(logits, weight, temperature, top_k, top_p)
+    out_rows = torch.randperm(rows + 3, generator=gen)[:rows].int().to(DEVICE)
+    step = torch.randint(0, steps, (rows,), generator=gen).to(DEVICE)
+    tokens = torch.full((rows + 3, steps), -7, dtype=torch.long, device=DEVICE)
+    cfg_sample(logits=logits, cfg_weight=weight, temperature=temperature, top_k=top_k, top_p=top_p,
+               seed=torch.arange(rows, device=DEVICE), step=step, out_rows=out_rows, tokens_out=tokens)
+    expected = torch.full_like(tokens, -7)
+    expected[out_rows.long(), step] = greedy
+    assert torch.equal(tokens, expected)
+
+
+@pytest.mark.parametrize("cfg", [True, False], ids=["cfg", "nocfg"])
+def test_rows_are_batch_invariant(cfg: bool) -> None:
+    """Probe rows (temperature > 0; one plain, one top-k, one top-p) sampled alone (P = 1, out row 0) and inside
+    batches of 4 and 7 rows at random positions, with random companions, a permuted out_rows into a larger
+    tokens_out and random steps for the companions: every probe draws the same token at each of its steps."""
+    gen = torch.Generator().manual_seed(40 + cfg)
+    vocab, steps = 300, 3
+    probes = []  # (logits rows, weight, temperature, top_k, top_p, seed)
+    for i, (k, p) in enumerate(((0, 1.0), (20, 1.0), (0, 0.8))):
+        probes.append((torch.randn(2 if cfg else 1, vocab, generator=gen) * 2, 1.0 + i, 1.0 + 0.2 * i, k, p,
+                       1000 * i + 17))
+
+    def sample(parts: list[tuple], out_rows: torch.Tensor, step: torch.Tensor, out_len: int) -> torch.Tensor:
+        logits = torch.cat([q[0] for q in parts]).to(DEVICE)
+        weight = torch.tensor([q[1] for q in parts], device=DEVICE) if cfg else None
+        tokens = torch.full((out_len, steps), -7, dtype=torch.long, device=DEVICE)
+        cfg_sample(logits=logits, cfg_weight=weight, temperature=torch.tensor([q[2] for q in parts], device=DEVICE),
+                   top_k=torch.tensor([q[3] for q in parts], dtype=torch.int32, device=DEVICE),
+                   top_p=torch.tensor([q[4] for q in parts], device=DEVICE),
+                   seed=torch.tensor([q[5] for q in parts], device=DEVICE), step=step.to(DEVICE),
+                   out_rows=out_rows.int().to(DEVICE), tokens_out=tokens)
+        return tokens
+
+    alone = {}  # (probe, step) -> token
+    for i, probe in enumerate(probes):
+        for s in range(steps):
+            alone[i, s] = int(sample([probe], torch.tensor([0]), torch.tensor([s]), 1)[0, s])
+    assert len({alone[i, s] for i in range(3) for s in range(steps)}) > 1, "degenerate probes cannot tell apart"
+    for batch in (4, 7):
+        for s in range(steps):
+            parts = [(torch.randn(2 if cfg else 1, vocab, generator=gen) * 2, 2.0, 1.0, 0, 1.0,
+                      int(torch.randint(0, 2**40, (1,), generator=gen))) for _ in range(batch)]
+            step = torch.randint(0, steps, (batch,), generator=gen)
+            where = torch.randperm(batch, generator=gen)[:3].tolist()
+            for i, b in enumerate(where):
+                parts[b] = probes[i]
+                step[b] = s
+            out_rows = torch.randperm(batch + 2, generator=gen)[:batch]
+            tokens = sample(parts, out_rows, step, batch + 2)
+            for i, b in enumerate(where):
+                assert int(tokens[out_rows[b], s]) == alone[i, s], f"probe {i} at row {b} of {batch}, step {s}"
+
+
 def test_bad_arguments_are_refused() -> None:
     logits = torch.randn(4, 10, device=DEVICE)
     t, k, p = per_row(2, 1.0, 0, 1.0)
@@ -131,3 +194,15 @@ def test_bad_arguments_are_refused() -> None:
         launch(logits, torch.ones(2, device=DEVICE), t, k.long(), p)
     with pytest.raises(ValueError, match="cfg_weight"):
         launch(logits, torch.ones(3, device=DEVICE), t, k, p)
+    with pytest.raises(ValueError, match="step must lie"):
+        launch(logits, torch.ones(2, device=DEVICE), t, k, p, step=4, steps=4)
+    tokens = torch.zeros(2, 4, dtype=torch.long, device=DEVICE)
+    common = dict(logits=logits, cfg_weight=torch.ones(2, device=DEVICE), temperature=t, top_k=k, top_p=p,
+                  tokens_out=tokens)
+    with pytest.raises(ValueError, match="seed must be"):
+        cfg_sample(**common, seed=torch.zeros(1, dtype=torch.long, device=DEVICE),
+                   step=torch.zeros(2, dtype=torch.long, device=DEVICE))
+    with pytest.raises(ValueError, match="out_rows must lie"):
+        cfg_sample(**common, seed=torch.zeros(2, dtype=torch.long, device=DEVICE),
+                   step=torch.zeros(2, dtype=torch.long, device=DEVICE),
+                   out_rows=torch.tensor([0, 2], dtype=torch.int32, device=DEVICE))
