@@ -202,7 +202,8 @@ def decode_attention(
         if cache_rows.device.type == "cpu" and batch and not (0 <= int(cache_rows.min()) and
                                                               int(cache_rows.max()) < pool_rows):
             raise ValueError(f"cache_rows must lie in [0, {pool_rows})")
-    split_keys = SPLIT_KEYS if split_keys is None else split_keys
+    if split_keys is None:  # the interpreter pays per program, not per key: one split of the whole pool there
+        split_keys = triton.cdiv(max_len, 256) * 256 if interpreting() else SPLIT_KEYS
     if split_keys <= 0 or split_keys % BLOCK_N:
         raise ValueError(f"split_keys {split_keys} must be a positive multiple of {BLOCK_N}")
     group = heads // kv_heads

@@ -101,9 +101,10 @@ class SkinnyLinear:
                       DOT_FP32=interpreting() and x.dtype == torch.bfloat16)
         args = (x2, weight, bias if bias is not None else weight, y, m, n, k, x2.stride(0), weight.stride(0),
                 y.stride(0))
-        if interpreting() or not x.is_cuda:
-            _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, 64))](*args, BLOCK_N=64, BLOCK_K=128,
-                                                                                **common)
+        if interpreting() or not x.is_cuda:  # the interpreter pays per program: wide tiles (fixed per N)
+            block_n = min(2048, triton.next_power_of_2(n))
+            _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, block_n))](*args, BLOCK_N=block_n,
+                                                                                     BLOCK_K=128, **common)
         else:
             if self._tuned is None:
                 self._tuned = _make_tuned()

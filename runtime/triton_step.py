@@ -140,7 +140,7 @@ class StepGraph:
             s = self.text
             last = tokens[s.out_row.long(), s.step - 1]  # [Pt]
             parts.append(model.llm.embed_tokens.weight[last])  # [Bt, D]
-        x = (torch.cat(parts) if len(parts) > 1 else parts[0])[:, None]  # [B, 1, D]
+        x = (torch.cat(parts) if len(parts) > 1 else parts[0].contiguous())[:, None]  # [B, 1, D]
         hidden = transformer_step(model.llm, x, self.positions[:, None], self.cache_rows, kv.cache, self.inv_freq,
                                   linear)[:, -1]  # [B, D]
         for s, logits in self._logits(hidden):

@@ -5,7 +5,7 @@ exactly their solo tokens (greedy and seeded), also when they join mid-way.
 Without CUDA the kernels run in the Triton interpreter and the decode step runs eagerly; on a GPU the same
 tests run the compiled kernels and the CUDA-graph replay (capture on the second step, reuse across calls).
 The interpreter takes about a second per decode step, so on CPU both backends share a configuration with a
-6x6 image-token grid (36 tokens instead of 576): the same code with a shorter loop. On a GPU the full grid runs.
+4x4 image-token grid (16 tokens instead of 576): the same code with a shorter loop. On a GPU the full grid runs.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pair(ckpt: Path) -> tuple[janus_rt.Janus, janus_rt.Janus]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_m = janus_rt.load(ckpt, device=device, dtype="float32", backend="torch")
-    if device == "cpu":  # a 6x6 token grid: the interpreter's steps are slow (see the module docstring)
+    if device == "cpu":  # a 4x4 token grid: the interpreter's steps are slow (see the module docstring)
         model = torch_m.model
-        model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=6))
+        model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=4))
         model.vq.cfg = model.cfg.vq
         torch_m.close()
         torch_m = janus_rt.Janus(make_backend("torch", model), torch_m.tokenizer, torch_m.chat_format, torch_m.path)
