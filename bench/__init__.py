@@ -4,6 +4,9 @@
 - `random_weights`: the real module tree on the device, filled in place with random values (no download);
 - `roofline`: bytes a decode step reads, measured copy bandwidth, datasheet bandwidth, MBU;
 - `workload`: synthetic prompts and pixels of realistic lengths;
+- `engines`: a Janus (engine + KV rows) per measurement over the shared model; batches; phase-timed runs;
 - `image_bench`, `text_bench`, `hf_baseline`: the timed rows (janus-rt backends; transformers' Janus);
+- `arrivals`: requests arriving over time (open or closed loop): throughput, latency percentiles, vs alone;
+- `profile_step`: device time per kernel of one triton decode step (`python -m janus_rt.bench.profile_step`);
 - `harness`, `report`, `cli`: the run, its text/JSON report and the subcommand.
 """

@@ -21,17 +21,27 @@ Builds the model on the device, then prints:
   - understanding (one image per row) per backend and batch: TTFT and decode tokens/s, MBU %;
   - the same work with transformers' JanusForConditionalGeneration holding the same weights (when
     transformers is installed), speedups, and the issue-3 targets on an H100;
+  - with --arrivals N: an arrival-driven run, N requests (one image each, or chat with --arrival-kind chat)
+    arriving at --rate R per second (open loop) or keeping --concurrency C in flight (closed loop), sharing
+    the engine's decode steps: throughput (img/s or tok/s), p50/p95/p99 latency (and TTFT for chat), the
+    engine's decode steps and peak rows, beside the same request run alone; bounded by N and
+    --arrival-timeout (what is still running then is cancelled);
   - last line: everything as one JSON object (also written to --out).
 
-A backend that is not available here (e.g. triton without its runner or GPU) is skipped with a note.
-Every image decodes the full 576 tokens; for a quick run use --arch tiny (runs on a CPU in seconds)."""
+Every row runs through the engine (janus_rt.engine) on its own Janus object over the same weights, warm-up
+excluded; a backend that is not available here (e.g. triton without a GPU or its interpreter) is skipped
+with a note. Every image decodes the full 576 tokens; for a quick run use --arch tiny (runs on a CPU in
+seconds), and --image-grid 6 for a smoke run (36 tokens per image)."""
 
 EPILOG = """\
 examples:
   janus-rt bench                                             # Janus-1.3B shape, bf16, everything
   janus-rt bench --arch janus-pro-7b --images 1,4 --hf-images 1 --out bench/results/h100-pro7b.json
   janus-rt bench --arch janus-1.3b --backends triton --no-hf --text-batches 1
-  janus-rt bench --arch tiny --images 1 --backends torch --text-batches 1 --no-hf   # CPU smoke run"""
+  janus-rt bench --arch tiny --images 1 --backends torch --text-batches 1 --no-hf   # CPU smoke run
+  janus-rt bench --images none --text-batches none --no-hf --arrivals 16 --concurrency 16   # 16 at once vs 1 alone
+  janus-rt bench --images none --text-batches none --no-hf --arrivals 32 --rate 4   # open loop, 4 images/s offered
+  janus-rt bench --images none --text-batches none --no-hf --arrivals 64 --rate 20 --arrival-kind chat"""
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -78,6 +88,27 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="images per call for the transformers column (default 1)")
     p.add_argument("--hf-text-batches", type=_int_list, default=(1,),
                    help="understanding batches for the transformers column (default 1)")
+    p.add_argument("--image-grid", type=int, default=None,
+                   help="smoke runs only: an image-token grid of this side (e.g. 6 -> 36 tokens per image) instead of "
+                        "the architecture's 24; no MBU target applies")
+    a = p.add_argument_group("arrival run", "requests arriving over time, sharing the engine (off unless --arrivals)")
+    a.add_argument("--arrivals", type=int, default=0, metavar="N",
+                   help="send N requests (default 0: no arrival run)")
+    how = a.add_mutually_exclusive_group()
+    how.add_argument("--rate", type=float, default=None, metavar="R",
+                     help="open loop: request i is sent at i / R seconds, whatever is still running")
+    how.add_argument("--concurrency", type=int, default=None, metavar="C",
+                     help="closed loop: keep C requests in flight (default when no --rate: all N at once)")
+    a.add_argument("--arrival-kind", choices=("image", "chat"), default="image",
+                   help="image requests (default) or chat requests (one image in the prompt, --text-tokens tokens)")
+    a.add_argument("--arrival-images", type=int, default=1, help="images per image request (default 1)")
+    a.add_argument("--arrival-timeout", type=float, default=600.0, metavar="S",
+                   help="time bound of the arrival run in seconds; requests still running are cancelled, unsent "
+                        "ones are never sent (default 600)")
+    a.add_argument("--arrival-decode", action="store_true",
+                   help="image latency includes the VQ decode to pixels (run beside the engine, as ImageJob does)")
+    a.add_argument("--arrival-backends", type=_names, default=None,
+                   help="backends of the arrival run, comma-separated (default: the first available of --backends)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, prompts and sampling (default 0)")
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
     return p
@@ -92,13 +123,29 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise InputError(f"--text-tokens must be >= 2 (the first token is TTFT, the rest are timed), got {args.text_tokens}")
     if args.repeats < 1:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
-    if not args.images and not args.text_batches:
-        raise InputError("--images none and --text-batches none leave nothing to benchmark")
+    if args.arrivals < 0:
+        raise InputError(f"--arrivals must be >= 0, got {args.arrivals}")
+    if not args.images and not args.text_batches and not args.arrivals:
+        raise InputError("--images none and --text-batches none without --arrivals leave nothing to benchmark")
+    if not args.arrivals and (args.rate is not None or args.concurrency is not None):
+        raise InputError("--rate / --concurrency describe an arrival run: add --arrivals N")
+    if args.rate is not None and not args.rate > 0:
+        raise InputError(f"--rate must be > 0 requests per second, got {args.rate}")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise InputError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.arrival_images < 1 or not args.arrival_timeout > 0:
+        raise InputError("--arrival-images must be >= 1 and --arrival-timeout > 0")
+    if args.image_grid is not None and args.image_grid < 1:
+        raise InputError(f"--image-grid must be >= 1, got {args.image_grid}")
     skip = tuple(s for s, wanted in (("image", args.images), ("text", args.text_batches)) if not wanted)
     opts = BenchOptions(arch=args.arch, device=args.device, dtype=args.dtype, images=args.images,
                         backends=args.backends, text_batches=args.text_batches, text_tokens=args.text_tokens,
                         repeats=args.repeats, hf=args.hf, hf_images=args.hf_images,
-                        hf_text_batches=args.hf_text_batches, seed=args.seed, skip=skip)
+                        hf_text_batches=args.hf_text_batches, seed=args.seed, skip=skip, image_grid=args.image_grid,
+                        arrivals=args.arrivals, rate=args.rate, concurrency=args.concurrency,
+                        arrival_kind=args.arrival_kind, arrival_images=args.arrival_images,
+                        arrival_timeout=args.arrival_timeout, arrival_decode=args.arrival_decode,
+                        arrival_backends=args.arrival_backends)
     result = run_bench(opts, argv=sys.argv)
     print(render(result), flush=True)
     if args.out:

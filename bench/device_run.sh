@@ -2,7 +2,8 @@
 # One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
 # Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|tested|full|pro7b]
 # perf: triton 1.3B only; quick: GPU tests + triton; tested: GPU tests + 1.3B (triton, torch, transformers);
-# full: tested + Pro-7B; pro7b: Pro-7B only; hf: GPU tests + triton vs transformers on 1 image / 1 text row.
+# full: tested + Pro-7B; pro7b: Pro-7B only; hf: GPU tests + triton vs transformers on 1 image / 1 text row;
+# arrivals: triton 1.3B arrival runs (16 images at once vs 1 alone, an open loop of images, an open loop of chats).
 # Logs and JSON land in $OUT; the last lines printed are the bench tables.
 set -o pipefail
 export PYTHONUNBUFFERED=1
@@ -13,6 +14,7 @@ mkdir -p "$OUT"
 PKG=/tmp/janus-rt-pkg/janus_rt
 rm -rf /tmp/janus-rt-pkg && mkdir -p "$PKG"
 for f in runtime/*.py; do ln -s "$PWD/$f" "$PKG/"; done
+ln -s "$PWD/runtime/engine" "$PKG/engine"
 for d in kernels export bench; do ln -s "$PWD/$d" "$PKG/$d"; done
 export PYTHONPATH=/tmp/janus-rt-pkg
 janus-rt() { python3 -c 'import sys; from janus_rt.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
@@ -29,6 +31,15 @@ PY
 if [ "$MODE" = perf ]; then
     janus-rt bench --arch janus-1.3b --images 1,16 --backends triton --text-batches 1 --no-hf --repeats 1 \
         --out "$OUT/bench_perf.json" 2>&1 | tee "$OUT/bench_perf.log" | tail -40
+    exit 0
+fi
+if [ "$MODE" = arrivals ]; then
+    A="janus-rt bench --arch janus-1.3b --backends triton --images none --text-batches none --no-hf --repeats 1"
+    $A --arrivals 16 --concurrency 16 --out "$OUT/bench_arrivals_16.json" 2>&1 | tee "$OUT/bench_arrivals_16.log" | tail -12
+    $A --arrivals 48 --rate 8 --arrival-timeout 240 --out "$OUT/bench_arrivals_rate8.json" 2>&1 \
+        | tee "$OUT/bench_arrivals_rate8.log" | tail -12
+    $A --arrivals 64 --rate 32 --arrival-kind chat --text-tokens 128 --arrival-timeout 120 \
+        --out "$OUT/bench_arrivals_chat.json" 2>&1 | tee "$OUT/bench_arrivals_chat.log" | tail -12
     exit 0
 fi
 if [ "$MODE" = pro7b ]; then

@@ -1,13 +1,20 @@
 """`janus-rt bench`: build a real Janus architecture with random weights, time every backend, report.
 
 `run_bench(options)` returns one JSON-ready dict: the card (GPU, bandwidth, bytes per step, roofline), the
-image rows (per backend and batch of images), the understanding rows (per backend and batch), speedups,
-the issue-3 targets where they apply, notes on what was skipped, and the environment (versions, date, the
-exact command). `report.py` turns it into text.
+image rows (per backend and batch of images), the understanding rows (per backend and batch), the arrival
+runs (per backend: N requests arriving over time, throughput and latency percentiles, vs the same request
+alone), speedups, the issue-3 targets where they apply, notes on what was skipped, and the environment
+(versions, date, the exact command). `report.py` turns it into text.
+
+Every measurement builds its own `Janus` (its own engine, KV rows sized for that measurement) over the one
+random-weight model, so all backends share the weights and one measurement's rows or graphs never inflate
+the next one's memory; the engine is closed after it (`engines.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import platform
 import shlex
 import sys
@@ -18,14 +25,16 @@ from datetime import datetime, timezone
 import torch
 
 from janus_rt import __version__ as janus_rt_version
-from janus_rt.api import make_runner, resolve_device, resolve_dtype
-from janus_rt.backend import Runner
+from janus_rt.api import resolve_device, resolve_dtype
 from janus_rt.config import JanusConfig
+from janus_rt.engine import EngineError
 from janus_rt.errors import InputError
 from janus_rt.info import count_parameters
 
 from . import roofline
 from .architectures import architecture_config
+from .arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
+from .engines import make_janus, release_memory, seq_len_for
 from .image_bench import ImageMeasurement, measure_image_row
 from .random_weights import build_random_model
 from .text_bench import TextMeasurement, measure_text_row
@@ -56,6 +65,22 @@ class BenchOptions:
     temperature: float = 1.0  # image sampling (the work per step does not depend on it)
     seed: int = 0
     skip: tuple[str, ...] = field(default=())  # sections to skip: "image", "text"
+    image_grid: int | None = None  # smoke runs: an image-token grid of this side instead of the arch's 24
+    arrivals: int = 0  # arrival run: requests sent (0 = no arrival run)
+    rate: float | None = None  # arrival run, open loop: requests per second
+    concurrency: int | None = None  # arrival run, closed loop: requests in flight (default: all at once)
+    arrival_kind: str = "image"  # "image" (arrival_images images each) or "chat" (text_tokens tokens each)
+    arrival_images: int = 1
+    arrival_timeout: float = 600.0  # seconds: the arrival run's time bound
+    arrival_decode: bool = False  # image latency includes the VQ decode
+    arrival_backends: tuple[str, ...] | None = None  # default: the first backend of `backends` that is available
+
+    def arrival_spec(self) -> ArrivalSpec | None:
+        if not self.arrivals:
+            return None
+        return ArrivalSpec(requests=self.arrivals, kind=self.arrival_kind, rate=self.rate,
+                           concurrency=self.concurrency, images=self.arrival_images, new_tokens=self.text_tokens,
+                           timeout_s=self.arrival_timeout, decode=self.arrival_decode)
 
     def command(self) -> str:
         """The explicit `janus-rt bench` command that reproduces this run."""
@@ -69,7 +94,18 @@ class BenchOptions:
             parts += ["--device", self.device]
         if self.dtype:
             parts += ["--dtype", self.dtype]
+        if self.image_grid:
+            parts += ["--image-grid", str(self.image_grid)]
         parts += ["--hf-images", ints(self.hf_images), "--hf-text-batches", ints(self.hf_text_batches)] if self.hf else ["--no-hf"]
+        if self.arrivals:
+            parts += ["--arrivals", str(self.arrivals)]
+            parts += ["--rate", f"{self.rate:g}"] if self.rate is not None else (
+                ["--concurrency", str(self.concurrency)] if self.concurrency is not None else [])
+            parts += ["--arrival-kind", self.arrival_kind, "--arrival-timeout", f"{self.arrival_timeout:g}"]
+            if self.arrival_kind == "image":
+                parts += ["--arrival-images", str(self.arrival_images)] + (["--arrival-decode"] if self.arrival_decode else [])
+            if self.arrival_backends is not None:
+                parts += ["--arrival-backends", ",".join(self.arrival_backends)]
         return shlex.join(parts)
 
 
@@ -94,7 +130,8 @@ def make_card(cfg: JanusConfig, model: torch.nn.Module, device: torch.device, dt
     """GPU, bandwidth (measured copy and datasheet), bytes per step and the roofline of the first rows."""
     elem = torch.empty((), dtype=dtype).element_size()
     card: dict = {"arch": opts.arch, "variant": cfg.variant_name(), "device": str(device),
-                  "dtype": str(dtype).removeprefix("torch."), "parameters": count_parameters(model)}
+                  "dtype": str(dtype).removeprefix("torch."), "parameters": count_parameters(model),
+                  "image_tokens_per_image": cfg.image_tokens_per_image}
     card["model_bytes"] = card["parameters"] * elem
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -129,7 +166,7 @@ def image_row(m: ImageMeasurement, cfg: JanusConfig, card: dict, opts: BenchOpti
             "step_bytes": step.total, "floor_ms_per_step": roofline.floor_ms(step, card["copy_gbps"] * 1e9) if card["copy_gbps"] else None,
             "mbu_pct": _mbu(step, card["copy_gbps"], m.decode_ms_per_step),
             "mbu_datasheet_pct": _mbu(step, card["datasheet_gbps"], m.decode_ms_per_step),
-            "vq_ms_per_image": m.vq_ms_per_image, "peak_gb": m.peak_gb}
+            "vq_ms_per_image": m.vq_ms_per_image, "peak_gb": m.peak_gb, "decode_steps": m.decode_steps}
 
 
 def text_row(m: TextMeasurement, cfg: JanusConfig, card: dict, elem: int) -> dict:
@@ -138,7 +175,8 @@ def text_row(m: TextMeasurement, cfg: JanusConfig, card: dict, elem: int) -> dic
             "warmup_ms": m.warmup_ms, "ttft_ms": m.ttft_ms, "decode_ms_per_step": m.decode_ms_per_step,
             "decode_tokens_per_s": m.decode_tokens_per_s, "step_bytes": step.total,
             "mbu_pct": _mbu(step, card["copy_gbps"], m.decode_ms_per_step),
-            "mbu_datasheet_pct": _mbu(step, card["datasheet_gbps"], m.decode_ms_per_step), "peak_gb": m.peak_gb}
+            "mbu_datasheet_pct": _mbu(step, card["datasheet_gbps"], m.decode_ms_per_step), "peak_gb": m.peak_gb,
+            "decode_steps": m.decode_steps}
 
 
 def speedups(image_rows: list[dict], text_rows: list[dict]) -> list[dict]:
@@ -164,7 +202,7 @@ def speedups(image_rows: list[dict], text_rows: list[dict]) -> list[dict]:
 def targets(opts: BenchOptions, card: dict, image_rows: list[dict], text_rows: list[dict],
             speedup_rows: list[dict]) -> list[dict]:
     """Issue 3's targets (H100, Janus-1.3B shape, bf16), checked on the fastest janus-rt backend present."""
-    if opts.arch != "janus-1.3b" or card["dtype"] != "bfloat16" or card["gpu"] is None:
+    if opts.arch != "janus-1.3b" or opts.image_grid or card["dtype"] != "bfloat16" or card["gpu"] is None:
         return []
     ours = [b for b in ("triton", "torch") if any(r["backend"] == b for r in image_rows + text_rows)]
     if not ours:
@@ -182,14 +220,76 @@ def targets(opts: BenchOptions, card: dict, image_rows: list[dict], text_rows: l
              "met": None if value is None else value >= goal} for name, value, goal, unit in checks]
 
 
-def runner_or_note(model, backend: str, notes: list[str], log: Log) -> Runner | None:
-    """`make_runner(backend, model)`, or None with a note when that backend is not available here."""
+def backend_mode_or_note(model, backend: str, notes: list[str], log: Log) -> str | None:
+    """The backend's `describe_mode()`, or None with a note when that backend is not available here."""
+    from janus_rt.api import make_backend
+
     try:
-        return make_runner(backend, model)
+        return make_backend(backend, model).describe_mode()
     except (InputError, ImportError) as e:
         notes.append(f"backend {backend!r} skipped: {e}")
         log(f"[bench] backend {backend!r} skipped: {e}")
         return None
+
+
+def bench_config(opts: BenchOptions) -> JanusConfig:
+    """The architecture's config, with the image-token grid of `opts.image_grid` when given (smoke runs)."""
+    cfg = architecture_config(opts.arch)
+    if opts.image_grid:
+        cfg = dataclasses.replace(cfg, vq=dataclasses.replace(cfg.vq, image_token_grid=opts.image_grid))
+    return cfg
+
+
+def image_seq_len(cfg: JanusConfig, opts: BenchOptions) -> int:
+    return seq_len_for(opts.image_prompt_tokens + cfg.image_tokens_per_image - 1, cfg.llm.max_position_embeddings)
+
+
+def text_seq_len(cfg: JanusConfig, prompt_len: int, opts: BenchOptions) -> int:
+    return seq_len_for(prompt_len + opts.text_tokens - 1, cfg.llm.max_position_embeddings)
+
+
+def measure_images(model, backend: str, n: int, cfg: JanusConfig, opts: BenchOptions, prompt: list[int],
+                   special: SpecialIds) -> ImageMeasurement:
+    """One image row on a fresh Janus of exactly 2 * n KV rows (the engine is closed afterwards)."""
+    m = make_janus(model, backend, 2 * n, image_seq_len(cfg, opts))
+    try:
+        return measure_image_row(m, prompt, special.pad, n, opts.repeats, opts.cfg_weight, opts.temperature,
+                                 opts.seed)
+    finally:
+        m.close()
+
+
+def measure_text(model, backend: str, b: int, cfg: JanusConfig, opts: BenchOptions,
+                 special: SpecialIds) -> TextMeasurement:
+    """One understanding row (b requests together) on a fresh Janus of exactly b KV rows."""
+    request = understanding_request(cfg, special, opts.text_prompt_tokens, opts.seed)
+    m = make_janus(model, backend, b, text_seq_len(cfg, len(request.ids), opts))
+    try:
+        return measure_text_row(m, request, special.placeholder, b, opts.text_tokens, opts.repeats)
+    finally:
+        m.close()
+
+
+def measure_arrivals(model, backend: str, spec: ArrivalSpec, cfg: JanusConfig, opts: BenchOptions,
+                     special: SpecialIds) -> dict:
+    """The arrival run on a fresh Janus with rows for every request that may be in flight at once."""
+    rows = min(spec.in_flight * spec.rows_per_request, 256)
+    if spec.kind == "image":
+        prompt_tokens = opts.image_prompt_tokens
+        m = make_janus(model, backend, rows, image_seq_len(cfg, opts))
+        w = image_workload(m, spec, lambda i: image_prompt_ids(special, prompt_tokens, opts.seed + i), special.pad,
+                           opts.cfg_weight, opts.temperature, opts.seed)
+    else:
+        request = understanding_request(cfg, special, opts.text_prompt_tokens, opts.seed)
+        prompt_tokens = len(request.ids)
+        m = make_janus(model, backend, rows, text_seq_len(cfg, prompt_tokens, opts))
+        w = chat_workload(m, spec, request, special.placeholder)
+    try:
+        row = run_arrivals(m, w, opts.repeats)
+    finally:
+        m.close()
+    row["prompt_tokens"] = prompt_tokens
+    return row
 
 
 def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, special: SpecialIds, elem: int,
@@ -243,13 +343,22 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     elem = torch.empty((), dtype=dtype).element_size()
+    spec = opts.arrival_spec()
     notes: list[str] = []
     if device.type != "cuda":
         notes.append("no GPU: bandwidth, MBU and peak VRAM are not measured (GPU-only); times are CPU times")
+        if torch.get_num_threads() > 1 and "OMP_WAIT_POLICY" not in os.environ:
+            notes.append("CPU times: the engine steps on its own thread, and OpenMP threads of this one that "
+                         "spin-wait can slow it many-fold (seen: 40 ms instead of 2 ms per tiny step, at random); "
+                         "run with OMP_WAIT_POLICY=passive (or OMP_NUM_THREADS=1) for stable CPU numbers")
     else:
-        notes.append("peak GB = torch.cuda.max_memory_allocated during the row (model weights included); MBU % = "
-                     "roofline step time at the measured copy bandwidth / measured step time, weights + KV reads")
-    cfg = architecture_config(opts.arch)
+        notes.append("peak GB = torch.cuda.max_memory_allocated during the row (model weights and the row's KV "
+                     "rows included); MBU % = roofline step time at the measured copy bandwidth / measured step "
+                     "time, weights + KV reads")
+    if opts.image_grid:
+        notes.append(f"smoke run: image-token grid {opts.image_grid}x{opts.image_grid} "
+                     f"({opts.image_grid ** 2} tokens per image instead of 576)")
+    cfg = bench_config(opts)
     log(f"[bench] building {opts.arch} with random weights on {device} ({dtype})")
     model = build_random_model(cfg, device, dtype, opts.seed)
     card = make_card(cfg, model, device, dtype, opts)
@@ -257,27 +366,48 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     prompt = image_prompt_ids(special, opts.image_prompt_tokens, opts.seed)
     image_rows: list[dict] = []
     text_rows: list[dict] = []
-    for backend in opts.backends:  # one runner alive at a time: its buffers / graph pools do not inflate the next
-        runner = runner_or_note(model, backend, notes, log)
-        if runner is None:
+    arrival_rows: list[dict] = []
+    available: list[str] = []
+    for backend in opts.backends:  # one Janus alive at a time: its KV rows / graph pools do not inflate the next
+        mode = backend_mode_or_note(model, backend, notes, log)
+        if mode is None:
             continue
-        card.setdefault("modes", {})[runner.name] = runner.describe_mode()
-        if "image" not in opts.skip:
-            for n in opts.images:
-                log(f"[bench] {runner.name}: {n} image(s)")
-                m = measure_image_row(runner, prompt, special.pad, n, opts.repeats, opts.cfg_weight, opts.temperature,
-                                      opts.seed)
-                image_rows.append(image_row(m, cfg, card, opts, elem))
-        if "text" not in opts.skip:
-            request = understanding_request(cfg, special, opts.text_prompt_tokens, opts.seed)
-            for b in opts.text_batches:
-                log(f"[bench] {runner.name}: text batch {b}")
-                m = measure_text_row(runner, request, special.pad, special.placeholder, b, opts.text_tokens,
-                                     opts.repeats)
-                text_rows.append(text_row(m, cfg, card, elem))
-        del runner
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        available.append(backend)
+        card.setdefault("modes", {})[backend] = mode
+        try:
+            if "image" not in opts.skip:
+                for n in opts.images:
+                    log(f"[bench] {backend}: {n} image(s)")
+                    m = measure_images(model, backend, n, cfg, opts, prompt, special)
+                    image_rows.append(image_row(m, cfg, card, opts, elem))
+                    release_memory(device)
+            if "text" not in opts.skip:
+                for b in opts.text_batches:
+                    log(f"[bench] {backend}: text batch {b}")
+                    m = measure_text(model, backend, b, cfg, opts, special)
+                    text_rows.append(text_row(m, cfg, card, elem))
+                    release_memory(device)
+        except EngineError as e:  # a backend that fails here (e.g. a kernel mid-change) does not stop the others
+            notes.append(f"backend {backend!r} failed: {e} (cause: {e.__cause__!r})")
+            log(f"[bench] backend {backend!r} failed: {e}")
+            release_memory(device)
+    if spec is not None:
+        wanted = opts.arrival_backends if opts.arrival_backends is not None else tuple(available[:1])
+        for backend in wanted:
+            if backend not in card.get("modes", {}):
+                mode = backend_mode_or_note(model, backend, notes, log)
+                if mode is None:
+                    continue
+                card.setdefault("modes", {})[backend] = mode
+            log(f"[bench] {backend}: arrivals: {spec.describe()}")
+            try:
+                arrival_rows.append(measure_arrivals(model, backend, spec, cfg, opts, special))
+            except (EngineError, RuntimeError) as e:
+                notes.append(f"arrival run on {backend!r} failed: {type(e).__name__}: {e}")
+                log(f"[bench] arrival run on {backend!r} failed: {e}")
+            release_memory(device)
+        if not wanted:
+            notes.append("arrival run skipped: no janus-rt backend available")
     if opts.hf:
         hf_image, hf_text = run_transformers(model, cfg, card, opts, special, elem, prompt, notes, log)
         image_rows += hf_image
@@ -286,7 +416,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         notes.append("transformers column skipped (--no-hf)")
     speed = speedups(image_rows, text_rows)
     return {
-        "schema": "janus-rt-bench/1",
+        "schema": "janus-rt-bench/2",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": opts.command(),
         "argv": shlex.join(argv) if argv is not None else None,
@@ -294,6 +424,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         "card": card,
         "image": image_rows,
         "text": text_rows,
+        "arrivals": arrival_rows,
         "speedups": speed,
         "targets": targets(opts, card, image_rows, text_rows, speed),
         "notes": notes,

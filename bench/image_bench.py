@@ -1,9 +1,10 @@
-"""Image-generation rows of the benchmark: one backend, one batch of images, warm-up excluded.
+"""Image-generation rows of the benchmark: one backend, one request of N images alone on the engine.
 
-A row runs `runner.generate_image_tokens` once as warm-up (its wall time is the first-call cost: CUDA-graph
-capture / compilation for fast backends, reported apart), then `repeats` timed runs with a `PhaseTimer`
-(prefill, decode steps); the run with the median total is reported. The VQ decode of the produced tokens
-is timed the same way (warm-up, then median of `repeats`).
+A row runs the request once as warm-up (its wall time is the first-call cost: Triton compilation,
+autotuning, CUDA-graph capture of the step's bucket; reported apart), then `repeats` timed runs with the
+engine's `PhaseTimer` (prefill, then one mark per decode step); the run with the median total is reported.
+The engine holds exactly 2 * N rows, so the N images are one group (one prefill, 575 shared decode steps).
+The VQ decode of the produced tokens is timed the same way (warm-up, then median of `repeats`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
-import torch
+from janus_rt.api import Janus
+from janus_rt.engine import SamplingParams
 
-from janus_rt.backend import Runner
-from janus_rt.timing import PhaseTimer
-
+from .engines import run_alone
 from .timers import peak_memory_gb, reset_peak_memory, timed
 
 
@@ -32,6 +32,7 @@ class ImageMeasurement:
     total_ms: float  # prefill + all decode steps (one image batch, VQ decode excluded)
     vq_ms_per_image: float | None
     peak_gb: float | None  # torch.cuda.max_memory_allocated during the row (GPU only)
+    decode_steps: int | None = None  # engine decode steps of one timed run (steps - 1 when the images shared them)
 
     @property
     def images_per_s(self) -> float:
@@ -42,38 +43,37 @@ class ImageMeasurement:
         return self.images * self.steps / (self.total_ms / 1e3)
 
 
-def measure_image_row(runner: Runner, prompt_ids: list[int], pad_id: int, num_images: int, repeats: int,
+def measure_image_row(m: Janus, prompt_ids: list[int], pad_id: int, num_images: int, repeats: int,
                       cfg_weight: float = 5.0, temperature: float = 1.0, seed: int = 0) -> ImageMeasurement:
-    """Time `runner` generating `num_images` images (2 CFG rows each) for `prompt_ids`, then their VQ decode."""
-    device = runner.device
-    steps = runner.cfg.image_tokens_per_image
+    """Time `m`'s engine generating `num_images` images (2 CFG rows each) for `prompt_ids`, then their VQ decode."""
+    device = m.device
+    steps = m.config.image_tokens_per_image
+    params = SamplingParams(temperature=temperature, cfg_weight=cfg_weight, seed=seed)
 
-    def generate(timer: PhaseTimer | None) -> torch.Tensor:
-        return runner.generate_image_tokens(prompt_ids, pad_id, num_images, cfg_weight, temperature, seed, None, None,
-                                            False, timer)
+    def submit():
+        return m.engine.submit_images(prompt_ids, pad_id, num_images, params)
 
     reset_peak_memory(device)
-    tokens, warmup_ms = timed(lambda: generate(None), device)
-    runs: list[dict[str, float]] = []
-    decode_steps = steps - 1
-    for _ in range(max(repeats, 1)):
-        timer = PhaseTimer(device)
-        tokens = generate(timer)
-        phases = timer.elapsed_ms()
-        decode_steps = timer.counts.get("decode", steps - 1)
-        runs.append(phases)
-    runs.sort(key=lambda p: p["prefill"] + p["decode"])
+    _, warmup_ms = timed(lambda: submit().result(), device)
+    runs = [run_alone(m, [submit]) for _ in range(max(repeats, 1))]
+    runs.sort(key=lambda r: r.total_ms)
     median = runs[(len(runs) - 1) // 2]
-    runner.decode_tokens(tokens)  # VQ warm-up
-    vq_ms = statistics.median(timed(lambda: runner.decode_tokens(tokens), device)[1] for _ in range(max(repeats, 1)))
+    if median.counts.get("decode") != steps - 1:
+        raise RuntimeError(f"{m.backend}: {num_images} image(s) took {median.counts.get('decode')} decode steps, "
+                           f"expected {steps - 1} (one group): the engine split the request")
+    tokens = median.results[0].to(device)
+    m.step_backend.decode_pixels(tokens)  # VQ warm-up
+    vq_ms = statistics.median(timed(lambda: m.step_backend.decode_pixels(tokens), device)[1]
+                              for _ in range(max(repeats, 1)))
     return ImageMeasurement(
-        backend=runner.name,
+        backend=m.backend,
         images=num_images,
         steps=steps,
         warmup_ms=warmup_ms,
-        prefill_ms=median["prefill"],
-        decode_ms_per_step=median["decode"] / max(decode_steps, 1),
-        total_ms=median["prefill"] + median["decode"],
+        prefill_ms=median.phases_ms["prefill"],
+        decode_ms_per_step=median.decode_ms_per_step,
+        total_ms=median.total_ms,
         vq_ms_per_image=vq_ms / num_images,
         peak_gb=peak_memory_gb(device),
+        decode_steps=median.decode_steps,
     )

@@ -1,21 +1,24 @@
-"""Understanding rows of the benchmark: one backend, one batch of chat rows with an image, warm-up excluded.
+"""Understanding rows of the benchmark: one backend, `batch` chat requests (one image each) submitted together.
 
-Every row holds the same prompt (text around one image: 576 SigLIP embeddings spliced in). EOS is made
-unreachable (eos id -1), so every run decodes exactly `new_tokens` tokens. TTFT is the "prefill" phase
-(SigLIP + prompt prefill + the first token); decode is the remaining `new_tokens - 1` steps.
+The `batch` requests enter the engine at one step boundary (`submit_together`), so their prefills run one
+after the other and every decode step serves all of them. EOS is unreachable (eos id -1), so every request
+decodes exactly `new_tokens` tokens. TTFT is the "prefill" phase (from submission until the last request's
+first token: SigLIP + prompt prefill + first token of every row); decode is the remaining `new_tokens - 1`
+shared steps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from janus_rt.backend import Runner
-from janus_rt.timing import PhaseTimer
+from janus_rt.api import Janus
+from janus_rt.engine import SamplingParams
 from janus_rt.understanding import TextRequest
 
+from .engines import run_alone
 from .timers import peak_memory_gb, reset_peak_memory, timed
 
-UNREACHABLE_EOS = -1  # no sampled id equals it: every row decodes max_new_tokens
+UNREACHABLE_EOS = -1  # no sampled id equals it: every request decodes max_new_tokens
 
 
 @dataclass
@@ -30,6 +33,7 @@ class TextMeasurement:
     ttft_ms: float
     decode_ms_per_step: float  # one step = one new token for every row
     peak_gb: float | None
+    decode_steps: int | None = None  # engine decode steps of one timed run (new_tokens - 1 when shared)
 
     @property
     def decode_tokens_per_s(self) -> float:
@@ -37,29 +41,27 @@ class TextMeasurement:
         return self.batch / (self.decode_ms_per_step / 1e3)
 
 
-def measure_text_row(runner: Runner, request: TextRequest, pad_id: int, placeholder: int, batch: int,
-                     new_tokens: int, repeats: int) -> TextMeasurement:
-    """Time `runner` answering `batch` copies of `request` with exactly `new_tokens` greedy tokens each."""
+def measure_text_row(m: Janus, request: TextRequest, placeholder: int, batch: int, new_tokens: int,
+                     repeats: int) -> TextMeasurement:
+    """Time `m` answering `batch` copies of `request` together, exactly `new_tokens` greedy tokens each."""
     if new_tokens < 2:
         raise ValueError(f"new_tokens must be >= 2 to time decode steps, got {new_tokens}")
-    device = runner.device
-    requests = [request] * batch
+    device = m.device
+    params = SamplingParams(temperature=0.0, max_new_tokens=new_tokens)
 
-    def answer(timer: PhaseTimer | None) -> list[tuple[list[int], bool]]:
-        return runner.generate_text(requests, pad_id, placeholder, UNREACHABLE_EOS, new_tokens, 0.0, 0, None, None,
-                                    timer)
+    def submit():
+        return m.engine.submit_text(request.ids, request.pixel_values, UNREACHABLE_EOS, placeholder, params)
 
+    submits = [submit] * batch
     reset_peak_memory(device)
-    out, warmup_ms = timed(lambda: answer(None), device)
-    if any(len(ids) != new_tokens for ids, _ in out):
-        raise RuntimeError(f"{runner.name}: a row stopped before {new_tokens} tokens although EOS is unreachable")
-    runs = []
-    for _ in range(max(repeats, 1)):
-        timer = PhaseTimer(device)
-        answer(timer)
-        phases = timer.elapsed_ms()
-        runs.append((phases["prefill"], phases["decode"] / max(timer.counts.get("decode", new_tokens - 1), 1)))
-    runs.sort(key=lambda r: r[0] + r[1] * (new_tokens - 1))
-    ttft, step = runs[(len(runs) - 1) // 2]
-    return TextMeasurement(runner.name, batch, len(request.ids), new_tokens, warmup_ms, ttft, step,
-                           peak_memory_gb(device))
+    warm, warmup_ms = timed(lambda: run_alone(m, submits, timer=False), device)
+    if any(len(ids) != new_tokens for ids, _ in warm.results):
+        raise RuntimeError(f"{m.backend}: a row stopped before {new_tokens} tokens although EOS is unreachable")
+    runs = [run_alone(m, submits) for _ in range(max(repeats, 1))]
+    runs.sort(key=lambda r: r.total_ms)
+    median = runs[(len(runs) - 1) // 2]
+    if median.counts.get("decode") != new_tokens - 1:
+        raise RuntimeError(f"{m.backend}: text batch {batch} took {median.counts.get('decode')} decode steps, "
+                           f"expected {new_tokens - 1}: its requests did not share the steps")
+    return TextMeasurement(m.backend, batch, len(request.ids), new_tokens, warmup_ms, median.phases_ms["prefill"],
+                           median.decode_ms_per_step, peak_memory_gb(device), median.decode_steps)

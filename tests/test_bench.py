@@ -1,27 +1,41 @@
-"""`janus-rt bench`: roofline arithmetic, the random-weight builder, the transformers twin, and the CLI end to end.
+"""`janus-rt bench`: roofline arithmetic, the random-weight builder, the transformers twin, the engine-driven
+rows, the arrival run, and the CLI end to end.
 
 No timing is asserted (CPU CI): the arithmetic is checked against bytes counted by hand from the release
 configs (janus-reference.md §1.4, house-style "The roofline"), the builder with a NaN poison check, the
-transformers twin by bit-identical weights and identical greedy tokens, and the CLI by its JSON last line.
+transformers twin by bit-identical weights and identical greedy tokens, percentiles against numpy, the
+arrival run by its counts (sent, completed, cancelled, decode steps shared), and the CLI by its JSON last
+line. Engine runs use the tiny architecture with a 6x6 image-token grid (36 steps an image) on the torch
+backend, so each takes well under a second.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from janus_rt.bench import roofline
 from janus_rt.bench.architectures import ARCHITECTURES, architecture_config
-from janus_rt.bench.harness import speedups
-from janus_rt.bench.random_weights import fill_random_
+from janus_rt.bench.arrivals import ArrivalSpec, percentile, summarize
+from janus_rt.bench.harness import BenchOptions, bench_config, measure_arrivals, run_bench, speedups
+from janus_rt.bench.random_weights import build_random_model, fill_random_
 from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
 from janus_rt.cli import main
 from janus_rt.model import build_empty_model
 
 BF16 = 2
+GRID = 6  # image-token grid of the engine tests: 36 tokens (35 decode steps) per image
+ARRIVAL_FIELDS = {"backend", "kind", "mode", "rate_rps", "concurrency", "requests", "images_per_request", "new_tokens",
+                  "vq_decode_included", "timeout_s", "sent", "completed", "cancelled", "failed", "not_sent",
+                  "timed_out", "errors", "warmup_s", "warmup_batches", "wall_s", "throughput", "throughput_unit",
+                  "images_per_s", "tokens_per_s", "requests_per_s", "latency_s", "ttft_s", "decode_steps", "peak_rows",
+                  "max_rows", "finished_requests", "solo", "sequential_decode_steps", "sequential_s",
+                  "speedup_vs_solo", "prompt_tokens"}
 
 
 # ------------------------------------------------------------------------------------------ architectures
@@ -127,11 +141,12 @@ def test_workload_inputs() -> None:
 # ---------------------------------------------------------------------------------------- transformers twin
 def test_transformers_twin_holds_identical_weights() -> None:
     pytest.importorskip("transformers")
-    from janus_rt.backend import TorchRunner
-    from janus_rt.bench.hf_baseline import build_hf_twin
-    from janus_rt.bench.random_weights import build_random_model
-    from janus_rt.weights import key_mapper
     import dataclasses
+
+    from janus_rt.bench.engines import make_janus
+    from janus_rt.bench.hf_baseline import build_hf_twin
+    from janus_rt.engine import SamplingParams
+    from janus_rt.weights import key_mapper
 
     cfg = architecture_config("tiny")
     model = build_random_model(cfg, torch.device("cpu"), torch.float32, seed=1)
@@ -150,7 +165,12 @@ def test_transformers_twin_holds_identical_weights() -> None:
 
     # same weights -> same greedy answer
     req = understanding_request(cfg, special, 16)
-    ours_ids = TorchRunner(model).generate_text([req], special.pad, special.placeholder, -1, 4, 0.0, 0, None, None)[0][0]
+    m = make_janus(model, "torch", 1, 1024)
+    try:
+        ours_ids, _ = m.engine.submit_text(req.ids, req.pixel_values, -1, special.placeholder,
+                                           SamplingParams(temperature=0.0, max_new_tokens=4)).result()
+    finally:
+        m.close()
     ids = torch.tensor([req.ids])
     theirs_ids = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=req.pixel_values,
                              max_new_tokens=4, min_new_tokens=4, do_sample=False)[0, len(req.ids):].tolist()
@@ -163,7 +183,8 @@ def test_bench_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
         main(["bench", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for needle in ("RANDOM weights", "MBU", "--arch", "--no-hf", "--hf-images", "JSON", "--arch tiny"):
+    for needle in ("RANDOM weights", "MBU", "--arch", "--no-hf", "--hf-images", "JSON", "--arch tiny", "--arrivals",
+                   "--rate", "--concurrency", "--arrival-kind", "--arrival-timeout", "p50/p95/p99", "alone"):
         assert needle in out, needle
 
 
@@ -182,16 +203,162 @@ def test_bench_tiny_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     card = result["card"]
     assert card["kv_bytes_per_token_row"] == 2 * 2 * 4 * 16 * 4 and card["copy_gbps"] is None  # CPU: not measured
     (row,) = result["image"]
-    assert (row["backend"], row["images"], row["steps"]) == ("torch", 1, 576)
+    assert (row["backend"], row["images"], row["steps"], row["decode_steps"]) == ("torch", 1, 576, 575)
     for key in ("prefill_ms", "decode_ms_per_step", "image_tokens_per_s", "images_per_s", "vq_ms_per_image"):
         assert row[key] > 0, key
     assert row["mbu_pct"] is None and row["peak_gb"] is None
     (text,) = result["text"]
-    assert (text["backend"], text["batch"], text["new_tokens"]) == ("torch", 1, 4)
+    assert (text["backend"], text["batch"], text["new_tokens"], text["decode_steps"]) == ("torch", 1, 4, 3)
     assert text["ttft_ms"] > 0 and text["decode_tokens_per_s"] > 0
     assert any("--no-hf" in n for n in result["notes"])
     assert "| backend" in out and "decode ms/step" in out and "TTFT ms" in out
     assert json.loads(out_file.read_text()) == result
+
+
+def test_bench_cli_arrival_run_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    """Image rows of 1 and 2 images, a text batch of 2 sharing its steps, and an open-loop arrival run."""
+    code = main(["bench", "--arch", "tiny", "--image-grid", str(GRID), "--images", "1,2", "--backends", "torch",
+                 "--text-batches", "2", "--text-tokens", "3", "--repeats", "1", "--no-hf", "--arrivals", "3", "--rate",
+                 "500", "--arrival-timeout", "120"])
+    assert code == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.rstrip("\n").split("\n")[-1])
+    assert result["schema"] == "janus-rt-bench/2"
+    assert "--arrivals 3 --rate 500" in result["command"] and "--image-grid 6" in result["command"]
+    assert [(r["images"], r["steps"], r["decode_steps"]) for r in result["image"]] == [(1, 36, 35), (2, 36, 35)]
+    (text,) = result["text"]
+    assert (text["batch"], text["decode_steps"]) == (2, 2)  # 2 requests, 3 tokens each: 2 shared decode steps
+    (arr,) = result["arrivals"]
+    assert ARRIVAL_FIELDS <= set(arr)
+    assert (arr["backend"], arr["kind"], arr["mode"], arr["rate_rps"], arr["requests"]) == ("torch", "image", "open",
+                                                                                            500.0, 3)
+    assert arr["sent"] == arr["completed"] == arr["finished_requests"] == 3 and not arr["timed_out"]
+    assert arr["images_per_s"] == arr["throughput"] > 0 and arr["throughput_unit"] == "img/s"
+    assert "arrivals (3 image request(s)" in out and "vs 1 alone" in out and "| p50 s" in out
+
+
+def test_bench_cli_refuses_inconsistent_arrival_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--arch", "tiny", "--rate", "2"]) == 2
+    assert "add --arrivals N" in capsys.readouterr().err
+    assert main(["bench", "--arch", "tiny", "--images", "none", "--text-batches", "none"]) == 2
+    assert "without --arrivals" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # open and closed loop at once
+        main(["bench", "--arrivals", "2", "--rate", "1", "--concurrency", "2"])
+    assert e.value.code == 2
+
+
+# ------------------------------------------------------------------------------------------ arrival run
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 101])
+def test_percentiles_match_numpy(n: int) -> None:
+    latencies = list(np.random.default_rng(n).exponential(2.0, size=n))
+    for q in (0, 1, 50, 90, 95, 99, 99.9, 100):
+        assert percentile(latencies, q) == pytest.approx(float(np.percentile(latencies, q)), rel=1e-12, abs=1e-12)
+    s = summarize(latencies)
+    assert s["p50"] == pytest.approx(float(np.median(latencies)))
+    assert (s["p95"], s["p99"]) == pytest.approx((np.percentile(latencies, 95), np.percentile(latencies, 99)))
+    assert (s["min"], s["max"], s["mean"]) == pytest.approx((min(latencies), max(latencies), np.mean(latencies)))
+    assert summarize([]) is None
+
+
+def test_percentiles_of_known_latencies() -> None:
+    xs = [1.0, 2.0, 3.0, 4.0, 10.0]  # sorted: positions (n-1)*q/100 = 2, 3.8, 3.96
+    assert percentile(xs[::-1], 50) == 3.0
+    assert percentile(xs, 95) == pytest.approx(4.0 + 0.8 * 6.0)
+    assert percentile(xs, 99) == pytest.approx(4.0 + 0.96 * 6.0)
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_arrival_spec_validates() -> None:
+    assert ArrivalSpec(8).mode == "closed" and ArrivalSpec(8).in_flight == 8
+    assert ArrivalSpec(8, concurrency=3).in_flight == 3 and ArrivalSpec(2, concurrency=5).in_flight == 2
+    assert ArrivalSpec(8, rate=2.0).mode == "open" and ArrivalSpec(8, rate=2.0).in_flight == 8
+    assert ArrivalSpec(4, kind="chat").rows_per_request == 1 and ArrivalSpec(4, images=3).rows_per_request == 6
+    for bad in (dict(requests=0), dict(requests=2, kind="video"), dict(requests=2, rate=1.0, concurrency=1),
+                dict(requests=2, rate=0.0), dict(requests=2, concurrency=0), dict(requests=2, timeout_s=0)):
+        with pytest.raises(ValueError):
+            ArrivalSpec(**bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_grid():
+    """(options, config, model, special ids): the tiny architecture with a 6x6 grid, fp32 on the CPU."""
+    opts = BenchOptions(arch="tiny", image_grid=GRID, backends=("torch",), hf=False, repeats=1, text_tokens=5)
+    cfg = bench_config(opts)
+    model = build_random_model(cfg, torch.device("cpu"), torch.float32, seed=0)
+    return opts, cfg, model, SpecialIds.for_vocab(cfg.llm.vocab_size)
+
+
+def engine_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name == "janus-rt-engine" and t.is_alive())
+
+
+def test_concurrent_image_arrivals_share_decode_steps(tiny_grid) -> None:
+    opts, cfg, model, special = tiny_grid
+    threads = engine_threads()
+    row = measure_arrivals(model, "torch", ArrivalSpec(4, concurrency=4), cfg, opts, special)
+    assert ARRIVAL_FIELDS <= set(row)
+    assert (row["sent"], row["completed"], row["cancelled"], row["failed"], row["not_sent"]) == (4, 4, 0, 0, 0)
+    assert row["solo"]["decode_steps"] == GRID * GRID - 1  # one image alone: 35 steps
+    assert row["sequential_decode_steps"] == 4 * 35
+    assert row["decode_steps"] < row["sequential_decode_steps"]  # they ran in the same steps
+    assert 2 < row["peak_rows"] <= row["max_rows"] == 8  # more than one request's 2 rows in one step
+    assert row["latency_s"]["p50"] <= row["latency_s"]["p95"] <= row["latency_s"]["p99"] <= row["latency_s"]["max"]
+    assert row["ttft_s"] is None and row["tokens_per_s"] is None and row["images_per_s"] > 0
+    assert row["warmup_batches"] == 3  # batches of 1, 2 and 4 requests
+    assert engine_threads() == threads  # the run's engine was closed
+
+
+def test_chat_arrivals_share_decode_steps_and_report_ttft(tiny_grid) -> None:
+    opts, cfg, model, special = tiny_grid
+    row = measure_arrivals(model, "torch", ArrivalSpec(3, kind="chat", rate=1000.0, new_tokens=5), cfg, opts, special)
+    assert (row["kind"], row["mode"], row["completed"], row["throughput_unit"]) == ("chat", "open", 3, "tok/s")
+    assert row["tokens_per_s"] == row["throughput"] > 0 and row["images_per_s"] is None
+    assert row["solo"]["decode_steps"] == 4 and row["sequential_decode_steps"] == 12
+    assert row["decode_steps"] < 12 and row["peak_rows"] >= 2
+    assert row["ttft_s"]["p50"] <= row["latency_s"]["p50"] and row["solo"]["ttft_s"] <= row["solo"]["latency_s"]
+    assert row["prompt_tokens"] == len(understanding_request(cfg, special, opts.text_prompt_tokens).ids)
+
+
+def test_arrival_run_respects_its_count(tiny_grid) -> None:
+    """A closed loop of 2 in flight sends exactly N requests, never more at once, and stops by itself."""
+    opts, cfg, model, special = tiny_grid
+    row = measure_arrivals(model, "torch", ArrivalSpec(5, concurrency=2), cfg, opts, special)
+    assert (row["sent"], row["completed"], row["finished_requests"], row["not_sent"]) == (5, 5, 5, 0)
+    assert row["peak_rows"] <= 4 and row["max_rows"] == 4  # 2 requests of 2 rows in flight at most
+    assert not row["timed_out"] and row["decode_steps"] < row["sequential_decode_steps"]
+
+
+def test_arrival_latency_can_include_the_vq_decode(tiny_grid) -> None:
+    opts, cfg, model, special = tiny_grid
+    row = measure_arrivals(model, "torch", ArrivalSpec(2, images=2, decode=True), cfg, opts, special)
+    assert row["vq_decode_included"] and row["images_per_request"] == 2
+    assert row["completed"] == 2 and row["peak_rows"] == row["max_rows"] == 8  # 2 requests of 2 images at once
+
+
+def test_arrival_run_respects_its_time_bound(tiny_grid) -> None:
+    """Open loop at 0.5 req/s with a 0.3 s bound: request 0 goes out, the others (due at 2, 4, 6, 8 s) never do;
+    whatever is still running at the bound is cancelled, and the engine ends idle."""
+    opts, cfg, model, special = tiny_grid
+    row = measure_arrivals(model, "torch", ArrivalSpec(5, rate=0.5, timeout_s=0.3), cfg, opts, special)
+    assert row["timed_out"] and row["sent"] == 1 and row["not_sent"] == 4
+    assert row["completed"] + row["cancelled"] == 1 and row["failed"] == 0
+    assert row["solo"]["decode_steps"] == 35  # the solo reference has its own bound
+
+
+def test_run_bench_arrivals_only_renders_the_table(tiny_grid) -> None:
+    from janus_rt.bench.report import render
+
+    opts = BenchOptions(arch="tiny", image_grid=GRID, backends=("nope", "torch"), images=(), text_batches=(),
+                        skip=("image", "text"), hf=False, repeats=1, arrivals=2, concurrency=2)
+    result = run_bench(opts, log=lambda _: None)
+    assert result["image"] == [] and result["text"] == []
+    (row,) = result["arrivals"]  # on the first available backend
+    assert row["backend"] == "torch" and row["completed"] == 2
+    assert any("'nope' skipped" in n for n in result["notes"])
+    out = render(result)
+    assert "closed loop, 2 in flight" in out and "torch: 2 concurrent ->" in out
+    assert json.loads(out.splitlines()[-1]) == result
 
 
 def test_report_renders_a_gpu_result() -> None:
@@ -220,3 +387,18 @@ def test_report_renders_a_gpu_result() -> None:
     assert "[   MET] triton: one image" in out and "speedup vs transformers: 40.0 x" in out
     assert "[   n/a] triton: 16 images" in out
     assert json.loads(out.splitlines()[-1]) == result
+
+
+# ------------------------------------------------------------------------------------------ profile_step
+def test_profile_step_times_the_bucket_step(tiny_grid) -> None:
+    """The triton step of a mixed bucket (1 image = 2 image rows, 1 text row), driven outside the engine after
+    requests of that bucket built it: replayed and profiled. On CPU the kernels run in the Triton interpreter
+    (about a second per step), so one step of each kind; on a GPU it times the captured graph."""
+    from janus_rt.bench.profile_step import profile
+
+    _, _, model, _ = tiny_grid
+    threads = engine_threads()
+    out = profile(model, images=1, text=1, steps=1, replays=1)
+    assert out["bucket"] == [2, 1] and out["graph"] == torch.cuda.is_available()
+    assert out["replayed_ms_per_step"] > 0 and out["kernel_ms_per_step"] > 0 and out["kernels"]
+    assert engine_threads() == threads
