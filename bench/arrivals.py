@@ -251,15 +251,8 @@ def warm_buckets(m: Janus, w: Workload) -> int:
 
 
 def _reset_peak_rows(m: Janus) -> None:
-    """Start the engine's `peak_rows` afresh so that it covers the measured run only (not the warm-up).
-
-    The engine has no public reset of its counters; it is idle here (every request has finished), so no step
-    updates the counter meanwhile.
-    """
-    stats = getattr(m.engine, "_stats", None)
-    if stats is not None and hasattr(stats, "peak_rows"):
-        with m.engine._cv:  # noqa: SLF001
-            stats.peak_rows = 0
+    """Start the engine's `peak_rows` afresh so that it covers the measured run only (not the warm-up)."""
+    m.engine.reset_peak_rows()
 
 
 def _unit(spec: ArrivalSpec) -> str:

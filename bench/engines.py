@@ -49,12 +49,11 @@ def make_janus(model, backend: str, max_rows: int, max_seq_len: int) -> Janus:
 def submit_together(engine, submits: list[Callable[[], Request]]) -> list[Request]:
     """Queue every request so that the engine admits them all at the same step boundary (one batch).
 
-    The engine moves its inbox to its waiting queue under its condition variable, whose lock is reentrant
-    (`threading.Condition()` holds an RLock): queueing under that lock keeps the engine thread from taking a
-    partial batch. If one submission fails, the ones already queued are cancelled.
+    `Engine.admit_together` keeps the engine thread from taking a partial batch. If one submission fails, the
+    ones already queued are cancelled.
     """
     requests: list[Request] = []
-    with engine._cv:  # noqa: SLF001 - see the docstring; submit_* take the same (reentrant) lock
+    with engine.admit_together():
         try:
             for submit in submits:
                 requests.append(submit())

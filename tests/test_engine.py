@@ -294,3 +294,17 @@ def test_sampling_params_are_validated_in_one_place() -> None:
     with pytest.raises(InputError, match="max_new_tokens must be an integer >= 1"):
         SamplingParams(max_new_tokens=0)
     assert SamplingParams(temperature=0).greedy
+
+
+def test_admit_together_starts_a_batch_at_one_boundary(shared) -> None:
+    m = make(shared)
+    params = SamplingParams(temperature=0)
+    ids = m.tokenizer.encode(m.image_prompt(PROMPTS[0]))
+    with m.engine.admit_together():
+        requests = [m.engine.submit_images(ids, m.tokenizer.special.pad, n, params) for n in (1, 2, 3)]
+    for r in requests:
+        r.result()
+    s = m.stats()
+    assert s["decode_steps"] == 35 and s["peak_rows"] == 12  # one batch of 6 images from the first step
+    m.engine.reset_peak_rows()
+    assert m.stats()["peak_rows"] == 0

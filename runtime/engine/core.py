@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import asdict
+from typing import Iterator
 
 import torch
 
@@ -135,6 +137,21 @@ class Engine:
         out.update(max_rows=self.max_rows, max_seq_len=self.max_seq_len, images_per_group=self.images_per_group)
         return out
 
+    @contextmanager
+    def admit_together(self) -> Iterator[None]:
+        """Requests submitted inside this block join the batch at the same step boundary.
+
+        The engine thread waits at its next boundary until the block ends (keep the block short: only the
+        submissions). Benchmarks use it to start a batch at once; the lock is reentrant, so `submit_*` work inside.
+        """
+        with self._cv:
+            yield
+
+    def reset_peak_rows(self) -> None:
+        """Start `peak_rows` afresh (e.g. after a warm-up), so that it covers what runs from now on."""
+        with self._cv:
+            self._stats.peak_rows = 0
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop the engine thread; requests still queued or running fail with EngineError."""
         with self._cv:
@@ -214,8 +231,9 @@ class Engine:
             g.steps_done += 1
             rows += g.rows
             self._stats.tokens_sampled += g.images
-        self._stats.decode_steps += 1
-        self._stats.peak_rows = max(self._stats.peak_rows, rows)
+        with self._cv:
+            self._stats.decode_steps += 1
+            self._stats.peak_rows = max(self._stats.peak_rows, rows)
         if self.timer is not None:
             self.timer.mark("decode")
         self._steps_since_sync += 1
