@@ -40,7 +40,7 @@ def wait_with_progress(requests: list[Request], progress: bool, desc: str, unit:
     """Block until every request is done; on `progress`, a bar of sampled tokens (polled, engine-thread free)."""
     if not progress:
         for r in requests:
-            r._future.exception()  # waits; the error (if any) is raised by result()
+            r.wait()  # the error, if any, is raised by result()
         return
     total = sum(r.total_tokens for r in requests)
     with tqdm(total=total, desc=desc, unit=unit, leave=False) as bar:

@@ -308,3 +308,31 @@ def test_admit_together_starts_a_batch_at_one_boundary(shared) -> None:
     assert s["decode_steps"] == 35 and s["peak_rows"] == 12  # one batch of 6 images from the first step
     m.engine.reset_peak_rows()
     assert m.stats()["peak_rows"] == 0
+
+
+def test_a_fault_outside_a_step_fails_the_requests_not_the_engine(shared, monkeypatch) -> None:
+    m = make(shared)
+    original = m.step_backend.read_tokens
+
+    def broken(*args):
+        raise RuntimeError("simulated read fault")
+
+    monkeypatch.setattr(m.step_backend, "read_tokens", broken)
+    with pytest.raises(EngineError, match="the engine loop failed: RuntimeError: simulated read fault"):
+        m.generate_images(PROMPTS[0], temperature=0)
+    monkeypatch.setattr(m.step_backend, "read_tokens", original)
+    assert m.stats()["active_rows"] == 0
+    assert m.generate_images(PROMPTS[0], temperature=0).tokens.shape == (1, 36)
+
+
+def test_idle_engine_thread_exits_and_restarts(shared, monkeypatch) -> None:
+    from janus_rt.engine import core
+
+    monkeypatch.setattr(core, "IDLE_EXIT_S", 0.05)
+    m = make(shared)
+    first = m.generate_images(PROMPTS[1], temperature=0).tokens
+    deadline = time.monotonic() + 10
+    while m.engine._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert m.engine._thread is None  # no thread holds the model while nothing runs
+    assert torch.equal(m.generate_images(PROMPTS[1], temperature=0).tokens, first)

@@ -10,12 +10,14 @@ and its random draws are keyed by its own seed (see README, "Batch invariance").
 
 The engine thread is the only thread that touches the KV cache, the CUDA graphs or the Triton kernels, so
 concurrent callers are safe on every backend. It starts at the first submission and stops with `close()`
-(or at interpreter exit: it is a daemon thread).
+(or at interpreter exit: it is a daemon thread); it also exits after IDLE_EXIT_S seconds without work, so
+an unused model holds no thread and can be garbage-collected.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -30,6 +32,9 @@ from .params import SamplingParams
 from .pool import EngineConfig, RowPool, plan_rows
 from .primitives import StepBackend
 from .request import EngineStats, Group, Request
+
+
+IDLE_EXIT_S = 5.0  # an engine thread with nothing to do for this long exits; the next submission starts one
 
 
 class EngineError(RuntimeError):
@@ -167,17 +172,24 @@ class Engine:
         with torch.inference_mode():
             while True:
                 with self._cv:
+                    idle_since = time.monotonic()
                     while not (self._inbox or self._active or self._waiting or self._closing):
-                        self._cv.wait()
+                        if time.monotonic() - idle_since > IDLE_EXIT_S:
+                            self._thread = None  # idle: let the thread go (the next submission starts another)
+                            return
+                        self._cv.wait(IDLE_EXIT_S)
                     if self._closing:
                         break
                     for request in self._inbox:
                         self._waiting.extend(request.groups)
                     self._inbox.clear()
-                self._drop_cancelled()
-                self._admit()
-                if self._active:
-                    self._step()
+                try:
+                    self._drop_cancelled()
+                    self._admit()
+                    if self._active:
+                        self._step()
+                except Exception as e:  # noqa: BLE001 - a bug or a device fault outside a step: fail what runs, go on
+                    self._fail_all(EngineError(f"the engine loop failed: {type(e).__name__}: {e}"), cause=e)
                 self._count()
         self._fail_all(EngineError("the engine was closed before this request finished"))
 
@@ -290,11 +302,17 @@ class Engine:
         self._waiting = deque(g for g in self._waiting if g.request is not request)
         self._finish(request, error)
 
-    def _fail_all(self, error: EngineError) -> None:
+    def _fail_all(self, error: EngineError, cause: BaseException | None = None) -> None:
         with self._cv:
             pending = list(self._inbox)
             self._inbox.clear()
         requests = {g.request.id: g.request for g in [*self._active, *self._waiting]}
         requests.update({r.id: r for r in pending})
         for request in requests.values():
-            self._fail(request, error, None)
+            try:
+                self._fail(request, error, cause)
+            except Exception:  # noqa: BLE001 - the request must still be resolved
+                request.finish(error)
+        with self._cv:
+            self._active.clear()
+            self._waiting.clear()

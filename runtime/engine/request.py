@@ -117,6 +117,13 @@ class Request:
         """Block until done: image tokens `[N, grid*grid]` (cpu int64), or (answer ids, finished by EOS)."""
         return self._future.result(timeout)
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the request is done (finished, failed or cancelled), without raising its error."""
+        try:
+            self._future.exception(timeout)
+        except CancelledError:
+            pass
+
     def __await__(self):
         return asyncio.wrap_future(self._future).__await__()
 
