@@ -1,8 +1,11 @@
 """Install janus-rt: the `janus_rt` namespace is mapped from the top-level folders."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 VERSION = "0.1.0"
+ROOTS = {"janus_rt": "runtime", "janus_rt.kernels": "kernels", "janus_rt.export": "export", "janus_rt.bench": "bench"}
+# every folder with an __init__.py under a root is a subpackage (janus_rt.engine, janus_rt.serve, ...)
+PACKAGES = [name for root, folder in ROOTS.items() for name in [root] + [f"{root}.{sub}" for sub in find_packages(folder)]]
 
 setup(
     name="janus-rt",
@@ -11,13 +14,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["janus_rt", "janus_rt.kernels", "janus_rt.export", "janus_rt.bench"],
-    package_dir={
-        "janus_rt": "runtime",
-        "janus_rt.kernels": "kernels",
-        "janus_rt.export": "export",
-        "janus_rt.bench": "bench",
-    },
+    packages=PACKAGES,
+    package_dir=ROOTS,
     install_requires=[
         "torch>=2.5",  # SDPA enable_gqa
         "triton>=3.0; platform_system == 'Linux'",

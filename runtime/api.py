@@ -21,6 +21,7 @@ from .info import count_parameters, describe
 from .jobs import ChatJob, ChatResult, ImageJob, ImageResult
 from .model import JanusModel, build_empty_model
 from .prompts import ChatFormat, generation_prompt, understanding_prompt
+from .spelling import API, Spelling
 from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
 from .understanding import TextRequest, expand_placeholders
 from .weights import load_weights
@@ -46,30 +47,50 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return DTYPES[dtype]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None, spelling: Spelling = API) -> torch.device:
+    """The torch device to run on (CUDA when available by default); refuses one this machine does not have."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError as e:
-        raise InputError(f"device {device!r} is not a valid torch device ({e})") from None
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"{spelling.setting('device', device)}: not a valid torch device ({e}); "
+                         f"use e.g. {spelling.setting('device', 'cuda')} or {spelling.setting('device', 'cpu')}",
+                         param="device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+        raise InputError(f"{spelling.setting('device', device)}: CUDA is not available on this machine; "
+                         f"use {spelling.setting('device', 'cpu')}", param="device")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"{spelling.setting('device', device)}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0", param="device")
     return dev
 
 
+MAX_IMAGES_PER_CALL = 256  # images one generate call may ask for: tokens and pixels are held until it returns
+VQ_DECODE_CHUNK = 8  # images the VQ decoder turns into pixels at once (its activations grow with each image)
+
+
 def check_generation_args(num_images: int, cfg_weight: float, temperature: float, top_k: int | None,
-                          top_p: float | None, seed: int | None = None) -> SamplingParams:
+                          top_p: float | None, seed: int | None = None, num_prompts: int = 1,
+                          spelling: Spelling = API) -> SamplingParams:
     """Validate `generate_images` arguments that need no model (the CLI calls this before loading one)."""
     if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
-        raise InputError(f"num_images must be an integer >= 1, got {num_images!r}")
-    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, cfg_weight=cfg_weight)
+        raise InputError(f"{spelling.name('num_images')} must be an integer >= 1, got {num_images!r}",
+                         param="num_images")
+    if num_images * num_prompts > MAX_IMAGES_PER_CALL:
+        asked = f"{num_prompts} prompts x {num_images} images" if num_prompts > 1 else f"{num_images} images"
+        raise InputError(f"{spelling.name('num_images')}: {asked} is more than one call may ask for "
+                         f"({MAX_IMAGES_PER_CALL}: every image is held in memory until the call returns); "
+                         "split the work into several calls", param="num_images")
+    return SamplingParams.checked(spelling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                  cfg_weight=cfg_weight)
 
 
 def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-                    seed: int | None = None) -> SamplingParams:
+                    seed: int | None = None, spelling: Spelling = API) -> SamplingParams:
     """Validate `chat` arguments that need no model (the CLI calls this before loading one)."""
-    return SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, max_new_tokens=max_new_tokens)
+    return SamplingParams.checked(spelling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                  max_new_tokens=max_new_tokens)
 
 
 class Janus:
@@ -139,10 +160,11 @@ class Janus:
         raw: bool = False,
     ) -> ImageJob:
         """Queue `generate_images` work and return at once: `job.result()`, `await job`, `job.cancel()`."""
-        params = check_generation_args(num_images, cfg_weight, temperature, top_k, top_p, seed)
         single = isinstance(prompt, str)
         if not single and (not isinstance(prompt, (list, tuple)) or not prompt):
             raise InputError(f"prompt must be a non-empty string or a non-empty list of them, got {prompt!r}")
+        params = check_generation_args(num_images, cfg_weight, temperature, top_k, top_p, seed,
+                                       num_prompts=1 if single else len(prompt))
         texts = [self.image_prompt(p, raw) for p in ([prompt] if single else prompt)]
         steps = self.config.image_tokens_per_image
         encoded = [self.tokenizer.encode(t) for t in texts]
@@ -203,7 +225,10 @@ class Janus:
         return self._decode(t.to(dtype=torch.long))
 
     def _decode(self, tokens: torch.Tensor) -> np.ndarray:
-        return postprocess(self.step_backend.decode_pixels(tokens.to(self.device)))
+        """Pixels of `[N, grid*grid]` tokens, VQ_DECODE_CHUNK images at a time (device memory stays flat in N)."""
+        chunks = [postprocess(self.step_backend.decode_pixels(tokens[i:i + VQ_DECODE_CHUNK].to(self.device)))
+                  for i in range(0, tokens.shape[0], VQ_DECODE_CHUNK)]
+        return np.concatenate(chunks)
 
     # ------------------------------------------------------------------------------------ understanding
     def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:

@@ -11,7 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .api import MAX_IMAGES_PER_CALL
 from .errors import InputError, JanusRTError
+from .spelling import CLI
 
 EPILOG = """examples:
   janus-rt demo                                   # tiny random model, no weights needed
@@ -22,6 +24,28 @@ EPILOG = """examples:
 --model takes a local checkpoint directory (official DeepSeek layout or Hugging Face layout). A hub id such
 as deepseek-ai/Janus-Pro-1B is fetched only when huggingface_hub is installed and the machine is online.
 """
+
+
+def version_line() -> str:
+    """`janus-rt X (torch Y, triton Z, Python W)`: what a bug report needs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"janus-rt {__version__} (torch {installed('torch')}, triton {installed('triton')}, "
+            f"Python {platform.python_version()})")
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal: in a log or a pipe they are noise."""
+    return sys.stderr.isatty()
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -64,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print janus-rt's version (and torch's, triton's, Python's) and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     g = sub.add_parser("generate", help="text -> images (PNG files)", epilog=EPILOG,
@@ -72,10 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_args(g)
     g.add_argument("prompt", help="what to draw")
-    g.add_argument("-n", "--num-images", type=int, default=1, help="images to sample (default 1)")
+    g.add_argument("-n", "--num-images", type=int, default=1,
+                   help=f"images to sample (default 1; at most {MAX_IMAGES_PER_CALL} per call: every image is held in "
+                        "memory until the call ends, and more images than the engine's rows run in waves)")
     g.add_argument("--cfg-weight", type=float, default=5.0, help="classifier-free guidance weight (default 5)")
     _add_sampling_args(g, temperature=1.0, top_k=None)
-    g.add_argument("--out", default="janus-rt-images", help="output folder (default ./janus-rt-images)")
+    g.add_argument("--out", default="janus-rt-images",
+                   help="output folder, created if needed; files are never overwritten (default ./janus-rt-images)")
 
     c = sub.add_parser("chat", help="answer a question about images", epilog=EPILOG,
                        description="Answer QUESTION about the --image files (greedy by default) and print the answer.",
@@ -83,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(c)
     c.add_argument("question", help="the question; one <image_placeholder> per image is added when it has none")
     c.add_argument("--image", action="append", default=[], help="image file (repeat for several)")
-    c.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (default 512)")
+    c.add_argument("--max-new-tokens", type=int, default=512,
+                   help="answer length limit (default 512), in tokens; on a terminal a progress bar counts them")
     c.add_argument("--system-prompt", default=None, help="replace the reference's understanding system prompt")
     _add_sampling_args(c, temperature=0.0, top_k=50)
 
@@ -166,30 +196,47 @@ def _load(args):
     config = EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
                           gpu_memory_utilization=args.gpu_memory_utilization)
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
-             chat_format=args.chat_format, progress=True, backend=args.backend, providers=providers, engine=config)
+             chat_format=args.chat_format, progress=show_progress(), backend=args.backend, providers=providers,
+             engine=config)
     print(f"backend      {m.step_backend.describe_mode()}", file=sys.stderr)
     return m
 
 
-def _check_before_loading(args: argparse.Namespace) -> None:
-    """Run the API's own argument checks before the (slow) model load, naming the command-line option."""
-    from .api import check_chat_args, check_generation_args
+def check_out_folder(out: Path) -> None:
+    """`--out` must be a folder we can create or write into; checked before any slow work."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder; pass a folder (new or existing)")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"--out {out}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: no permission to write in {ancestor}")
+
+
+def _check_before_loading(args: argparse.Namespace) -> list:
+    """Every check that needs no model, before the (slow) load, in flag names; returns the decoded --image files."""
+    from .api import check_chat_args, check_generation_args, resolve_device
     from .engine import EngineConfig
+    from .images import read_image_file
 
     top_k = args.top_k or None
-    try:
-        if args.command == "generate":
-            check_generation_args(args.num_images, args.cfg_weight, args.temperature, top_k, args.top_p, args.seed)
-        else:
-            check_chat_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.seed)
-        EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
-                     gpu_memory_utilization=args.gpu_memory_utilization).validate()
-    except InputError as e:
-        option = str(e).split(" ", 1)[0].replace("_", "-")
-        raise InputError(f"--{option}: {e}") from None
-    for image in args.image if args.command == "chat" else []:
-        if not Path(image).is_file():
-            raise InputError(f"--image {image}: no such file")
+    if args.command == "generate":
+        if not args.prompt.strip():
+            raise InputError("the prompt is empty; say what to draw, e.g. janus-rt generate ... \"a red fox\"")
+        check_generation_args(args.num_images, args.cfg_weight, args.temperature, top_k, args.top_p, args.seed,
+                              spelling=CLI)
+        check_out_folder(Path(args.out))
+    else:
+        if not args.question.strip():
+            raise InputError("the question is empty; ask something, e.g. janus-rt chat ... \"What is in this picture?\"")
+        check_chat_args(args.max_new_tokens, args.temperature, top_k, args.top_p, args.seed, spelling=CLI)
+    EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
+                 gpu_memory_utilization=args.gpu_memory_utilization).validate(CLI)
+    if args.backend not in ("onnxruntime", "tensorrt"):  # graph backends resolve devices through their providers
+        resolve_device(args.device, CLI)
+    return [read_image_file(Path(image), "--image") for image in getattr(args, "image", [])]
 
 
 def cmd_generate(args) -> int:
@@ -197,19 +244,19 @@ def cmd_generate(args) -> int:
     m = _load(args)
     result = m.generate_images(args.prompt, num_images=args.num_images, cfg_weight=args.cfg_weight,
                                temperature=args.temperature, seed=args.seed, top_k=args.top_k or None, top_p=args.top_p,
-                               raw=args.raw, progress=True)
+                               raw=args.raw, progress=show_progress())
     for path in save_pngs(result.images, Path(args.out), _slug(args.prompt)):
         print(path)
     return 0
 
 
 def cmd_chat(args) -> int:
-    _check_before_loading(args)
+    images = _check_before_loading(args)
     m = _load(args)
-    answer = m.chat(args.question, image=args.image or None, max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or None, seed=args.seed,
-                    system_prompt=args.system_prompt, raw=args.raw)
-    print(answer.text)
+    job = m.submit_chat(args.question, image=images or None, max_new_tokens=args.max_new_tokens,
+                        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k or None, seed=args.seed,
+                        system_prompt=args.system_prompt, raw=args.raw)
+    print(job.result(progress=show_progress()).text)
     return 0
 
 
@@ -237,12 +284,23 @@ def cmd_info(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from .api import resolve_device
+
+    resolve_device(args.device, CLI)  # before anything is written
+    if args.out:
+        check_out_folder(Path(args.out))
+        return run_demo(Path(args.out), args.device, kept=True)
+    with tempfile.TemporaryDirectory(prefix="janus-rt-demo-") as work:  # removed afterwards, also on failure
+        return run_demo(Path(work), args.device, kept=False)
+
+
+def run_demo(work: Path, device: str, kept: bool) -> int:
+    """The demo's work in `work`; `kept` says whether the folder outlives the run (`--out`)."""
     import numpy as np
 
     from . import load
     from .tiny import TinySpec, write_tiny_checkpoint
 
-    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="janus-rt-demo-"))
     print("janus-rt demo: the weights are RANDOM (a tiny model built here); outputs are noise, but every step of a")
     print("real run executes: checkpoint files -> strict loading -> SigLIP + chat, and CFG image generation -> VQ decode.")
     t0 = time.perf_counter()
@@ -255,7 +313,7 @@ def cmd_demo(args) -> int:
         except FileExistsError:
             raise InputError(f"{ckpt} exists and is not a demo checkpoint; pass another --out folder") from None
         print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
-    m = load(ckpt, device=args.device, dtype="float32")
+    m = load(ckpt, device=device, dtype="float32")
     info = m.info()
     print(f"loaded       {info['parameters']:,} parameters, {info['dtype']}, chat format {m.chat_format}")
     image = np.random.default_rng(0).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
@@ -263,13 +321,18 @@ def cmd_demo(args) -> int:
     answer = m.chat("What is in this picture?", image=image, max_new_tokens=16)
     print(f"chat         {len(answer.token_ids)} tokens in {time.perf_counter() - t:.2f}s: {answer.text!r}")
     t = time.perf_counter()
-    result = m.generate_images("a red fox in the snow", num_images=2, seed=0, progress=True)
+    result = m.generate_images("a red fox in the snow", num_images=2, seed=0, progress=show_progress())
     paths = save_pngs(result.images, work / "images", "demo")
     print(f"generate     2 x {result.tokens.shape[1]} image tokens + VQ decode in {time.perf_counter() - t:.2f}s "
           f"-> {result.images.shape[1]}x{result.images.shape[2]} px")
-    for path in paths:
-        print(f"             {path}")
+    if kept:
+        for path in paths:
+            print(f"             {path}")
+    else:
+        print("             (written to a temp folder, removed at exit: `janus-rt demo --out DIR` keeps the checkpoint "
+              "and images, to try info, generate, chat, export and serve on)")
     print(f"done in {time.perf_counter() - t0:.1f}s")
+    m.close()
     return 0
 
 

@@ -10,4 +10,11 @@ class CheckpointError(JanusRTError):
 
 
 class InputError(JanusRTError, ValueError):
-    """A caller passed an invalid prompt, image, token tensor or sampling parameter."""
+    """A caller passed an invalid prompt, image, token tensor or sampling parameter.
+
+    `param` names the offending argument when there is one (servers report it as the error's `param`).
+    """
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param

@@ -17,18 +17,27 @@ def hub_offline() -> bool:
     return any(os.environ.get(name, "").upper() in TRUE_VALUES for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+def looks_like_path(model: str) -> bool:
+    """True when `model` can only be meant as a local path: it starts with '.', '~' or '/', uses a backslash or
+    more than one '/', or its first part is an existing local folder (`exports/pro-1b` with `exports/` here)."""
+    if model.startswith((".", "~", "/")) or "\\" in model or model.count("/") > 1:
+        return True
+    first = model.split("/", 1)[0]
+    return "/" in model and Path(first).is_dir()
+
+
 def resolve_model_path(model: str) -> Path:
     """Return a local directory for `model`; download a hub id with huggingface_hub when installed and online."""
     path = Path(model).expanduser()
     if path.exists():
         return path
-    if not HUB_ID.match(model):
+    if not HUB_ID.match(model) or looks_like_path(model):
         raise CheckpointError(f"{model}: no such directory; pass the folder holding config.json and the weights")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise CheckpointError(
-            f"{model}: not a local directory, and huggingface_hub is not installed to fetch it. Either "
+            f"{model}: no such local directory, and huggingface_hub is not installed to fetch it as a hub id. Either "
             f"`pip install huggingface_hub` or download it first (`hf download {model} --local-dir DIR`) "
             "and pass --model DIR"
         ) from None
@@ -38,13 +47,13 @@ def resolve_model_path(model: str) -> Path:
     except Exception as e:  # offline, unknown repo, gated repo, ...
         if offline:
             raise CheckpointError(
-                f"{model}: not a local directory, and the Hugging Face hub is in offline mode (HF_HUB_OFFLINE) "
+                f"{model}: no such local directory, and the Hugging Face hub is in offline mode (HF_HUB_OFFLINE) "
                 "with no cached copy of it. "
                 f"Download it first (`hf download {model} --local-dir DIR`, on a machine with network access) "
                 "and pass --model DIR"
             ) from None
         raise CheckpointError(
-            f"{model}: not a local directory, and it could not be fetched from the Hugging Face hub "
+            f"{model}: no such local directory, and it could not be fetched from the Hugging Face hub as a hub id "
             f"({type(e).__name__}: {e}). Download it on a machine with network access "
             f"(`hf download {model} --local-dir DIR`) and pass --model DIR"
         ) from None

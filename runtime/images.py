@@ -21,18 +21,26 @@ from .errors import InputError
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
+def read_image_file(path: Path, label: str = "image file") -> Image.Image:
+    """Decode an image file fully (so a bad file fails here, not later); errors start with `label` and the path."""
+    if path.is_dir():
+        raise InputError(f"{label} {path} is a directory, not an image file; pass the image's path")
+    if not path.exists():
+        raise InputError(f"{label} {path} does not exist")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
+    except PermissionError as e:
+        raise InputError(f"{label} {path} cannot be read ({e.strerror}); check its permissions") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+        raise InputError(f"{label} {path} is not a readable image ({e})") from None
+
+
 def to_rgb_image(image: ImageLike) -> Image.Image:
     """Open a path / PIL image / uint8 HWC array as an RGB PIL image (RGBA, L, P, CMYK, ... converted)."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.exists():
-            raise InputError(f"image file {path} does not exist")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                pil = opened.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise InputError(f"image file {path} is not a readable image ({e})") from None
+        pil = read_image_file(Path(image))
     elif isinstance(image, Image.Image):
         pil = image
     elif isinstance(image, np.ndarray):

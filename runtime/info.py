@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .checkpoint import find_weight_files
+from .checkpoint import find_weight_files, iter_tensors
 from .config import JanusConfig, load_config
 from .model import JanusModel
 
@@ -16,21 +17,12 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-
-
 def stored_dtype(path: Path) -> str:
-    """dtype of the first tensor in the first weight file (read lazily: safetensors header / mmap)."""
-    first = find_weight_files(path).files[0]
-    if first.name.endswith(".safetensors"):
-        from safetensors import safe_open
-
-        with safe_open(str(first), framework="pt") as f:
-            key = next(iter(f.keys()))
-            code = str(f.get_slice(key).get_dtype()).upper()
-            return SAFETENSORS_DTYPES.get(code, code.lower())
-    state = torch.load(first, map_location="cpu", weights_only=True, mmap=True)
-    return str(next(iter(state.values())).dtype).removeprefix("torch.")
+    """dtype of the first tensor in the first weight file, read through the loader's own checks (a truncated or
+    corrupt file gives the same CheckpointError as `load`); safetensors and mmap'd .bin read lazily."""
+    weights = find_weight_files(path)
+    _, _, tensor = next(iter_tensors(replace(weights, files=weights.files[:1], weight_map=None)))
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def describe(cfg: JanusConfig, parameters: int, dtype: torch.dtype, chat_format: str | None) -> dict:

@@ -97,7 +97,9 @@ class ChatJob:
         ids, finished = self.request.result()
         return ChatResult(text=self._tokenizer.decode(ids), token_ids=ids, finished=finished, prompt=self.prompt)
 
-    def result(self) -> ChatResult:
+    def result(self, progress: bool = False) -> ChatResult:
+        """Wait for the answer; `progress` draws a bar of decoded tokens (out of max_new_tokens) meanwhile."""
+        wait_with_progress([self.request], progress, "answer", "tok")
         return self._build()
 
     def __await__(self):

@@ -235,8 +235,9 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
     coverage = _Coverage(params)
     tie = cfg.llm.tie_word_embeddings
     total_bytes = sum(f.stat().st_size for f in weights.files)
-    bar = tqdm(total=total_bytes, desc="loading weights", unit="B", unit_scale=True, disable=not progress)
-    with torch.no_grad():
+    # a context manager: on a bad file the bar is closed (its line finished) before the error is printed
+    with tqdm(total=total_bytes, desc="loading weights", unit="B", unit_scale=True, disable=not progress) as bar, \
+            torch.no_grad():
         for path, key, tensor in iter_tensors(weights):
             bar.update(tensor.numel() * tensor.element_size())
             targets = map_key(key)
@@ -265,8 +266,7 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                 rows = target.rows or (0, param.shape[0] if param.dim() else 1)
                 coverage.add(target.param, rows, key, path)
             del tensor
-    bar.n = total_bytes  # headers and padding are not tensor bytes
-    bar.close()
+        bar.n = total_bytes  # headers and padding are not tensor bytes
     if tie and not coverage.filled["lm_head.weight"]:  # tied checkpoints store only embed_tokens
         model.lm_head.weight = model.llm.embed_tokens.weight
         coverage.filled["lm_head.weight"] = coverage.filled["llm.embed_tokens.weight"]

@@ -6,10 +6,14 @@ proves the console script is installed. Outputs are compared with the library AP
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -298,3 +302,194 @@ def test_hub_id_offline(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
     except ImportError:
         return  # the message then says to install it or download first (checked above)
     assert "offline" in err and "HF_HUB_OFFLINE" in err
+
+
+# ------------------------------------------------------------------------------------- first-run defects
+# Each test below failed before its fix (issue: "First run as a new user").
+BOGUS_MODEL = "/nonexistent/dir"  # an error about anything else proves the check ran before the (slow) load
+
+
+def truncated_copy(tiny_official: Path, tmp_path: Path) -> Path:
+    ckpt = tmp_path / "truncated"
+    shutil.copytree(tiny_official, ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:50])  # a cut-off download: half a header
+    return ckpt
+
+
+def fake_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the captured stderr claim to be a terminal, as a user's shell is (progress bars are drawn then)."""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+
+@pytest.mark.parametrize("command", ["info", "generate", "chat"])
+def test_truncated_weights_same_error_for_every_command(
+    command: str, tiny_official: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ckpt = truncated_copy(tiny_official, tmp_path)
+    fake_terminal(monkeypatch)
+    argv = {"info": ["info", "--model", str(ckpt)],
+            "generate": ["generate", "--model", str(ckpt), "a fox", "--out", str(tmp_path / "o")],
+            "chat": ["chat", "--model", str(ckpt), "Hi"]}[command]
+    code, out, err = run(argv, capsys)
+    gc.collect()  # a progress bar left open would redraw itself when collected
+    err += capsys.readouterr().err
+    assert_clean_error(code, out, err, str(ckpt / "model.safetensors"), "not a readable safetensors file",
+                       "re-download")
+    # the error is the last thing printed, on a line of its own: no progress bar drawn over or after it
+    assert re.search(r"(^|\n)janus-rt: error: [^\r\n]*\n?$", err), repr(err[-300:])
+
+
+def test_out_that_is_a_file_is_refused_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "images.png"
+    out_file.write_bytes(b"not a folder")
+    code, out, err = run(["generate", "--model", BOGUS_MODEL, "a fox", "--out", str(out_file)], capsys)
+    assert_clean_error(code, out, err, f"--out {out_file}", "not a folder")
+    inside = tmp_path / "images.png" / "sub"
+    code, out, err = run(["generate", "--model", BOGUS_MODEL, "a fox", "--out", str(inside)], capsys)
+    assert_clean_error(code, out, err, "--out", f"{out_file} is a file")
+
+
+def test_num_images_is_bounded_and_the_bound_is_in_help(tiny_model: janus_rt.Janus,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from janus_rt.api import MAX_IMAGES_PER_CALL
+
+    code, out, err = run(["generate", "--model", BOGUS_MODEL, "a fox", "-n", str(MAX_IMAGES_PER_CALL + 1)], capsys)
+    assert_clean_error(code, out, err, "--num-images", f"{MAX_IMAGES_PER_CALL + 1} images", str(MAX_IMAGES_PER_CALL))
+    code, out, _ = run(["generate", "--help"], capsys)
+    assert re.search(rf"at most\s+{MAX_IMAGES_PER_CALL}\s+per\s+call", out), out
+    # the library holds the same bound, over a list of prompts too, before anything is queued
+    with pytest.raises(janus_rt.InputError, match=rf"2 prompts x 200 images .* \({MAX_IMAGES_PER_CALL}"):
+        tiny_model.submit_images(["a", "b"], num_images=200)
+    assert tiny_model.stats()["queued_requests"] == 0
+
+
+def test_pixels_are_decoded_in_bounded_chunks(tiny_model: janus_rt.Janus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Device memory of the VQ decode must not grow with the number of images of one call."""
+    from janus_rt.api import VQ_DECODE_CHUNK
+    from janus_rt.images import postprocess
+
+    backend = tiny_model.step_backend
+    tokens = torch.randint(0, tiny_model.config.vq.codebook_size, (VQ_DECODE_CHUNK + 3, tiny_model.config.image_tokens_per_image))
+    whole = postprocess(backend.decode_pixels(tokens))
+    batches: list[int] = []
+    original = backend.decode_pixels
+    monkeypatch.setattr(backend, "decode_pixels", lambda t: batches.append(t.shape[0]) or original(t))
+    chunked = tiny_model.decode_image_tokens(tokens)
+    assert batches == [VQ_DECODE_CHUNK, 3]
+    assert chunked.shape == whole.shape
+    assert np.abs(chunked.astype(int) - whole.astype(int)).max() <= 1  # CPU convolutions may differ by a level
+
+
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["generate", "--model", BOGUS_MODEL, ""], ["prompt is empty"]),
+        (["generate", "--model", BOGUS_MODEL, "   \n"], ["prompt is empty"]),
+        (["chat", "--model", BOGUS_MODEL, " "], ["question is empty"]),
+    ],
+    ids=["empty-prompt", "whitespace-prompt", "blank-question"],
+)
+def test_empty_text_is_refused_before_loading(argv: list[str], needles: list[str],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(argv, capsys)
+    assert_clean_error(code, out, err, *needles)
+
+
+def test_bad_image_files_are_refused_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    code, out, err = run(["chat", "--model", BOGUS_MODEL, "--image", str(folder), "What is it?"], capsys)
+    assert_clean_error(code, out, err, f"--image {folder}", "is a directory")
+    assert "does not exist" not in err and "no such file" not in err
+
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    code, out, err = run(["chat", "--model", BOGUS_MODEL, "--image", str(text), "What is it?"], capsys)
+    assert_clean_error(code, out, err, f"--image {text}", "not a readable image")
+
+    missing = tmp_path / "nope.jpg"
+    code, out, err = run(["chat", "--model", BOGUS_MODEL, "--image", str(missing), "What is it?"], capsys)
+    assert_clean_error(code, out, err, f"--image {missing}", "does not exist")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file whatever its permissions")
+def test_unreadable_image_is_refused_before_loading(picture: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    picture.chmod(0)
+    try:
+        code, out, err = run(["chat", "--model", BOGUS_MODEL, "--image", str(picture), "What is it?"], capsys)
+    finally:
+        picture.chmod(0o644)
+    assert_clean_error(code, out, err, f"--image {picture}", "cannot be read", "permissions")
+
+
+@pytest.mark.parametrize("model", ["./exports/pro-1b", "~/no-such-models/pro-1b", "exports/pro-1b/fp16", "exports/pro-1b"])
+def test_path_like_model_that_does_not_exist(model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exports").mkdir()  # `exports/` is here, `exports/pro-1b` is not: a mistyped path, not a hub id
+    code, out, err = run(["info", "--model", model], capsys)
+    assert_clean_error(code, out, err, f"{model}: no such directory", "config.json")
+    assert "hub" not in err.lower()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["generate", "chat", "demo"])
+def test_device_errors_speak_in_flags(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the demo would put its temp folder
+    argv = {"generate": ["generate", "--model", BOGUS_MODEL, "a fox"], "chat": ["chat", "--model", BOGUS_MODEL, "Hi"],
+            "demo": ["demo"]}[command]
+    code, out, err = run(argv + ["--device", "cuda"], capsys)
+    assert_clean_error(code, out, err, "--device cuda", "use --device cpu")
+    assert "device=" not in err
+    assert list(tmp_path.iterdir()) == []  # the demo checked the device before writing anything
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["chat", "--model", BOGUS_MODEL, "hi", "--top-p", "1.5"], "--top-p must be in (0, 1] or left out (off), got 1.5"),
+        (["chat", "--model", BOGUS_MODEL, "hi", "--top-k", "-3"], "--top-k must be a positive integer or 0 (off), got -3"),
+        (["generate", "--model", BOGUS_MODEL, "a fox", "--max-rows", "0"], "--max-rows must be a positive integer"),
+        (["generate", "--model", BOGUS_MODEL, "a fox", "--gpu-memory-utilization", "1.5"],
+         "--gpu-memory-utilization must be a fraction in (0, 1]"),
+    ],
+)
+def test_option_errors_speak_in_flags(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(argv, capsys)
+    assert_clean_error(code, out, err, expected)
+    assert "None" not in err and "_" not in err.split("got")[0]  # no Python spellings (top_p=, None)
+
+
+def test_chat_draws_a_progress_bar_on_a_terminal_only(
+    tiny_official: Path, tiny_model: janus_rt.Janus, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["chat", "--model", str(tiny_official), "Hi", "--max-new-tokens", "24", "--temperature", "0"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "answer" not in err and "it/s" not in err and "tok" not in err  # a log or a pipe: no bar
+    expected = tiny_model.chat("Hi", max_new_tokens=24).text
+    fake_terminal(monkeypatch)
+    code, out_tty, err_tty = run(argv, capsys)
+    assert code == 0, err_tty
+    assert re.search(r"answer:\s+\d+%.*\d+/24", err_tty), repr(err_tty[-400:])
+    assert out == out_tty == expected + "\n"  # the bar goes to stderr; stdout is the answer alone
+
+
+def test_demo_without_out_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, out, err = run(["demo"], capsys)
+    assert code == 0, err
+    assert "generate     2 x 576 image tokens" in out and "--out DIR" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["--version"], capsys)
+    assert code == 0, err
+    assert re.fullmatch(rf"janus-rt {re.escape(janus_rt.__version__)} \(torch [^,]+, triton [^,]+, Python 3\.\d+\.\d+\)\n",
+                        out), out

@@ -313,7 +313,7 @@ def test_odd_types_and_non_finite_numbers(m: janus_rt.Janus, no_model_work: None
         ({"chat_format": "deepseek"}, r"chat_format must be 'auto', 'pro' or 'legacy', got 'deepseek'"),
         ({"backend": "tensorrt"}, r"backend 'tensorrt' is not available"),
         ({"dtype": "int8"}, r"dtype 'int8' is not supported"),
-        ({"device": "banana"}, r"device 'banana' is not a valid torch device"),
+        ({"device": "banana"}, r"device='banana': not a valid torch device"),
     ],
 )
 def test_bad_load_arguments(tiny_official: Path, no_model_work: None, kwargs: dict, message: str) -> None:

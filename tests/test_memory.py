@@ -8,9 +8,11 @@ building the model in fp32 before casting, or materialising a whole state dict) 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -41,11 +43,14 @@ print(json.dumps({"growth": peak[0] - base, "weights": weights, "largest_fp32": 
 
 
 @pytest.fixture(scope="module")
-def medium_checkpoint(tmp_path_factory) -> Path:
+def medium_checkpoint(tmp_path_factory) -> Iterator[Path]:
+    """A ~385 MB checkpoint, removed after the module whatever the outcome (pytest would keep it on a failure)."""
     if not Path("/proc/self/status").exists():
         pytest.skip("needs Linux /proc to read RssAnon")
     spec = TinySpec(hidden=768, layers=12, heads=12, kv_heads=12, intermediate=2048)
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("mem") / "ckpt", spec, weights_format="bin")
+    folder = tmp_path_factory.mktemp("mem")
+    yield write_tiny_checkpoint(folder / "ckpt", spec, weights_format="bin")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from ..errors import InputError
+from ..spelling import API, Spelling
 
 IMAGE_DEFAULTS = {"temperature": 1.0, "top_k": None, "cfg_weight": 5.0}  # the reference's generation defaults
 CHAT_DEFAULTS = {"temperature": 0.0, "top_k": 50, "max_new_tokens": 512}  # transformers' generate, as the reference
@@ -36,25 +38,14 @@ class SamplingParams:
     max_new_tokens: int = 512  # answer length cap, EOS excluded (text only)
 
     def __post_init__(self) -> None:
-        self.validate()
+        check_sampling_fields(vars(self), API)
 
-    def validate(self) -> None:
-        """Raise InputError naming the bad field and its allowed range."""
-        name = lambda f: f  # noqa: E731
-        off = "None"
-        t = self.temperature
-        if not _is_number(t) or t < 0:
-            raise InputError(f"{name('temperature')} must be a finite number >= 0 (0 means greedy), got {t!r}")
-        if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 1):
-            raise InputError(f"{name('top_k')} must be a positive integer or {off}, got {self.top_k!r}")
-        if self.top_p is not None and (not _is_number(self.top_p) or not 0 < self.top_p <= 1):
-            raise InputError(f"{name('top_p')} must be in (0, 1] or {off}, got {self.top_p!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise InputError(f"{name('seed')} must be an integer or None, got {self.seed!r}")
-        if not _is_number(self.cfg_weight) or self.cfg_weight < 0:
-            raise InputError(f"{name('cfg_weight')} must be a finite number >= 0, got {self.cfg_weight!r}")
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            raise InputError(f"{name('max_new_tokens')} must be an integer >= 1, got {self.max_new_tokens!r}")
+    @classmethod
+    def checked(cls, spelling: Spelling = API, **fields: object) -> "SamplingParams":
+        """Build one; a bad field is reported in `spelling` (the CLI's flags, the API's keywords)."""
+        defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
+        check_sampling_fields({**defaults, **fields}, spelling)
+        return cls(**fields)  # type: ignore[arg-type]
 
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)
@@ -62,3 +53,25 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def check_sampling_fields(values: Mapping[str, object], spelling: Spelling) -> None:
+    """Raise InputError naming the first bad field of a `SamplingParams` (as `spelling` writes it) and its range."""
+    name, off = spelling.name, spelling.off
+    t, top_k, top_p, seed = values["temperature"], values["top_k"], values["top_p"], values["seed"]
+    cfg_weight, max_new_tokens = values["cfg_weight"], values["max_new_tokens"]
+    if not _is_number(t) or t < 0:  # type: ignore[operator]
+        raise InputError(f"{name('temperature')} must be a finite number >= 0 (0 means greedy), got {t!r}",
+                         param="temperature")
+    if top_k is not None and (not _is_int(top_k) or top_k < 1):  # type: ignore[operator]
+        raise InputError(f"{name('top_k')} must be a positive integer or {off('top_k')}, got {top_k!r}", param="top_k")
+    if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):  # type: ignore[operator]
+        raise InputError(f"{name('top_p')} must be in (0, 1] or {off('top_p')}, got {top_p!r}",
+                         param="top_p")
+    if seed is not None and not _is_int(seed):
+        raise InputError(f"{name('seed')} must be an integer or {off('seed')}, got {seed!r}", param="seed")
+    if not _is_number(cfg_weight) or cfg_weight < 0:  # type: ignore[operator]
+        raise InputError(f"{name('cfg_weight')} must be a finite number >= 0, got {cfg_weight!r}", param="cfg_weight")
+    if not _is_int(max_new_tokens) or max_new_tokens < 1:  # type: ignore[operator]
+        raise InputError(f"{name('max_new_tokens')} must be an integer >= 1, got {max_new_tokens!r}",
+                         param="max_new_tokens")

@@ -16,6 +16,7 @@ import torch
 
 from ..config import LLMConfig
 from ..errors import InputError
+from ..spelling import API, Spelling
 
 GiB = 1 << 30
 
@@ -31,13 +32,16 @@ class EngineConfig:
     cpu_max_rows: int = 16  # the row cap on CPU
     row_limit: int = 256  # never more rows than this (the largest CUDA-graph bucket)
 
-    def validate(self) -> None:
+    def validate(self, spelling: Spelling = API) -> None:
+        """Raise InputError naming the bad knob (as `spelling` writes it) and its allowed range."""
         for name in ("max_rows", "max_seq_len"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise InputError(f"{name} must be a positive integer or None, got {v!r}")
+                raise InputError(f"{spelling.name(name)} must be a positive integer or {spelling.off(name)}, got {v!r}",
+                                 param=name)
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise InputError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
+            raise InputError(f"{spelling.name('gpu_memory_utilization')} must be a fraction in (0, 1], got "
+                             f"{self.gpu_memory_utilization!r}", param="gpu_memory_utilization")
         if self.activation_reserve_gib < 0 or self.cpu_max_rows < 1 or self.row_limit < 2:
             raise InputError("activation_reserve_gib must be >= 0, cpu_max_rows >= 1 and row_limit >= 2")
 
