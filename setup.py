@@ -29,9 +29,10 @@ setup(
         "export": ["onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.18"],
         "trt": ["tensorrt>=10.0"],
         "hub": ["huggingface_hub>=0.23"],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
         # tests: transformers is the parity oracle; the export tests run ONNX Runtime on the CPU
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54", "onnx>=1.16", "onnxscript>=0.1",
-                "onnxruntime>=1.18"],
+                "onnxruntime>=1.18", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
     },
     entry_points={"console_scripts": ["janus-rt=janus_rt.cli:main"]},
 )

@@ -278,6 +278,11 @@ class Janus:
     def _submit_chat_row(self, question: str, image: ImagesArg, params: SamplingParams, system_prompt: str | None,
                          raw: bool) -> ChatJob:
         request, text = self.chat_inputs(question, image, system_prompt, raw)
+        return self.submit_chat_inputs(request, text, params)
+
+    def submit_chat_inputs(self, request: TextRequest, prompt: str, params: SamplingParams) -> ChatJob:
+        """Queue one answer to inputs prepared by `chat_inputs` (a server measures the prompt first, then submits
+        it without preprocessing the images twice); `prompt` is the text it came from."""
         if len(request.ids) + params.max_new_tokens > self.context_length:
             raise InputError(
                 f"prompt is {len(request.ids)} tokens (images included); with max_new_tokens={params.max_new_tokens} "
@@ -285,7 +290,7 @@ class Janus:
             )
         sp = self.tokenizer.special
         handle = self.engine.submit_text(request.ids, request.pixel_values, sp.eos, sp.image_placeholder, params)
-        return ChatJob(handle, text, self.tokenizer)
+        return ChatJob(handle, prompt, self.tokenizer)
 
     def chat(
         self,

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser  # the bench subcommand lives in janus_rt.bench
 
     add_bench_parser(sub)
+    from .serve.cli import add_serve_parser  # the serve subcommand lives in janus_rt.serve
+
+    add_serve_parser(sub)
     return parser
 
 
@@ -336,6 +339,12 @@ def run_demo(work: Path, device: str, kept: bool) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve.cli import run_serve
+
+    return run_serve(args)
+
+
 def cmd_bench(args) -> int:
     from .bench.cli import run_bench_command
 
@@ -373,7 +382,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,15 @@ and its random draws are keyed by its own seed (see README, "Batch invariance").
 The engine thread is the only thread that touches the KV cache, the CUDA graphs or the Triton kernels, so
 concurrent callers are safe on every backend. It starts at the first submission and stops with `close()`
 (or at interpreter exit: it is a daemon thread); it also exits after IDLE_EXIT_S seconds without work, so
-an unused model holds no thread and can be garbage-collected.
+an unused model holds no thread and can be garbage-collected. So "alive" (`alive`, `health()`, what a
+server's health check asks) means: not closed and the loop has not died, whether or not a thread runs now.
+A failing request never ends the loop (it fails alone); should the loop itself die (a bug outside the
+guarded work), every pending request fails with EngineError and new submissions are refused at once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -35,6 +39,7 @@ from .request import EngineStats, Group, Request
 
 
 IDLE_EXIT_S = 5.0  # an engine thread with nothing to do for this long exits; the next submission starts one
+log = logging.getLogger(__name__)
 
 
 class EngineError(RuntimeError):
@@ -58,6 +63,7 @@ class Engine:
         self._active: list[Group] = []
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._crash: BaseException | None = None  # why the loop died, if it did (then the engine takes no work)
         self._steps_since_sync = 0
 
     @property
@@ -122,6 +128,9 @@ class Engine:
         with self._cv:
             if self._closing:
                 raise EngineError("the engine is closed")
+            if self._crash is not None:
+                raise EngineError(f"the engine loop died ({type(self._crash).__name__}: {self._crash}); "
+                                  "reload the model")
             self._inbox.append(request)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="janus-rt-engine", daemon=True)
@@ -134,6 +143,19 @@ class Engine:
             self._cv.notify()
 
     # -------------------------------------------------------------------------------------------- state
+    @property
+    def alive(self) -> bool:
+        """True while the engine takes work: not closed and its loop has not died (an idle engine is alive)."""
+        return not self._closing and self._crash is None
+
+    def health(self) -> dict:
+        """{"alive", "closed", "error" (why the loop died, or None), "thread_running"}; safe from any thread."""
+        with self._cv:
+            crash = self._crash
+            return {"alive": not self._closing and crash is None, "closed": self._closing,
+                    "error": None if crash is None else f"{type(crash).__name__}: {crash}",
+                    "thread_running": self._thread is not None}
+
     def stats(self) -> dict:
         """Counters (see `EngineStats`) plus the pool's size; safe to call from any thread."""
         with self._cv:
@@ -167,6 +189,16 @@ class Engine:
 
     # --------------------------------------------------------------------------------------------- loop
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - the loop itself died: record it, fail what is pending
+            log.exception("janus-rt engine loop died")
+            with self._cv:
+                self._crash = e
+                self._thread = None
+            self._fail_all(EngineError(f"the engine loop died: {type(e).__name__}: {e}"), cause=e)
+
+    def _loop(self) -> None:
         if self.backend.device.type == "cuda":
             torch.cuda.set_device(self.backend.device)
         with torch.inference_mode():
@@ -183,6 +215,7 @@ class Engine:
                     for request in self._inbox:
                         self._waiting.extend(request.groups)
                     self._inbox.clear()
+                    self._count_waiting()
                 try:
                     self._drop_cancelled()
                     self._admit()
@@ -196,7 +229,11 @@ class Engine:
     def _count(self) -> None:
         with self._cv:
             self._stats.active_rows = sum(g.rows for g in self._active)
-            self._stats.queued_requests = len({g.request.id for g in self._waiting})
+            self._count_waiting()
+
+    def _count_waiting(self) -> None:
+        """queued_requests = requests with a group waiting for rows (call holding the lock)."""
+        self._stats.queued_requests = len({g.request.id for g in self._waiting})
 
     def _drop_cancelled(self) -> None:
         for g in [g for g in self._active if g.request.cancel_requested]:
@@ -217,6 +254,7 @@ class Engine:
             group.first_row = first
             with self._cv:
                 self._active.append(group)
+                self._count_waiting()
             try:
                 self.backend.prefill(group)
             except Exception as e:  # noqa: BLE001 - the request fails, the engine goes on

@@ -1,0 +1,330 @@
+"""`build_app(model, settings)`: the FastAPI app of one loaded model (every route, error, metric, the auth).
+
+Routes (OpenAI shapes; `/v1/*` need `Authorization: Bearer KEY` when an API key is set):
+    POST /v1/images/generations   prompt, n, size, response_format=b64_json (+ cfg_weight, temperature,
+                                  top_k, top_p, seed) -> {created, data: [{b64_json}]} (PNG)
+    POST /v1/chat/completions     messages (text + data: image parts), max_tokens / max_completion_tokens,
+                                  temperature, top_p, top_k, seed, stream -> completion or server-sent events
+    GET  /v1/models               the one model served
+    GET  /health                  200 once the model is loaded and its engine takes work, else 503
+    GET  /metrics                 Prometheus text (metrics.py)
+
+A request is checked completely (body size, JSON, fields, ranges, images, context) before anything reaches
+the engine; a refusal is a 4xx with `{"error": {message, type, param, code}}`. Admission (admission.py) then
+bounds the queue (429) and refuses work when the engine is down (503). Work runs on the model's engine (the
+library's `submit_images` / `submit_chat_inputs`, no second request loop); a request that outlives the
+timeout (504) or whose client goes away is cancelled, which frees its rows. The app holds no global state:
+everything lives in the closure of `build_app`, so several apps (several models) can share a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from dataclasses import replace
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..api import Janus, check_generation_args
+from ..engine import EngineError, SamplingParams
+from ..errors import InputError
+from ..jobs import ChatJob
+from .admission import Admission
+from .errors import APIError, from_input_error, invalid
+from .messages import build_conversation
+from .metrics import ServerMetrics
+from .responses import ChatIds, finish_reason, images_body, sse
+from .schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
+from .settings import ServeSettings
+from .waiting import ClientGone, await_job, engine_failure, wait_for_disconnect
+
+IMAGES_ROUTE = "/v1/images/generations"
+CHAT_ROUTE = "/v1/chat/completions"
+MODELS_ROUTE = "/v1/models"
+ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics")
+CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
+
+
+class ResponseCounter:
+    """ASGI middleware: counts every answer by route and status (unknown paths as route "other")."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = scope["path"] if scope["path"] in ROUTES else "other"
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.metrics.responses.labels(route, str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body as JSON: 413 past `max_bytes` (Content-Length or counted), 400 when empty or malformed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise APIError(413, f"the request body is {int(declared):,} bytes, over the server's limit of {max_bytes:,}; "
+                            "send smaller images or fewer of them", code="body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise APIError(413, f"the request body is over the server's limit of {max_bytes:,} bytes; send smaller "
+                                "images or fewer of them", code="body_too_large")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise invalid("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise invalid(f"the request body is not valid JSON ({e})", code="invalid_json") from None
+
+
+def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
+    """The app serving `model` under `settings` (see module docstring); the caller owns the model's lifetime."""
+    metrics = ServerMetrics(model.stats, lambda: model.engine.alive)
+    admission = Admission(model, settings.max_queue, settings.retry_after_s)
+    loaded_at = int(time.time())
+    image_side = model.config.vq.image_size
+    image_size = f"{image_side}x{image_side}"
+    app = FastAPI(title="janus-rt", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ResponseCounter, metrics=metrics)
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.state.model = model
+
+    # ------------------------------------------------------------------------------------------- errors
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError) -> JSONResponse:
+        if error.status < 500 or error.status == 503:
+            metrics.rejected.labels(error.code).inc()
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        message = (f"no route {request.method} {request.url.path}; routes: POST {IMAGES_ROUTE}, POST {CHAT_ROUTE}, "
+                   f"GET {MODELS_ROUTE}, GET /health, GET /metrics")
+        return await api_error(request, APIError(error.status_code, message, code=code))
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return await api_error(request, invalid(f"invalid request: {error.errors()[:1]}", code="invalid_request"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        body = APIError(500, f"internal server error ({type(error).__name__}: {error})", code="internal_error").body()
+        return JSONResponse(body, status_code=500)
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            raise APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>' with the key "
+                                "the server was started with (--api-key or JANUS_RT_API_KEY)", code="invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    def check_model_name(name: str | None) -> None:
+        if name is not None and name != settings.model_name:
+            raise APIError(404, f"model {name!r} is not served here; this server serves {settings.model_name!r} "
+                                f"(GET {MODELS_ROUTE})", code="model_not_found", param="model")
+
+    def context_room() -> int:
+        """Positions one row may hold: the model's context, or the engine's row size when that is smaller."""
+        return min(model.context_length, model.engine.max_seq_len + 1)
+
+    def served(route: str, started: float) -> None:
+        metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+    # ------------------------------------------------------------------------------------------- routes
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        state = model.engine.health()
+        body = {"status": "ok" if state["alive"] else "unavailable", "model": settings.model_name,
+                "backend": model.backend, "engine": state}
+        return JSONResponse(body, status_code=200 if state["alive"] else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(MODELS_ROUTE)
+    async def models(request: Request) -> JSONResponse:
+        authorize(request)
+        return JSONResponse({"object": "list", "data": [
+            {"id": settings.model_name, "object": "model", "created": loaded_at, "owned_by": "janus-rt"}]})
+
+    @app.post(IMAGES_ROUTE)
+    async def images(request: Request) -> Response:
+        started = time.perf_counter()
+        authorize(request)
+        body = parse_body(ImageGenerationRequest, await read_json(request, settings.max_body_bytes))
+        check_model_name(body.model)
+        if body.size is not None and body.size != image_size:
+            raise invalid(f"size {body.size!r} is not available: this model makes {image_size} images only",
+                          "size", code="unsupported_size")
+        if body.response_format != "b64_json":
+            raise invalid(f"response_format {body.response_format!r} is not available: images come back inline as "
+                          "b64_json (PNG); the server stores none to link to", "response_format",
+                          code="unsupported_response_format")
+        if not 1 <= body.n <= settings.max_images_per_request:
+            raise invalid(f"n must be an integer in [1, {settings.max_images_per_request}], got {body.n}; ask for more "
+                          "images in several requests", "n")
+        try:
+            check_generation_args(body.n, body.cfg_weight, body.temperature, body.top_k, body.top_p, body.seed)
+            text = model.image_prompt(body.prompt)
+        except InputError as e:
+            raise from_input_error(e) from None
+        prompt_tokens = len(await run_in_threadpool(model.tokenizer.encode, text))
+        steps = model.config.image_tokens_per_image
+        if prompt_tokens + steps - 1 > context_room():
+            raise invalid(f"the prompt is {prompt_tokens} tokens; with {steps} image tokens that needs "
+                          f"{prompt_tokens + steps - 1} positions, over the {context_room()} this server holds: "
+                          "shorten the prompt", "prompt", code="context_length_exceeded")
+        job = await run_in_threadpool(admission.submit, lambda: model.submit_images(
+            body.prompt, body.n, body.cfg_weight, body.temperature, body.seed, body.top_k, body.top_p))
+        try:
+            result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+        payload = await run_in_threadpool(images_body, result.images)
+        metrics.images.inc(len(result.images))
+        served(IMAGES_ROUTE, started)
+        return JSONResponse(payload)
+
+    @app.post(CHAT_ROUTE)
+    async def chat(request: Request) -> Response:
+        started = time.perf_counter()
+        authorize(request)
+        body = parse_body(ChatCompletionRequest, await read_json(request, settings.max_body_bytes))
+        check_model_name(body.model)
+        if body.n != 1:
+            raise invalid(f"n must be 1 (one answer per request), got {body.n}; send several requests", "n")
+        length_field, asked = ("max_completion_tokens", body.max_completion_tokens)
+        if asked is None:
+            length_field, asked = "max_tokens", body.max_tokens
+        elif body.max_tokens is not None and body.max_tokens != asked:
+            raise invalid(f"max_tokens ({body.max_tokens}) and max_completion_tokens ({asked}) disagree; give one",
+                          "max_tokens")
+        try:
+            params = SamplingParams.checked(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
+                                            seed=body.seed, max_new_tokens=1 if asked is None else asked)
+        except InputError as e:
+            error = from_input_error(e)
+            if error.param == "max_new_tokens":
+                error = invalid(f"{length_field} must be an integer >= 1, got {asked}", length_field)
+            raise error from None
+        conversation = await run_in_threadpool(build_conversation, body.messages, model.chat_format,
+                                               settings.max_image_pixels)
+        per_image = model.config.vision.num_patches + 2
+        if len(conversation.images) * per_image >= context_room():
+            raise invalid(f"{len(conversation.images)} images take {len(conversation.images) * per_image} positions "
+                          f"({per_image} each), more than the {context_room()} this server holds: send fewer images",
+                          "messages", code="context_length_exceeded")
+        try:
+            inputs, text = await run_in_threadpool(model.chat_inputs, conversation.prompt,
+                                                   conversation.images or None, None, True)
+        except InputError as e:
+            raise from_input_error(e, code="invalid_messages") from None
+        prompt_tokens = len(inputs.ids)
+        room = min(model.context_length - prompt_tokens, model.engine.max_seq_len - prompt_tokens + 1)
+        if room < 1:
+            raise invalid(f"the conversation is {prompt_tokens} tokens (images included), which leaves no room for "
+                          f"an answer in the {context_room()} positions this server holds: shorten it",
+                          "messages", code="context_length_exceeded")
+        if asked is not None and asked > room:
+            raise invalid(f"the conversation is {prompt_tokens} tokens (images included); with {length_field}={asked} "
+                          f"that exceeds the {context_room()} positions this server holds: ask for at most {room} "
+                          "tokens or shorten the conversation", length_field, code="context_length_exceeded")
+        params = replace(params, max_new_tokens=min(settings.default_max_tokens, room) if asked is None else asked)
+        job: ChatJob = await run_in_threadpool(admission.submit,
+                                               lambda: model.submit_chat_inputs(inputs, text, params))
+        ids = ChatIds(settings.model_name)
+        if body.stream:
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(stream_chat(job, ids, request, prompt_tokens, include_usage, started),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        try:
+            result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)
+        metrics.prompt_tokens.inc(prompt_tokens)
+        metrics.completion_tokens.inc(len(result.token_ids))
+        served(CHAT_ROUTE, started)
+        return JSONResponse(ids.completion(result, prompt_tokens))
+
+    async def cancel_on_disconnect(request: Request, job: ChatJob) -> None:
+        await wait_for_disconnect(request)
+        if not job.done():
+            job.cancel()
+            metrics.cancelled.labels("client_disconnected").inc()
+
+    async def stream_chat(job: ChatJob, ids: ChatIds, request: Request, prompt_tokens: int, include_usage: bool,
+                          started: float) -> AsyncIterator[bytes]:
+        """Server-sent events: a role chunk, one chunk per text piece, the finish chunk, [usage], [DONE]."""
+        loop = asyncio.get_running_loop()
+        timeout = settings.request_timeout_s
+        deadline = None if timeout is None else loop.time() + timeout
+        watcher = asyncio.ensure_future(cancel_on_disconnect(request, job))
+        pieces = job.astream().__aiter__()
+        try:
+            yield sse(ids.chunk({"role": "assistant", "content": ""}))
+            while True:
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+                try:
+                    piece = await asyncio.wait_for(pieces.__anext__(), remaining)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError:
+                    job.cancel()
+                    metrics.cancelled.labels("timeout").inc()
+                    error = APIError(504, f"the answer did not finish within the server's request timeout "
+                                          f"({timeout:g} s) and was cancelled", code="timeout")
+                    yield sse(error.body())
+                    yield sse("[DONE]")
+                    return
+                yield sse(ids.chunk({"content": piece}))
+            try:
+                result = await job
+            except asyncio.CancelledError:
+                if job.request.cancel_requested:  # cancelled on our side (the client left): nothing to send
+                    return
+                raise
+            except EngineError as e:
+                yield sse(engine_failure(e, model.engine.alive).body())
+                yield sse("[DONE]")
+                return
+            yield sse(ids.chunk({}, finish_reason(result)))
+            if include_usage:
+                yield sse(ids.usage_chunk(prompt_tokens, len(result.token_ids)))
+            yield sse("[DONE]")
+            metrics.prompt_tokens.inc(prompt_tokens)
+            metrics.completion_tokens.inc(len(result.token_ids))
+            served(CHAT_ROUTE, started)
+        finally:
+            watcher.cancel()
+            if not job.done():
+                job.cancel()
+
+    return app

@@ -1,0 +1,165 @@
+"""`janus-rt serve`: load one model (same flags as generate / chat), then serve it over HTTP with uvicorn.
+
+Order: every flag is checked, the port is bound (so a taken port fails before the slow load; nothing is
+accepted yet), the model is loaded, then uvicorn starts listening on the bound socket. SIGTERM or Ctrl-C
+stops accepting, lets in-flight requests finish within --grace-period, closes the engine and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from .settings import API_KEY_ENV, MiB, ServeSettings
+
+SERVE_EPILOG = f"""examples:
+  janus-rt serve --model ~/models/Janus-Pro-1B                       # http://127.0.0.1:8000
+  janus-rt serve --model ~/models/Janus-Pro-7B --backend triton --host 0.0.0.0 --port 8080 --api-key s3cret
+  janus-rt demo --out demo && janus-rt serve --model demo/tiny-janus  # a tiny random model, CPU, no weights
+
+then, from another shell:
+  curl -s localhost:8000/health
+  curl -s localhost:8000/v1/images/generations -H 'Content-Type: application/json' \\
+       -d '{{"prompt": "a red fox in the snow", "n": 1, "seed": 0}}' | jq -r '.data[0].b64_json' | base64 -d > fox.png
+  curl -s localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+       -d '{{"messages": [{{"role": "user", "content": [
+             {{"type": "image_url", "image_url": {{"url": "data:image/png;base64,'"$(base64 -w0 fox.png)"'"}}}},
+             {{"type": "text", "text": "What is in this picture?"}}]}}], "max_tokens": 64}}'
+  curl -sN localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+       -d '{{"messages": [{{"role": "user", "content": "Tell me a story."}}], "stream": true}}'
+  curl -s localhost:8000/v1/models
+  curl -s localhost:8000/metrics
+
+Routes follow OpenAI's shapes; with --api-key (or ${API_KEY_ENV}) the /v1 routes need
+'Authorization: Bearer KEY' (/health and /metrics stay open). Images come back as base64 PNG; input images
+are data: URIs only (the server never fetches a URL). needs: pip install 'janus-rt[serve]'
+"""
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The `serve` subcommand and its flags (model flags shared with generate / chat)."""
+    from ..cli import _add_model_args
+
+    defaults = ServeSettings()
+    p = subparsers.add_parser(
+        "serve", help="serve a model over HTTP (OpenAI-style images, chat, models; health and metrics)",
+        description="Load a model and serve it over HTTP: POST /v1/images/generations, POST /v1/chat/completions, "
+                    "GET /v1/models, GET /health, GET /metrics.\nConcurrent requests share the engine's decode "
+                    "steps (README, 'The engine').",
+        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(p)
+    s = p.add_argument_group("server")
+    s.add_argument("--host", default=defaults.host,
+                   help=f"interface to listen on (default {defaults.host}: this machine only; 0.0.0.0 for every one)")
+    s.add_argument("--port", type=int, default=defaults.port, help=f"TCP port (default {defaults.port}; 0 = any free port)")
+    s.add_argument("--model-name", default=None,
+                   help="the model id clients see in /v1/models and may send as `model` (default: the --model folder's name)")
+    s.add_argument("--api-key", default=None,
+                   help=f"require 'Authorization: Bearer KEY' on /v1 routes (default: ${API_KEY_ENV} when set, else none)")
+    a = p.add_argument_group("admission")
+    a.add_argument("--max-queue", type=int, default=defaults.max_queue,
+                   help=f"requests that may wait for KV rows; one more gets 429 with Retry-After (default {defaults.max_queue})")
+    a.add_argument("--request-timeout", type=float, default=defaults.request_timeout_s,
+                   help="seconds a request may take before it is cancelled with 504, its rows freed "
+                        f"(default {defaults.request_timeout_s:g}; 0 = no limit)")
+    a.add_argument("--grace-period", type=float, default=defaults.grace_period_s,
+                   help=f"on SIGTERM, seconds in-flight requests may take to finish (default {defaults.grace_period_s:g})")
+    a.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / MiB,
+                   help=f"largest request body in MiB, images included (default {defaults.max_body_bytes / MiB:g})")
+    a.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
+                   help=f"largest input image, width x height, read before decoding (default {defaults.max_image_pixels:,})")
+    a.add_argument("--max-images", type=int, default=defaults.max_images_per_request,
+                   help=f"largest `n` of one image request (default {defaults.max_images_per_request})")
+    a.add_argument("--default-max-tokens", type=int, default=defaults.default_max_tokens,
+                   help="answer length when a chat request gives no max_tokens, cut to what the context holds "
+                        f"(default {defaults.default_max_tokens})")
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    """ServeSettings from the flags (InputError names the bad one)."""
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    name = args.model_name or Path(str(args.model).rstrip("/")).name or "janus"
+    try:
+        return ServeSettings(host=args.host, port=args.port, model_name=name, max_queue=args.max_queue,
+                             request_timeout_s=args.request_timeout or None, api_key=api_key,
+                             max_body_bytes=int(args.max_body_mb * MiB), max_image_pixels=args.max_image_pixels,
+                             max_images_per_request=args.max_images, default_max_tokens=args.default_max_tokens,
+                             grace_period_s=args.grace_period)
+    except InputError as e:
+        flag = {"max_body_bytes": "max_body_mb", "request_timeout_s": "request_timeout", "grace_period_s": "grace_period",
+                "max_images_per_request": "max_images"}.get(e.param or "", e.param or "")
+        raise InputError(f"--{flag.replace('_', '-')}: {e}", param=e.param) from None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) but not yet listening: clients are refused until the model is loaded."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Check the flags, bind, load the model, serve until SIGTERM / Ctrl-C; 0 after a graceful stop."""
+    from . import require_serve_extra
+
+    require_serve_extra()
+    import uvicorn
+
+    from ..api import resolve_device
+    from ..cli import _load
+    from ..engine import EngineConfig
+    from ..spelling import CLI
+    from .app import build_app
+
+    settings = settings_from_args(args)
+    EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
+                 gpu_memory_utilization=args.gpu_memory_utilization).validate(CLI)
+    if args.backend not in ("onnxruntime", "tensorrt"):
+        resolve_device(args.device, CLI)
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        model = _load(args)
+        try:
+            app = build_app(model, settings)
+            config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=settings.grace_period_s,
+                                    access_log=False)
+            server = uvicorn.Server(config)
+            host, port = sock.getsockname()[:2]
+            print(f"serving      {settings.model_name} on http://{host}:{port} (auth: "
+                  f"{'Bearer key' if settings.api_key else 'none'}; stop with Ctrl-C or SIGTERM)", file=sys.stderr,
+                  flush=True)
+            with _quiet_after_graceful_stop():
+                server.run(sockets=[sock])
+        finally:
+            model.close()
+    finally:
+        sock.close()
+    print("stopped      in-flight requests finished", file=sys.stderr)
+    return 0
+
+
+class _quiet_after_graceful_stop:
+    """uvicorn re-raises the signal that stopped it once it is done; handle it here so the exit stays 0."""
+
+    def __enter__(self) -> None:
+        self._previous = {sig: signal.signal(sig, self._ignore) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @staticmethod
+    def _ignore(signum: int, frame: object) -> None:
+        pass
