@@ -206,7 +206,7 @@ def test_cpu_row_cap_and_overrides(shared) -> None:
     assert make(shared, cpu_max_rows=6).stats()["max_rows"] == 6
     assert make(shared, max_rows=10).stats()["max_rows"] == 10
     assert make(shared).stats()["max_seq_len"] == 1024  # the model's context (under the 2048 default cap)
-    with pytest.raises(InputError, match="gpu_memory_utilization must be in"):
+    with pytest.raises(InputError, match=r"gpu_memory_utilization must be a fraction in \(0, 1\]"):
         make(shared, gpu_memory_utilization=1.5)
 
 
