@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser  # the bench subcommand lives in janus_rt.bench
 
     add_bench_parser(sub)
+    from .bench.serve_cli import add_bench_serve_parser  # `bench-serve`: load test of a running server
+
+    add_bench_serve_parser(sub)
     from .serve.cli import add_serve_parser  # the serve subcommand lives in janus_rt.serve
 
     add_serve_parser(sub)
@@ -351,6 +354,12 @@ def cmd_bench(args) -> int:
     return run_bench_command(args)
 
 
+def cmd_bench_serve(args) -> int:
+    from .bench.serve_cli import run_bench_serve_command
+
+    return run_bench_serve_command(args)
+
+
 def cmd_export(args) -> int:
     from . import load
     from .export import check_export, export_onnx, format_report
@@ -382,7 +391,7 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
-            "bench": cmd_bench, "serve": cmd_serve}
+            "bench": cmd_bench, "serve": cmd_serve, "bench-serve": cmd_bench_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

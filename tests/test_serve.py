@@ -543,6 +543,32 @@ def test_a_missing_serve_extra_says_how_to_install_it(monkeypatch) -> None:
         serve.require_serve_extra()
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--replicas", "2"], "--replicas and --ray-address need --ray"),
+    (["--ray", "--port", "0"], "--port 0 .* does not work with --ray"),
+    (["--ray", "--replicas", "0"], "--replicas must be an integer >= 1"),
+])
+def test_ray_flags_are_checked_before_anything_starts(tmp_path, capsys, flags, message) -> None:
+    from janus_rt.cli import main
+
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt")
+    assert main(["serve", "--model", str(ckpt), "--device", "cpu", *flags]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_a_missing_ray_extra_says_how_to_install_it(monkeypatch) -> None:
+    import importlib
+
+    from janus_rt.serve.ray_app import require_ray_extra
+
+    real = importlib.import_module
+    monkeypatch.setattr(importlib, "import_module",
+                        lambda name, *a: (_ for _ in ()).throw(ImportError("No module named 'ray'"))
+                        if name.startswith("ray") else real(name, *a))
+    with pytest.raises(InputError, match=r"pip install 'janus-rt\[ray\]'"):
+        require_ray_extra()
+
+
 def test_sigterm_finishes_the_in_flight_request_and_exits_0(tmp_path) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt")  # what the CLI gives: 24x24 grid, 576 steps an image
     env = {**os.environ, "JANUS_RT_API_KEY": ""}

@@ -21,6 +21,7 @@ SERVE_EPILOG = f"""examples:
   janus-rt serve --model ~/models/Janus-Pro-1B                       # http://127.0.0.1:8000
   janus-rt serve --model ~/models/Janus-Pro-7B --backend triton --host 0.0.0.0 --port 8080 --api-key s3cret
   janus-rt demo --out demo && janus-rt serve --model demo/tiny-janus  # a tiny random model, CPU, no weights
+  janus-rt serve --model ~/models/Janus-Pro-7B --backend triton --ray --replicas 4   # 4 GPUs, one replica each
 
 then, from another shell:
   curl -s localhost:8000/health
@@ -75,6 +76,14 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"largest input image, width x height, read before decoding (default {defaults.max_image_pixels:,})")
     a.add_argument("--max-images", type=int, default=defaults.max_images_per_request,
                    help=f"largest `n` of one image request (default {defaults.max_images_per_request})")
+    r = p.add_argument_group("ray", "scale out over Ray Serve (pip install 'janus-rt[ray]'): the same routes on N replicas")
+    r.add_argument("--ray", action="store_true",
+                   help="serve through Ray Serve: --replicas copies of the model behind Ray's proxy on --host/--port")
+    r.add_argument("--replicas", type=int, default=1, help="replicas with --ray, one GPU each (default 1)")
+    r.add_argument("--cpu-per-replica", type=int, default=1,
+                   help="CPU cores each replica asks Ray for (and torch threads on a CPU replica; default 1)")
+    r.add_argument("--ray-address", default=None,
+                   help="join this Ray cluster (e.g. auto, or ray://head:10001) instead of starting a local one")
     a.add_argument("--default-max-tokens", type=int, default=defaults.default_max_tokens,
                    help="answer length when a chat request gives no max_tokens, cut to what the context holds "
                         f"(default {defaults.default_max_tokens})")
@@ -128,6 +137,15 @@ def run_serve(args: argparse.Namespace) -> int:
                  gpu_memory_utilization=args.gpu_memory_utilization).validate(CLI)
     if args.backend not in ("onnxruntime", "tensorrt"):
         resolve_device(args.device, CLI)
+    if args.ray:
+        from .ray_app import run_ray_serve
+
+        if settings.port == 0:
+            raise InputError("--port 0 (any free port) does not work with --ray: Ray's proxy needs a fixed --port")
+        bind_socket(settings.host, settings.port).close()  # a taken port fails now, not after Ray has started
+        return run_ray_serve(args, settings)
+    if args.replicas != 1 or args.ray_address is not None:
+        raise InputError("--replicas and --ray-address need --ray (one process serves one model without it)")
     sock = bind_socket(settings.host, settings.port)
     try:
         model = _load(args)
