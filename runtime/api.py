@@ -6,7 +6,7 @@ Every argument is validated before any model work starts; errors say which argum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence, Union
+from typing import TYPE_CHECKING, Literal, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from .spelling import API, Spelling
 from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
 from .understanding import TextRequest, expand_placeholders
 from .weights import load_weights
+
+if TYPE_CHECKING:
+    from .quant import QuantSpec
 
 BACKENDS = ("torch", "triton", "onnxruntime", "tensorrt")  # the last two run exported graphs (janus_rt.export)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -368,6 +371,7 @@ def load(
     progress: bool = False,
     providers: Sequence[str] | None = None,
     engine: EngineConfig | None = None,
+    quantize: "str | QuantSpec | None" = None,
 ) -> Janus:
     """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
@@ -376,12 +380,17 @@ def load(
     backend "onnxruntime" / "tensorrt" run exported graphs: `path` is an export directory (`janus-rt export`)
     or a checkpoint, exported once into the export cache; `providers` lists ONNX Runtime execution providers.
     `engine` sizes the engine's KV rows (`EngineConfig`: max_rows, max_seq_len, gpu_memory_utilization, ...).
+    `quantize` ("int8", "int4", "fp8" or a `janus_rt.quant.QuantSpec`) quantizes the transformer's linears
+    and the two heads while loading; a folder written by `janus-rt quantize` loads quantized as it is.
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if chat_format not in ("auto", "pro", "legacy"):
         raise InputError(f"chat_format must be 'auto', 'pro' or 'legacy', got {chat_format!r}")
     if backend in ("onnxruntime", "tensorrt"):
+        if quantize is not None:
+            raise InputError(f"quantize= works with the torch and triton backends, not {backend!r} (export a float "
+                             "checkpoint instead)", param="quantize")
         from .export import load_engine
 
         return load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
@@ -398,10 +407,31 @@ def load(
             f"{cfg.llm.vocab_size} rows; the tokenizer does not belong to this checkpoint"
         )
     weights = find_weight_files(path)
-    model = build_empty_model(cfg, dev, dt)
-    load_weights(model, weights, progress=progress)
+    model = _build_model(path, weights, cfg, dev, dt, quantize, progress)
     fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
     return Janus(make_backend(backend, model), tokenizer, fmt, path, engine)
+
+
+def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: torch.dtype,
+                 quantize: "str | QuantSpec | None", progress: bool) -> JanusModel:
+    """The loaded model: float, quantized while loading (`quantize=`), or a quantized folder as stored."""
+    from .quant.checkpoint import read_quant_block
+
+    block = read_quant_block(path)
+    if block is not None:
+        from .quant.loading import build_quantized_from_folder
+
+        if quantize is not None:
+            raise InputError(f"{path} is already quantized ({block['format']}); load it without quantize=",
+                             param="quantize")
+        return build_quantized_from_folder(path, cfg, dev, dt, progress)
+    if quantize is not None:
+        from .quant.loading import as_spec, build_quantized_at_load
+
+        return build_quantized_at_load(weights, cfg, as_spec(quantize), dev, dt, progress)
+    model = build_empty_model(cfg, dev, dt)
+    load_weights(model, weights, progress=progress)
+    return model
 
 
 def make_backend(backend: str, model: JanusModel) -> StepBackend:

@@ -62,6 +62,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "(a checkpoint given to them is exported once into the export cache)")
     p.add_argument("--providers", default=None,
                    help="ONNX Runtime providers, comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+    p.add_argument("--quantize", default=None, choices=["int8", "int4", "fp8"],
+                   help="quantize the transformer's linears and heads while loading (torch / triton backends; "
+                        "`janus-rt quantize` writes a quantized folder once instead)")
     e = p.add_argument_group("engine", "KV memory of the engine that batches requests (see README, 'The engine')")
     e.add_argument("--max-rows", type=int, default=None,
                    help="KV rows (2 per image in flight, 1 per answer); default: from --gpu-memory-utilization on "
@@ -155,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.serve_cli import add_bench_serve_parser  # `bench-serve`: load test of a running server
 
     add_bench_serve_parser(sub)
+    from .quant.cli import add_quantize_parser  # `quantize` lives in janus_rt.quant
+
+    add_quantize_parser(sub)
     from .serve.cli import add_serve_parser  # the serve subcommand lives in janus_rt.serve
 
     add_serve_parser(sub)
@@ -203,7 +209,7 @@ def _load(args):
                           gpu_memory_utilization=args.gpu_memory_utilization)
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
              chat_format=args.chat_format, progress=show_progress(), backend=args.backend, providers=providers,
-             engine=config)
+             engine=config, quantize=args.quantize)
     print(f"backend      {m.step_backend.describe_mode()}", file=sys.stderr)
     return m
 
@@ -286,6 +292,12 @@ def cmd_info(args) -> int:
     print(f"parameters   {info['parameters']:,} ({info['parameters'] / 1e9:.2f} B)")
     print(f"bytes        {info['bytes'] / 2**30:.2f} GiB in {info['dtype']}")
     print(f"checkpoint   {', '.join(ck['files'])} ({ck['stored_dtype']}, {ck['file_bytes'] / 2**30:.2f} GiB on disk)")
+    q, step = info.get("quantization"), info["step_bytes"]
+    if q is not None:
+        group = f", groups of {q['group_size']}{' + zero points' if q.get('zero_point') else ''}" if q["format"] == "int4" else ""
+        print(f"quantized    {q['format']}{group}: {q['modules']} linears (transformer + heads); the rest in {q['dtype']}")
+    print(f"per step     image {step['image'] / 2**20:,.1f} MiB, text {step['text'] / 2**20:,.1f} MiB of weights read "
+          f"({'quantized' if q is not None else info['dtype']})")
     return 0
 
 
@@ -354,6 +366,12 @@ def cmd_bench(args) -> int:
     return run_bench_command(args)
 
 
+def cmd_quantize(args) -> int:
+    from .quant.cli import run_quantize
+
+    return run_quantize(args)
+
+
 def cmd_bench_serve(args) -> int:
     from .bench.serve_cli import run_bench_serve_command
 
@@ -391,7 +409,8 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
-            "bench": cmd_bench, "serve": cmd_serve, "bench-serve": cmd_bench_serve}
+            "bench": cmd_bench, "serve": cmd_serve, "bench-serve": cmd_bench_serve,
+            "quantize": cmd_quantize}
 
 
 def main(argv: list[str] | None = None) -> int:

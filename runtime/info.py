@@ -53,11 +53,24 @@ def checkpoint_info(path: str | Path, dtype: torch.dtype | None = None) -> dict:
     cfg = load_config(path)
     with torch.device("meta"):
         parameters = count_parameters(JanusModel(cfg))
+    from .quant.checkpoint import read_quant_block, spec_of
+    from .quant.model import step_weight_bytes
+
     stored = stored_dtype(path)
     tokenizer = JanusTokenizer(path)
-    runtime_dtype = dtype or getattr(torch, stored, torch.float32)
+    block = read_quant_block(path)
+    spec = spec_of(block) if block is not None else None
+    float_dtype = getattr(torch, block["dtype"], torch.bfloat16) if block is not None else \
+        getattr(torch, stored, torch.float32)
+    runtime_dtype = dtype or float_dtype
     info = describe(cfg, parameters, runtime_dtype, "pro" if tokenizer.has_pro_roles else "legacy")
     weights = find_weight_files(path)
     info["checkpoint"] = {"files": [f.name for f in weights.files], "stored_dtype": stored,
                           "file_bytes": sum(f.stat().st_size for f in weights.files)}
+    info["step_bytes"] = step_weight_bytes(cfg, runtime_dtype, spec)  # weights one decode step reads
+    if block is not None:
+        info["quantization"] = {k: v for k, v in block.items() if k != "modules"}
+        info["quantization"]["modules"] = len(block.get("modules", []))
+        info["checkpoint"]["stored_dtype"] = f"{spec.format} + {block['dtype']}"
+        info["bytes"] = info["checkpoint"]["file_bytes"]
     return info

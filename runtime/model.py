@@ -37,22 +37,24 @@ class JanusModel(nn.Module):
         return self.gen_aligner(self.gen_embed(image_tokens))
 
 
-def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, skip: frozenset[str] = frozenset()) -> None:
     """Replace every (meta) parameter with uninitialised storage of `dtype` on `device`, one at a time.
 
     Building on the meta device and materialising parameter by parameter keeps peak memory at one copy of
     the weights in the target dtype (no fp32 staging copy).
+    `skip` names parameters (as in `named_parameters`) left on the meta device, given storage later.
     """
-    for module in model.modules():
+    for prefix, module in model.named_modules():
         for name, param in list(module._parameters.items()):
-            if param is not None:
+            if param is not None and (f"{prefix}.{name}" if prefix else name) not in skip:
                 module._parameters[name] = nn.Parameter(
                     torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False
                 )
 
 
-def build_empty_model(cfg: JanusConfig, device: torch.device, dtype: torch.dtype) -> JanusModel:
+def build_empty_model(cfg: JanusConfig, device: torch.device, dtype: torch.dtype,
+                      skip: frozenset[str] = frozenset()) -> JanusModel:
     with torch.device("meta"):
         model = JanusModel(cfg)
-    materialize(model, device, dtype)
+    materialize(model, device, dtype, skip)
     return model.eval()

@@ -56,6 +56,7 @@ class TritonBackend:
 
     def __init__(self, model: JanusModel, sync_every: int = 16):
         from janus_rt.kernels.rope_cache import inv_freq_of
+        from janus_rt.kernels.dequant_gemm import DequantLinear
         from janus_rt.kernels.skinny_gemm import SkinnyLinear
 
         self.model = model
@@ -64,7 +65,7 @@ class TritonBackend:
         self.dtype = model.gen_embed.weight.dtype
         self.interpreted = prepare_triton(self.device)
         self.sync_every = sync_every  # steps between text-token reads (each read is a device sync)
-        self.linear = skinny_linear(SkinnyLinear())  # the backend's own GEMM launcher (its autotune cache)
+        self.linear = skinny_linear(SkinnyLinear(), DequantLinear())  # the backend's own launchers (autotune caches)
         self.inv_freq = inv_freq_of(self.cfg.llm.head_dim, self.cfg.llm.rope_theta, self.device)
         self.kv: KVRows | None = None
         self.steps: dict[tuple[int, int], StepGraph] = {}  # (image bucket, text bucket) -> its step

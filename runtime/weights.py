@@ -218,19 +218,26 @@ class _Coverage:
                 raise CheckpointError(f"{path}: key '{key}' fills parameter {name} again (already filled from '{other}')")
         self.filled[name].append((rows[0], rows[1], key))
 
+    def complete(self, name: str) -> bool:
+        param = self.params[name]
+        total = param.shape[0] if param.dim() else 1
+        return sum(stop - start for start, stop, _ in self.filled[name]) == total
+
     def missing(self) -> list[str]:
-        out = []
-        for name, parts in self.filled.items():
-            total = self.params[name].shape[0] if self.params[name].dim() else 1
-            if sum(stop - start for start, stop, _ in parts) != total:
-                out.append(name)
-        return out
+        return [name for name in self.filled if not self.complete(name)]
 
 
-def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False) -> None:
-    """Fill every parameter of `model` (already on its device and dtype) from the checkpoint files."""
+def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False,
+                 on_complete: Callable[[str], None] | None = None) -> None:
+    """Fill every parameter of `model` (already on its device and dtype) from the checkpoint files.
+
+    A parameter still on the meta device is given storage (the model's dtype and device) when its first key
+    arrives. `on_complete(name)` is called as soon as a parameter is completely filled (quantization at load
+    time replaces its layer then, so only a few float layers exist at any moment).
+    """
     cfg = model.cfg
     params = dict(model.named_parameters())
+    device, dtype = model.gen_embed.weight.device, model.gen_embed.weight.dtype
     map_key = key_mapper(cfg)
     coverage = _Coverage(params)
     tie = cfg.llm.tie_word_embeddings
@@ -252,6 +259,9 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                     raise CheckpointError(f"{path}: key '{key}' maps to {target.param}, which this config does not build; "
                                           "config.json and the weights disagree")
                 param = params[target.param]
+                if param.is_meta:  # storage on first use (see docstring)
+                    param = _materialize(model, target.param, device, dtype)
+                    params[target.param] = param
                 dest = param if target.rows is None else param[target.rows[0]:target.rows[1]]
                 src = target.transform(tensor) if target.transform else tensor
                 if tuple(src.shape) != tuple(dest.shape):
@@ -265,11 +275,18 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                 dest.copy_(src)
                 rows = target.rows or (0, param.shape[0] if param.dim() else 1)
                 coverage.add(target.param, rows, key, path)
+                if on_complete is not None and coverage.complete(target.param):
+                    del param, dest
+                    on_complete(target.param)
+                    params[target.param] = coverage.params[target.param] = torch.empty(
+                        params[target.param].shape, device="meta")  # the float copy is gone; only its shape is kept
             del tensor
         bar.n = total_bytes  # headers and padding are not tensor bytes
     if tie and not coverage.filled["lm_head.weight"]:  # tied checkpoints store only embed_tokens
         model.lm_head.weight = model.llm.embed_tokens.weight
         coverage.filled["lm_head.weight"] = coverage.filled["llm.embed_tokens.weight"]
+        if on_complete is not None:
+            on_complete("lm_head.weight")
     missing = coverage.missing()
     if missing:
         where = str(weights.index) if weights.index is not None else ", ".join(str(p) for p in weights.files)
@@ -304,3 +321,13 @@ def _expected_checkpoint_keys(cfg: JanusConfig, missing: list[str], coverage: _C
                 if key not in seen:
                     out.setdefault(target.param, []).append(key)
     return out
+
+
+def _materialize(model: JanusModel, name: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Parameter:
+    """Give the meta parameter `name` real (uninitialised) storage and return it."""
+    module_name, _, attr = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    param = torch.nn.Parameter(torch.empty(getattr(module, attr).shape, device=device, dtype=dtype),
+                               requires_grad=False)
+    setattr(module, attr, param)
+    return param
