@@ -136,6 +136,11 @@ def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "f
     if janus.model is None:
         raise InputError(f"export needs the torch modules: load the checkpoint with backend='torch' "
                          f"(this model runs on backend {janus.backend!r})")
+    from ..quant.linear import QuantLinear
+
+    if any(isinstance(m, QuantLinear) for m in janus.model.modules()):
+        raise InputError(f"{janus.path} is quantized; the ONNX export takes float checkpoints only: export the float "
+                         "checkpoint it was quantized from (`janus-rt quantize` recorded it as 'source' in config.json)")
     dtype = normalize_dtype(dtype)
     out = Path(out_dir).expanduser()
     source_hash = mf.checkpoint_hash(janus.path, progress)

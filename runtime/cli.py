@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .quant.cli import add_quantize_parser  # `quantize` lives in janus_rt.quant
 
     add_quantize_parser(sub)
+    from .quant.cli import add_eval_quant_parser  # `eval-quant`: quantized vs float outputs
+
+    add_eval_quant_parser(sub)
     from .serve.cli import add_serve_parser  # the serve subcommand lives in janus_rt.serve
 
     add_serve_parser(sub)
@@ -210,7 +213,10 @@ def _load(args):
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
              chat_format=args.chat_format, progress=show_progress(), backend=args.backend, providers=providers,
              engine=config, quantize=args.quantize)
-    print(f"backend      {m.step_backend.describe_mode()}", file=sys.stderr)
+    from .quant.model import weight_format
+
+    fmt = weight_format(m.model) if m.model is not None else None
+    print(f"backend      {m.step_backend.describe_mode()}{f'; {fmt} weights' if fmt else ''}", file=sys.stderr)
     return m
 
 
@@ -372,6 +378,12 @@ def cmd_quantize(args) -> int:
     return run_quantize(args)
 
 
+def cmd_eval_quant(args) -> int:
+    from .quant.cli import run_eval_quant
+
+    return run_eval_quant(args)
+
+
 def cmd_bench_serve(args) -> int:
     from .bench.serve_cli import run_bench_serve_command
 
@@ -410,7 +422,7 @@ def cmd_export(args) -> int:
 
 COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
             "bench": cmd_bench, "serve": cmd_serve, "bench-serve": cmd_bench_serve,
-            "quantize": cmd_quantize}
+            "quantize": cmd_quantize, "eval-quant": cmd_eval_quant}
 
 
 def main(argv: list[str] | None = None) -> int:

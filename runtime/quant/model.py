@@ -68,6 +68,15 @@ def install_empty_quant_linears(model: nn.Module, spec: QuantSpec, device: torch
                                                 bias_dtype, device=device))
 
 
+def weight_format(model: nn.Module) -> str | None:
+    """The quantization format of a model's linears ("int4 (groups of 128)", ...), None for a float model."""
+    for module in model.modules():
+        if isinstance(module, QuantLinear):
+            spec = module.spec
+            return f"{spec.format} (groups of {spec.group_size})" if spec.format == "int4" else spec.format
+    return None
+
+
 def quantized_weight_bytes(model: nn.Module) -> dict[str, int]:
     """{"quantized": bytes of the QuantLinears' stored weights, "float": bytes of every other parameter}."""
     quant = sum(m.weight_bytes + (m.bias.numel() * m.bias.element_size() if m.bias is not None else 0)

@@ -1,0 +1,384 @@
+"""Weight-only dequant GEMMs for decode: y `[M, N]` = x `[M, K]` @ dequant(W)`[N, K]`^T (+ bias `[N]`).
+
+A decode step is a weight stream (see skinny_gemm.py): storing W in 8 or 4 bits cuts the bytes streamed per
+step by 2x or 4x. These kernels read the quantized weight tile, turn it into the activation dtype in
+registers and feed tl.dot; the full-precision weight never exists in memory. Prefill (many rows) is compute
+bound instead: there `dequantize()` (torch) materialises the weight once and a regular GEMM runs.
+
+Storage formats (the quantizers write exactly these):
+- int8: qweight int8 `[N, K]`, scale float32 `[N]`; w[n, k] = qweight[n, k] * scale[n].
+- int4, groups of G (a power of two >= 16, 128 by default) along K: K_pad = ceil(K / G) * G; qweight uint8
+  `[N, K_pad / 2]`, byte j of a row holds k = 2j in its LOW nibble and k = 2j + 1 in its HIGH nibble, q in
+  [0, 15]; scales float16 `[N, K_pad / G]`; zeros uint8 `[N, K_pad / G]` (0..15), or None: symmetric, zero
+  point 8. w[n, k] = (q[n, k] - zero[n, k // G]) * scale[n, k // G]; columns k >= K (padding) are ignored
+  (x is masked to 0 there, whatever the padding nibbles hold).
+- fp8: qweight torch.float8_e4m3fn `[N, K]`, scale float32 `[N]`; w[n, k] = float(qweight[n, k]) * scale[n].
+
+Arithmetic: one program owns a BLOCK_M x BLOCK_N output tile over the whole K, in BLOCK_K tiles.
+- int8 / fp8: the weight tile is converted to x's dtype, exactly (|q| <= 128 fits bf16/fp16 mantissas; every
+  e4m3 value is a bf16/fp16/fp32 value), tl.dot accumulates in fp32, the accumulator is multiplied by the
+  per-column scale once at the end, the bias is added in fp32, then one rounding to x's dtype.
+- int4: a K tile lies inside one group (BLOCK_K divides G). The tile's bytes `[BLOCK_N, BLOCK_K / 2]` are
+  split into nibbles (low = b & 15, high = b >> 4) and interleaved back in k order with
+  tl.join(low, high).reshape(BLOCK_N, BLOCK_K); the zero point is subtracted in integers (exact, in
+  [-15, 15]), then partial = dot(x_tile, (q - z)^T) in fp32 and acc += partial * scale_of_this_group.
+- fp8 weights are read as raw bytes and decoded arithmetically (sign, 4-bit exponent with bias 7, 3-bit
+  mantissa, subnormals; 0x7F / 0xFF are NaN) into fp32 bit patterns: this path works on every GPU and in the
+  interpreter (whose native float8 conversion gets NaN wrong) and is the tested one. On a GPU with compute
+  capability >= 8.9 the native float8 load + conversion is used by default (`DequantLinear(fp8_native=False)`
+  keeps the decode path there too).
+The reference (`dequant_gemm_ref`) is "dequantize in fp32, matmul in fp32 or wider".
+
+Batch invariance (as skinny_gemm.py): BLOCK_M is a constant (16), the tile (BLOCK_N, BLOCK_K, warps, stages) is
+autotuned per (N, K) only (and per group size for int4, one autotuner each), never per M, M is not a
+specialised argument and there is no split-K: every row is reduced along K in the same order by the same
+compiled kernel whatever M is and wherever the row sits in the batch, so a row's output is bitwise independent
+of its companions. The autotuner picks a tile at the first eager call per (N, K, dtypes) and keeps it for the
+launcher's life (pin the CONFIGS lists to one entry for bitwise reproducibility across processes).
+In the interpreter (CPU) the tiles are fixed and wide: BLOCK_N = min(2048, next_pow2(N)), BLOCK_K = 128
+(min(G, 128) for int4).
+
+Versions: v1 (this file) int8 / int4 (grouped, optional zeros) / fp8 e4m3fn weight-only kernels, batch invariant.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .interpret import interpreting
+
+BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
+FORMATS = ("int8", "int4", "fp8")
+ACT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+# ---------------------------------------------------------------------------------------------- references
+
+
+def dequantize_int8(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """int8 `[N, K]`, float32 scale `[N]` -> fp32 `[N, K]`."""
+    return qweight.float() * scale.float()[:, None]
+
+
+def unpack_int4(qweight: torch.Tensor) -> torch.Tensor:
+    """uint8 `[N, K_pad / 2]` -> the nibbles as int32 `[N, K_pad]` in k order (k = 2j low, k = 2j + 1 high)."""
+    q = qweight.to(torch.int32)
+    return torch.stack([q & 15, q >> 4], dim=-1).reshape(qweight.shape[0], 2 * qweight.shape[1])
+
+
+def dequantize_int4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
+                    in_features: int) -> torch.Tensor:
+    """Packed int4 `[N, K_pad / 2]`, fp16 scales and uint8 zeros (or None: 8) `[N, K_pad / G]` -> fp32
+    `[N, in_features]` (padding columns dropped)."""
+    q = unpack_int4(qweight)  # [N, K_pad]
+    z = zeros.to(torch.int32) if zeros is not None else torch.full_like(scales, 8, dtype=torch.int32)
+    w = (q - z.repeat_interleave(group_size, dim=1)).float() * scales.float().repeat_interleave(group_size, dim=1)
+    return w[:, :in_features]
+
+
+def dequantize_fp8(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """float8_e4m3fn `[N, K]`, float32 scale `[N]` -> fp32 `[N, K]`."""
+    return qweight.float() * scale.float()[:, None]
+
+
+def dequant_gemm_ref(x: torch.Tensor, w_fp32: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x.float() @ w^T (+ bias): "dequantize, matmul in fp32" (pass float64 tensors for a wider reference)."""
+    x = x.float() if x.dtype != torch.float64 else x
+    w = w_fp32.to(x.dtype)
+    y = x @ w.T
+    return y + bias.to(y.dtype) if bias is not None else y
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _fail(fmt: str, msg: str) -> ValueError:
+    return ValueError(f"dequant_gemm[{fmt}]: {msg}")
+
+
+def _desc(t: torch.Tensor | None) -> str:
+    return "None" if t is None else f"{t.dtype} {list(t.shape)}"
+
+
+def _check_weight(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, fmt: str,
+                  group_size: int, in_features: int | None) -> tuple[int, int]:
+    """Validate a quantized weight; returns (N, K) with K the logical in_features."""
+    if fmt not in FORMATS:
+        raise ValueError(f"dequant_gemm: fmt must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(qweight, torch.Tensor) or qweight.dim() != 2:
+        got = _desc(qweight) if isinstance(qweight, torch.Tensor) else type(qweight).__name__
+        raise _fail(fmt, f"qweight must be a 2-D tensor, got {got}")
+    if qweight.stride(1) != 1 and qweight.numel() > 0:
+        raise _fail(fmt, f"qweight rows must be contiguous (stride(1) == 1), got strides {list(qweight.stride())}")
+    n = qweight.shape[0]
+    if not isinstance(scales, torch.Tensor):
+        raise _fail(fmt, f"scales must be a tensor, got {type(scales).__name__}")
+    if fmt in ("int8", "fp8"):
+        want = torch.int8 if fmt == "int8" else torch.float8_e4m3fn
+        if qweight.dtype != want:
+            raise _fail(fmt, f"qweight must be {want} [N, K], got {_desc(qweight)}")
+        if scales.dtype != torch.float32 or scales.shape != (n,) or not scales.is_contiguous():
+            raise _fail(fmt, f"scale must be a contiguous float32 tensor [{n}] (one per output row), got "
+                             f"{_desc(scales)}")
+        if zeros is not None:
+            raise _fail(fmt, f"zeros are for int4 only, got {_desc(zeros)}")
+        k = qweight.shape[1]
+        if in_features is not None and in_features != k:
+            raise _fail(fmt, f"in_features {in_features} != qweight's K {k}")
+        return n, k
+    # int4
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 16 \
+            or group_size & (group_size - 1):
+        raise _fail(fmt, f"group_size must be a power of two >= 16, got {group_size!r}")
+    if qweight.dtype != torch.uint8:
+        raise _fail(fmt, f"qweight must be uint8 [N, K_pad / 2] (two nibbles per byte), got {_desc(qweight)}")
+    k_pad = 2 * qweight.shape[1]
+    if k_pad % group_size:
+        raise _fail(fmt, f"qweight holds {k_pad} columns, not a multiple of group_size {group_size}")
+    if in_features is None:
+        in_features = k_pad
+    if in_features <= k_pad - group_size or in_features > k_pad:
+        raise _fail(fmt, f"in_features {in_features} does not pad to qweight's {k_pad} columns "
+                         f"(expected ceil(K / {group_size}) * {group_size} == {k_pad})")
+    groups = k_pad // group_size
+    if scales.dtype != torch.float16 or scales.shape != (n, groups) or (scales.stride(1) != 1 and n * groups):
+        raise _fail(fmt, f"scales must be float16 [{n}, {groups}] (N, K_pad / group_size) with contiguous rows, "
+                         f"got {_desc(scales)}")
+    if zeros is not None and (zeros.dtype != torch.uint8 or zeros.shape != (n, groups)
+                              or zeros.stride() != scales.stride()):
+        raise _fail(fmt, f"zeros must be None or uint8 [{n}, {groups}] laid out like scales, got {_desc(zeros)}")
+    return n, in_features
+
+
+def dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None, fmt: str = "int8",
+               group_size: int = 128, in_features: int | None = None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The full weight `[N, K]` in `dtype` (torch; for prefill: dequantize once, then a regular GEMM)."""
+    n, k = _check_weight(qweight, scales, zeros, fmt, group_size, in_features)
+    if fmt == "int8":
+        w = dequantize_int8(qweight, scales)
+    elif fmt == "fp8":
+        w = dequantize_fp8(qweight, scales)
+    else:
+        w = dequantize_int4(qweight, scales, zeros, group_size, k)
+    return w.to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _e4m3fn_to_f32(bits):
+    """Raw float8_e4m3fn bytes (uint8) -> fp32 values: exact, built from bit fields."""
+    b = bits.to(tl.int32)  # zero-extended: 0..255
+    e = (b >> 3) & 15
+    m = b & 7
+    normal = ((e + 120) << 23) | (m << 20)  # fp32 bits of (1 + m/8) * 2^(e - 7): exponent e - 7 + 127
+    mag = tl.where(e == 0, m.to(tl.float32) * 0.001953125, normal.to(tl.float32, bitcast=True))  # subnormal m*2^-9
+    nan = tl.full(mag.shape, 0x7FC00000, tl.int32).to(tl.float32, bitcast=True)
+    mag = tl.where((b & 127) == 127, nan, mag)  # S.1111.111 is NaN (no infinities in e4m3fn)
+    return tl.where(b >= 128, -mag, mag)
+
+
+@triton.jit
+def _decode_e4m3fn_kernel(bits_ptr, out_ptr, numel, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    ok = offs < numel
+    tl.store(out_ptr + offs, _e4m3fn_to_f32(tl.load(bits_ptr + offs, mask=ok, other=0)), mask=ok)
+
+
+def decode_e4m3fn(bits: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float8_e4m3fn) tensor -> fp32 through the kernels' bit decode (exposed for tests)."""
+    if bits.dtype == torch.float8_e4m3fn:
+        bits = bits.view(torch.uint8)
+    if bits.dtype != torch.uint8:
+        raise ValueError(f"decode_e4m3fn: expected uint8 or float8_e4m3fn, got {bits.dtype}")
+    flat = bits.contiguous().reshape(-1)
+    out = torch.empty(flat.shape, dtype=torch.float32, device=bits.device)
+    if flat.numel():
+        _decode_e4m3fn_kernel[(triton.cdiv(flat.numel(), 1024),)](flat, out, flat.numel(), BLOCK=1024)
+    return out.view(bits.shape)
+
+
+@triton.jit(do_not_specialize=["M"])  # one compiled kernel for every M
+def _rowscale_kernel(x_ptr, w_ptr, scale_ptr, bias_ptr, y_ptr, M, N, K, stride_xm, stride_wn, stride_ym,
+                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                     FP8: tl.constexpr, FP8_NATIVE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                     IEEE: tl.constexpr, DOT_FP32: tl.constexpr):
+    """int8 (FP8 False) or fp8 e4m3fn (FP8 True; w_ptr holds raw bytes unless FP8_NATIVE) with a scale per row
+    of W (per output column)."""
+    pid_m = tl.program_id(0)  # fastest-varying: the M blocks of one weight tile are scheduled together
+    pid_n = tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    ks = tl.arange(0, BLOCK_K)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k_ok = (k0 + ks) < K
+        x = tl.load(x_ptr + rows[:, None] * stride_xm + (k0 + ks)[None, :], mask=(rows[:, None] < M) & k_ok[None, :],
+                    other=0.0)  # [BLOCK_M, BLOCK_K]
+        wq = tl.load(w_ptr + cols[:, None] * stride_wn + (k0 + ks)[None, :], mask=(cols[:, None] < N) & k_ok[None, :],
+                     other=0)  # [BLOCK_N, BLOCK_K] int8 / fp8 / raw fp8 bytes
+        if FP8 and not FP8_NATIVE:
+            w = _e4m3fn_to_f32(wq)
+        else:
+            w = wq
+        if DOT_FP32:  # the interpreter mis-computes bf16 dots; bf16 products are exact in fp32
+            x = x.to(tl.float32)
+            w = w.to(tl.float32)
+        else:
+            w = w.to(x_ptr.dtype.element_ty)  # exact: |q| <= 128, every e4m3 value fits bf16 / fp16
+        if IEEE:
+            acc += tl.dot(x, tl.trans(w), input_precision="ieee")
+        else:
+            acc += tl.dot(x, tl.trans(w))
+    acc = acc * tl.load(scale_ptr + cols, mask=cols < N, other=0.0)[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=(rows[:, None] < M) & (cols[None, :] < N))
+
+
+@triton.jit(do_not_specialize=["M"])
+def _int4_kernel(x_ptr, qw_ptr, scales_ptr, zeros_ptr, bias_ptr, y_ptr, M, N, K, stride_xm, stride_qn, stride_sn,
+                 stride_ym, GROUP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr, HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
+                 DOT_FP32: tl.constexpr):
+    """Grouped int4 (two nibbles per byte, low nibble first); BLOCK_K divides GROUP, so a K tile has one scale."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_ok = cols < N
+    ks = tl.arange(0, BLOCK_K)
+    kb = tl.arange(0, BLOCK_K // 2)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    for k0 in range(0, K, BLOCK_K):  # K = in_features; bytes up to K_pad exist, x past K is masked to 0
+        x = tl.load(x_ptr + rows[:, None] * stride_xm + (k0 + ks)[None, :],
+                    mask=(rows[:, None] < M) & ((k0 + ks) < K)[None, :], other=0.0)  # [BLOCK_M, BLOCK_K]
+        b = tl.load(qw_ptr + cols[:, None] * stride_qn + (k0 // 2 + kb)[None, :], mask=col_ok[:, None],
+                    other=0)  # [BLOCK_N, BLOCK_K // 2] uint8
+        q = tl.join(b & 15, b >> 4).reshape(BLOCK_N, BLOCK_K).to(tl.int32)  # k = 2j (low), 2j + 1 (high)
+        g = k0 // GROUP
+        if HAS_ZEROS:
+            q = q - tl.load(zeros_ptr + cols * stride_sn + g, mask=col_ok, other=0).to(tl.int32)[:, None]
+        else:
+            q = q - 8
+        s = tl.load(scales_ptr + cols * stride_sn + g, mask=col_ok, other=0.0).to(tl.float32)
+        if DOT_FP32:
+            x = x.to(tl.float32)
+            w = q.to(tl.float32)
+        else:
+            w = q.to(x_ptr.dtype.element_ty)  # exact: q - z in [-15, 15]
+        if IEEE:
+            part = tl.dot(x, tl.trans(w), input_precision="ieee")
+        else:
+            part = tl.dot(x, tl.trans(w))
+        acc += part * s[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], acc.to(y_ptr.dtype.element_ty),
+             mask=(rows[:, None] < M) & (cols[None, :] < N))
+
+
+# (BLOCK_N, BLOCK_K, num_warps, num_stages) tried on a GPU; 1 byte per int8/fp8 weight -> long K tiles
+CONFIGS_8BIT = [
+    (16, 512, 4, 3), (32, 256, 4, 4), (32, 512, 4, 3), (64, 256, 4, 3), (64, 128, 4, 4), (16, 1024, 8, 2),
+]
+# int4: BLOCK_K is clamped to the group size (a K tile must sit inside one group)
+CONFIGS_INT4 = [
+    (32, 128, 4, 4), (64, 128, 4, 3), (16, 256, 4, 4), (32, 256, 4, 3), (128, 128, 8, 3), (64, 64, 4, 4),
+]
+
+
+def _configs(table: list[tuple[int, int, int, int]], max_k: int | None = None) -> list[triton.Config]:
+    seen, out = set(), []
+    for n, k, w, s in table:
+        k = min(k, max_k) if max_k else k
+        if (n, k, w, s) not in seen:
+            seen.add((n, k, w, s))
+            out.append(triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s))
+    return out
+
+
+class DequantLinear:
+    """The launcher, holding its autotuners (built on first use on a GPU, one per format and int4 group size;
+    fixed wide tiles in the interpreter). `fp8_native`: None = native float8 conversion on GPUs with compute
+    capability >= 8.9, bit decode elsewhere; False = always the bit decode; True = always native (GPU only)."""
+
+    def __init__(self, fp8_native: bool | None = None) -> None:
+        self.fp8_native = fp8_native
+        self._tuned: dict[tuple[str, int], object] = {}
+
+    def _tuner(self, fmt: str, group_size: int):
+        key = (fmt, group_size if fmt == "int4" else 0)
+        if key not in self._tuned:
+            if fmt == "int4":
+                configs, kernel = _configs(CONFIGS_INT4, max_k=group_size), _int4_kernel
+            else:
+                configs, kernel = _configs(CONFIGS_8BIT), _rowscale_kernel
+            # never M: the tile (hence each row's reduction order) must not change with the batch
+            self._tuned[key] = triton.autotune(configs=configs, key=["N", "K"])(kernel)
+        return self._tuned[key]
+
+    def _use_fp8_native(self, x: torch.Tensor) -> bool:
+        if interpreting() or not x.is_cuda:
+            return False
+        if self.fp8_native is not None:
+            return self.fp8_native
+        return torch.cuda.get_device_capability(x.device) >= (8, 9)
+
+    def __call__(self, *, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor | None = None, fmt: str, group_size: int = 128, in_features: int | None = None,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x `[..., K]` (any number of rows; fp32, bf16 or fp16) -> `[..., N]` in x's dtype. See the module doc for
+        the formats of qweight / scales / zeros."""
+        if not isinstance(x, torch.Tensor) or x.dtype not in ACT_DTYPES or x.dim() < 1:
+            raise ValueError(f"dequant_gemm[{fmt}]: x must be a float32/bfloat16/float16 tensor [..., K], got "
+                             f"{_desc(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if fmt == "int4" and in_features is None:
+            in_features = x.shape[-1]
+        n, k = _check_weight(qweight, scales, zeros, fmt, group_size, in_features)
+        if x.shape[-1] != k:
+            raise _fail(fmt, f"x's last dimension must be K = {k} (in_features), got x {_desc(x)}")
+        for name, t in (("qweight", qweight), ("scales", scales), ("zeros", zeros), ("bias", bias)):
+            if t is not None and t.device != x.device:
+                raise _fail(fmt, f"{name} is on {t.device}, x on {x.device}")
+        if bias is not None and (bias.shape != (n,) or not bias.is_contiguous() or not bias.dtype.is_floating_point):
+            raise _fail(fmt, f"bias must be a contiguous float tensor [{n}], got {_desc(bias)}")
+        x2 = x.reshape(-1, k)  # [M, K]
+        if x2.stride(1) != 1:
+            x2 = x2.contiguous()
+        m = x2.shape[0]
+        y = x2.new_empty(m, n)  # [M, N]
+        if m == 0 or n == 0:
+            return y.view(*x.shape[:-1], n)
+        if k == 0:
+            y.copy_(bias.to(y.dtype).expand(m, n) if bias is not None else torch.zeros_like(y))
+            return y.view(*x.shape[:-1], n)
+        interp = interpreting() or not x.is_cuda
+        common = dict(BLOCK_M=BLOCK_M, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
+                      DOT_FP32=interpreting() and x.dtype == torch.bfloat16)
+        bias_arg = bias if bias is not None else scales
+        if fmt == "int4":
+            args = (x2, qweight, scales, zeros if zeros is not None else scales, bias_arg, y, m, n, k, x2.stride(0),
+                    qweight.stride(0), scales.stride(0), y.stride(0))
+            common.update(GROUP=group_size, HAS_ZEROS=zeros is not None)
+            interp_k = min(group_size, 128)
+        else:
+            native = fmt == "fp8" and self._use_fp8_native(x)
+            w = qweight.view(torch.uint8) if fmt == "fp8" and not native else qweight
+            args = (x2, w, scales, bias_arg, y, m, n, k, x2.stride(0), w.stride(0), y.stride(0))
+            common.update(FP8=fmt == "fp8", FP8_NATIVE=native)
+            interp_k = 128
+        if interp:  # the interpreter pays per program: wide tiles (fixed per N)
+            block_n = min(2048, triton.next_power_of_2(n))
+            kernel = _int4_kernel if fmt == "int4" else _rowscale_kernel
+            kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, block_n))](*args, BLOCK_N=block_n, BLOCK_K=interp_k,
+                                                                       **common)
+        else:
+            grid = lambda meta: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
+            self._tuner(fmt, group_size)[grid](*args, **common)
+        return y.view(*x.shape[:-1], n)
