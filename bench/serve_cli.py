@@ -43,13 +43,12 @@ and never printed. Needs httpx: pip install 'janus-rt[serve]'."""
 
 
 def _levels(text: str) -> tuple[int, ...]:
-    """'1,4,16' -> (1, 4, 16); every level an integer >= 1."""
-    try:
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"every level must be >= 1, got {text!r}")
+    """'1,4,16' -> (1, 4, 16); at least one level, each an integer >= 1 (the bench's own list parser)."""
+    from .cli import _int_list
+
+    values = _int_list(text)
+    if not values:
+        raise argparse.ArgumentTypeError(f"give at least one concurrency level such as 1,4,16, got {text!r}")
     return values
 
 

@@ -263,7 +263,7 @@ def test_cli_refuses_a_remote_url_and_a_bad_level(capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(["bench-serve", "--concurrency", "1,0"])
     assert e.value.code == 2
-    assert "every level must be >= 1" in capsys.readouterr().err
+    assert "every value must be >= 1" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_folder_as_json_out(capsys, tmp_path: Path) -> None:
