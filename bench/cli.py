@@ -21,6 +21,12 @@ Builds the model on the device, then prints:
   - understanding (one image per row) per backend and batch: TTFT and decode tokens/s, MBU %;
   - the same work with transformers' JanusForConditionalGeneration holding the same weights (when
     transformers is installed), speedups, and the issue-3 targets on an H100;
+  - with --quant int8,int4,fp8: the image and understanding rows again, per format and backend, on the same
+    random weights quantized to that format (weight-only: the transformer's linears and the two heads), in
+    the same tables with a `weights` column: ms/step, MBU against the QUANTIZED bytes per step, img/s, peak
+    VRAM, and decode ms/step vs the float row (the quantization goal: e.g. int8 <= 0.58x on Janus-Pro-7B);
+    one variant is on the device at a time (each format rebuilds the weights from the seed), and a format
+    this GPU cannot run (fp8 below compute capability 8.9) or that fails is skipped with a note;
   - with --arrivals N: an arrival-driven run, N requests (one image each, or chat with --arrival-kind chat)
     arriving at --rate R per second (open loop) or keeping --concurrency C in flight (closed loop), sharing
     the engine's decode steps: throughput (img/s or tok/s), p50/p95/p99 latency (and TTFT for chat), the
@@ -39,6 +45,7 @@ examples:
   janus-rt bench --arch janus-pro-7b --images 1,4 --hf-images 1 --out bench/results/h100-pro7b.json
   janus-rt bench --arch janus-1.3b --backends triton --no-hf --text-batches 1
   janus-rt bench --arch tiny --images 1 --backends torch --text-batches 1 --no-hf   # CPU smoke run
+  janus-rt bench --arch janus-pro-7b --images 1,4 --text-batches 1 --no-hf --quant int8,int4,fp8   # vs bf16
   janus-rt bench --images none --text-batches none --no-hf --arrivals 16 --concurrency 16   # 16 at once vs 1 alone
   janus-rt bench --images none --text-batches none --no-hf --arrivals 32 --rate 4   # open loop, 4 images/s offered
   janus-rt bench --images none --text-batches none --no-hf --arrivals 64 --rate 20 --arrival-kind chat"""
@@ -59,6 +66,22 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _quant_formats(text: str) -> tuple[str, ...]:
+    """'int8,int4' -> ('int8', 'int4'); 'none' or '' -> (); an unknown or repeated format is refused."""
+    from janus_rt.quant.formats import FORMATS
+
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(x.strip().lower() for x in text.split(","))
+    bad = [x for x in names if x not in FORMATS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown weight format(s) {', '.join(repr(b) for b in bad)} in {text!r}: "
+                                         f"expected a comma-separated list of {', '.join(FORMATS)} (e.g. int8,int4)")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a format is listed twice in {text!r}")
+    return names
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -91,6 +114,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--image-grid", type=int, default=None,
                    help="smoke runs only: an image-token grid of this side (e.g. 6 -> 36 tokens per image) instead of "
                         "the architecture's 24; no MBU target applies")
+    p.add_argument("--quant", type=_quant_formats, default=(), metavar="LIST",
+                   help="also run the image and understanding rows with the same random weights quantized to each "
+                        "of these weight formats, comma-separated: int8, int4, fp8 (default: none); MBU counts the "
+                        "quantized bytes")
     a = p.add_argument_group("arrival run", "requests arriving over time, sharing the engine (off unless --arrivals)")
     a.add_argument("--arrivals", type=int, default=0, metavar="N",
                    help="send N requests (default 0: no arrival run)")
@@ -137,6 +164,9 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise InputError("--arrival-images must be >= 1 and --arrival-timeout > 0")
     if args.image_grid is not None and args.image_grid < 1:
         raise InputError(f"--image-grid must be >= 1, got {args.image_grid}")
+    if args.quant and not args.images and not args.text_batches:
+        raise InputError("--quant reruns the image and understanding rows: --images none and --text-batches none "
+                         "leave none to quantize")
     skip = tuple(s for s, wanted in (("image", args.images), ("text", args.text_batches)) if not wanted)
     opts = BenchOptions(arch=args.arch, device=args.device, dtype=args.dtype, images=args.images,
                         backends=args.backends, text_batches=args.text_batches, text_tokens=args.text_tokens,
@@ -145,7 +175,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
                         arrivals=args.arrivals, rate=args.rate, concurrency=args.concurrency,
                         arrival_kind=args.arrival_kind, arrival_images=args.arrival_images,
                         arrival_timeout=args.arrival_timeout, arrival_decode=args.arrival_decode,
-                        arrival_backends=args.arrival_backends)
+                        arrival_backends=args.arrival_backends, quant=args.quant)
     result = run_bench(opts, argv=sys.argv)
     print(render(result), flush=True)
     if args.out:

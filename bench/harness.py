@@ -6,6 +6,12 @@ runs (per backend: N requests arriving over time, throughput and latency percent
 alone), speedups, the issue-3 targets where they apply, notes on what was skipped, and the environment
 (versions, date, the exact command). `report.py` turns it into text.
 
+With `quant=("int8", ...)` (`--quant`), the image and understanding rows run again, per format and backend, on
+the SAME random weights quantized to that format (`run_quantized`): those rows carry `weights` (the format;
+the float rows then carry the float dtype), their step bytes and MBU count the quantized weight bytes
+(`janus_rt.quant.model.step_weight_bytes`), and `ms_per_step_vs_float` is their decode ms/step over the float
+row's of the same backend and batch (the quantization goal metric).
+
 Every measurement builds its own `Janus` (its own engine, KV rows sized for that measurement) over the one
 random-weight model, so all backends share the weights and one measurement's rows or graphs never inflate
 the next one's memory; the engine is closed after it (`engines.py`).
@@ -74,6 +80,7 @@ class BenchOptions:
     arrival_timeout: float = 600.0  # seconds: the arrival run's time bound
     arrival_decode: bool = False  # image latency includes the VQ decode
     arrival_backends: tuple[str, ...] | None = None  # default: the first backend of `backends` that is available
+    quant: tuple[str, ...] = ()  # weight formats (int8, int4, fp8) whose image/text rows run after the float ones
 
     def arrival_spec(self) -> ArrivalSpec | None:
         if not self.arrivals:
@@ -106,6 +113,8 @@ class BenchOptions:
                 parts += ["--arrival-images", str(self.arrival_images)] + (["--arrival-decode"] if self.arrival_decode else [])
             if self.arrival_backends is not None:
                 parts += ["--arrival-backends", ",".join(self.arrival_backends)]
+        if self.quant:
+            parts += ["--quant", ",".join(self.quant)]
         return shlex.join(parts)
 
 
@@ -157,9 +166,13 @@ def _mbu(step: roofline.StepBytes, gbps: float | None, ms: float) -> float | Non
     return roofline.mbu(step, gbps * 1e9, ms) if gbps else None
 
 
-def image_row(m: ImageMeasurement, cfg: JanusConfig, card: dict, opts: BenchOptions, elem: int) -> dict:
-    step = roofline.image_decode_bytes(cfg, m.images, opts.image_prompt_tokens, elem)
-    return {"backend": m.backend, "images": m.images, "rows": 2 * m.images, "prompt_tokens": opts.image_prompt_tokens,
+def image_row(m: ImageMeasurement, cfg: JanusConfig, card: dict, opts: BenchOptions, elem: int,
+              weight_bytes: int | None = None, weights: str | None = None) -> dict:
+    """One image row. Quantized rows pass `weight_bytes` (the step's stored weight bytes) and `weights` (the
+    format); the row then has a `weights` key and its step bytes, floor and MBU count those bytes."""
+    step = roofline.image_decode_bytes(cfg, m.images, opts.image_prompt_tokens, elem, weight_bytes)
+    return {"backend": m.backend, **({"weights": weights} if weights else {}), "images": m.images,
+            "rows": 2 * m.images, "prompt_tokens": opts.image_prompt_tokens,
             "steps": m.steps, "warmup_ms": m.warmup_ms, "prefill_ms": m.prefill_ms,
             "decode_ms_per_step": m.decode_ms_per_step, "total_ms": m.total_ms,
             "image_tokens_per_s": m.image_tokens_per_s, "images_per_s": m.images_per_s,
@@ -169,9 +182,12 @@ def image_row(m: ImageMeasurement, cfg: JanusConfig, card: dict, opts: BenchOpti
             "vq_ms_per_image": m.vq_ms_per_image, "peak_gb": m.peak_gb, "decode_steps": m.decode_steps}
 
 
-def text_row(m: TextMeasurement, cfg: JanusConfig, card: dict, elem: int) -> dict:
-    step = roofline.text_decode_bytes(cfg, m.batch, m.prompt_tokens, m.new_tokens, elem)
-    return {"backend": m.backend, "batch": m.batch, "prompt_tokens": m.prompt_tokens, "new_tokens": m.new_tokens,
+def text_row(m: TextMeasurement, cfg: JanusConfig, card: dict, elem: int, weight_bytes: int | None = None,
+             weights: str | None = None) -> dict:
+    """One understanding row; `weight_bytes` / `weights` as for `image_row`."""
+    step = roofline.text_decode_bytes(cfg, m.batch, m.prompt_tokens, m.new_tokens, elem, weight_bytes)
+    return {"backend": m.backend, **({"weights": weights} if weights else {}), "batch": m.batch,
+            "prompt_tokens": m.prompt_tokens, "new_tokens": m.new_tokens,
             "warmup_ms": m.warmup_ms, "ttft_ms": m.ttft_ms, "decode_ms_per_step": m.decode_ms_per_step,
             "decode_tokens_per_s": m.decode_tokens_per_s, "step_bytes": step.total,
             "mbu_pct": _mbu(step, card["copy_gbps"], m.decode_ms_per_step),
@@ -338,6 +354,112 @@ def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, sp
     return image_rows, text_rows
 
 
+# Goals of the quantization work, as decode ms/step quantized / float (lower is better), for the fastest janus-rt
+# backend on one image, at the architecture's full grid in bf16 on a GPU.
+QUANT_GOALS: dict[tuple[str, str], float] = {  # the quantization issue's goals: quantized / bf16 ms per step, 1 image
+    ("janus-pro-7b", "int8"): 0.58, ("janus-pro-7b", "int4"): 0.36, ("janus-pro-7b", "fp8"): 0.58,
+    ("janus-1.3b", "int8"): 0.65,
+}
+
+
+def run_quantized(fmt: str, cfg: JanusConfig, device: torch.device, dtype: torch.dtype, elem: int, card: dict,
+                  opts: BenchOptions, prompt: list[int], special: SpecialIds, backends: list[str], notes: list[str],
+                  log: Log) -> tuple[list[dict], list[dict]]:
+    """The image and understanding rows of the seed's random weights quantized to `fmt`, on every backend.
+
+    The model is rebuilt from `opts.seed` (the very weights of the float rows) and quantized in place, so one
+    variant at a time holds device memory (the caller has freed the float model); it is freed before returning.
+    The format's step bytes and model bytes go to `card["quant"][fmt]`. A format this device cannot run (fp8
+    below compute capability 8.9), or whose build fails, is skipped with a note; a backend whose quantized rows
+    fail gets a note and the other backends go on.
+    """
+    from janus_rt.quant import QuantSpec
+    from janus_rt.quant.loading import check_format_supported
+    from janus_rt.quant.model import quantize_model, quantized_weight_bytes, step_weight_bytes
+
+    def skip(why: str) -> tuple[list[dict], list[dict]]:
+        notes.append(f"--quant {fmt} skipped: {why}")
+        log(f"[bench] --quant {fmt} skipped: {why}")
+        return [], []
+
+    spec = QuantSpec(fmt)
+    try:
+        check_format_supported(spec, device)
+    except InputError as e:
+        return skip(str(e))
+    log(f"[bench] {fmt}: rebuilding the random weights on {device} and quantizing them to {fmt}")
+    try:
+        model = quantize_model(build_random_model(cfg, device, dtype, opts.seed), spec)
+    except (RuntimeError, ValueError, TypeError) as e:  # OOM, a quantizer this device lacks, ...
+        release_memory(device)
+        return skip(f"building the {fmt} model failed: {type(e).__name__}: {e}")
+    steps = step_weight_bytes(cfg, dtype, spec)
+    one_image = roofline.image_decode_bytes(cfg, 1, opts.image_prompt_tokens, elem, steps["image"])
+    bw = card["copy_gbps"]
+    card.setdefault("quant", {})[fmt] = {
+        "spec": spec.to_json(), "model_bytes": sum(quantized_weight_bytes(model).values()),
+        "image_step_weight_bytes": steps["image"], "text_step_weight_bytes": steps["text"],
+        "one_image_step_bytes": one_image.total,
+        "one_image_step_floor_ms": roofline.floor_ms(one_image, bw * 1e9) if bw else None}
+    image_rows: list[dict] = []
+    text_rows: list[dict] = []
+    try:
+        for backend in backends:
+            try:
+                if "image" not in opts.skip:
+                    for n in opts.images:
+                        log(f"[bench] {backend} {fmt}: {n} image(s)")
+                        m = measure_images(model, backend, n, cfg, opts, prompt, special)
+                        image_rows.append(image_row(m, cfg, card, opts, elem, steps["image"], fmt))
+                        release_memory(device)
+                if "text" not in opts.skip:
+                    for b in opts.text_batches:
+                        log(f"[bench] {backend} {fmt}: text batch {b}")
+                        m = measure_text(model, backend, b, cfg, opts, special)
+                        text_rows.append(text_row(m, cfg, card, elem, steps["text"], fmt))
+                        release_memory(device)
+            except (RuntimeError, ValueError, ImportError) as e:  # EngineError is a RuntimeError
+                cause = f" (cause: {e.__cause__!r})" if e.__cause__ is not None else ""
+                notes.append(f"--quant {fmt} on backend {backend!r} failed: {type(e).__name__}: {e}{cause}")
+                log(f"[bench] --quant {fmt} on backend {backend!r} failed: {type(e).__name__}: {e}")
+                release_memory(device)
+    finally:
+        del model
+        release_memory(device)
+    return image_rows, text_rows
+
+
+def compare_to_float(rows: list[dict], key: str, float_label: str) -> None:
+    """Give each quantized row `ms_per_step_vs_float` (its decode ms/step / the float row's of the same backend
+    and batch; < 1: the quantized model steps faster) and `throughput_vs_float` (its throughput / the float row's)."""
+    rate = "images_per_s" if key == "images" else "decode_tokens_per_s"
+    floats = {(r["backend"], r[key]): r for r in rows if r.get("weights") == float_label}
+    for r in rows:
+        base = floats.get((r["backend"], r[key]))
+        if r.get("weights") in (None, float_label):
+            continue
+        r["ms_per_step_vs_float"] = r["decode_ms_per_step"] / base["decode_ms_per_step"] if base else None
+        r["throughput_vs_float"] = r[rate] / base[rate] if base else None
+
+
+def quant_targets(opts: BenchOptions, card: dict, image_rows: list[dict]) -> list[dict]:
+    """`QUANT_GOALS` that apply to this run, checked on the fastest janus-rt backend's one-image rows."""
+    if opts.image_grid or card["dtype"] != "bfloat16" or card["gpu"] is None:
+        return []
+    out = []
+    for fmt in opts.quant:
+        goal = QUANT_GOALS.get((opts.arch, fmt))
+        rows = {r["backend"]: r for r in image_rows if r.get("weights") == fmt and r["images"] == 1}
+        backend = next((b for b in ("triton", "torch") if b in rows), None)
+        if goal is None or backend is None:
+            continue
+        value = rows[backend].get("ms_per_step_vs_float")
+        out.append({"backend": backend, "weights": fmt,
+                    "target": f"{fmt}, one image: decode ms/step vs {card['dtype']}",
+                    "value": value, "goal": goal, "unit": "x", "met": None if value is None else value <= goal})
+    return out
+
+
 def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = None) -> dict:
     """Run the whole benchmark described by `opts`; progress lines go to `log`. Returns the result dict."""
     device = resolve_device(opts.device)
@@ -415,6 +537,24 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     else:
         notes.append("transformers column skipped (--no-hf)")
     speed = speedups(image_rows, text_rows)
+    goals = targets(opts, card, image_rows, text_rows, speed)
+    quant: dict = {}
+    if opts.quant:
+        label = card["dtype"]  # the float rows' weights
+        image_rows = [{"backend": r["backend"], "weights": label, **r} for r in image_rows]
+        text_rows = [{"backend": r["backend"], "weights": label, **r} for r in text_rows]
+        del model  # one variant on the device at a time: each format rebuilds the same weights
+        release_memory(device)
+        if not available:
+            notes.append("--quant skipped: no janus-rt backend available")
+        for fmt in opts.quant if available else ():
+            q_image, q_text = run_quantized(fmt, cfg, device, dtype, elem, card, opts, prompt, special, available,
+                                            notes, log)
+            image_rows += q_image
+            text_rows += q_text
+        compare_to_float(image_rows, "images", label)
+        compare_to_float(text_rows, "batch", label)
+        quant["quant_targets"] = quant_targets(opts, card, image_rows)
     return {
         "schema": "janus-rt-bench/2",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -426,7 +566,8 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         "text": text_rows,
         "arrivals": arrival_rows,
         "speedups": speed,
-        "targets": targets(opts, card, image_rows, text_rows, speed),
+        "targets": goals,
+        **quant,
         "notes": notes,
         "options": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.__dict__.items()},
     }

@@ -1,4 +1,8 @@
-"""Text rendering of a `run_bench` result: the card, one table per section, speedups, targets, notes."""
+"""Text rendering of a `run_bench` result: the card, one table per section, speedups, targets, notes.
+
+With quantized rows (`--quant`), the image and understanding tables gain a `weights` column (the float dtype
+or the format) and a `vs float` column (decode ms/step over the float row's), rows of one backend and batch
+sit together, and a section compares each format with the float weights."""
 
 from __future__ import annotations
 
@@ -43,27 +47,63 @@ def format_card(result: dict) -> str:
         f"  versions       torch {v['torch']} (CUDA {v['cuda']}), triton {v['triton']}, transformers {v['transformers']}, "
         f"janus-rt {v['janus_rt']}",
     ]
+    for fmt, q in (c.get("quant") or {}).items():
+        lines.append(f"  {fmt + ' weights':<14} {q['model_bytes'] / gb:.2f} GB; read per step: image "
+                     f"{q['image_step_weight_bytes'] / gb:.3f} GB, text {q['text_step_weight_bytes'] / gb:.3f} GB; "
+                     f"one image {q['one_image_step_bytes'] / gb:.3f} GB per step -> floor "
+                     f"{_fmt(q['one_image_step_floor_ms'], 3)} ms/step")
     for backend, mode in (c.get("modes") or {}).items():
         lines.append(f"  backend        {backend}: {mode}")
     return "\n".join(lines)
 
 
+def _quantized(rows: list[dict]) -> bool:
+    return any("weights" in r for r in rows)
+
+
+def _grouped(rows: list[dict], key: str) -> list[dict]:
+    """Rows of one backend and batch together (backends and weights in their order of appearance)."""
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    weights = list(dict.fromkeys(r.get("weights") for r in rows))
+    return sorted(rows, key=lambda r: (backends.index(r["backend"]), r[key], weights.index(r.get("weights"))))
+
+
+def _with_weights(headers: list[str], body: list[list[str]], rows: list[dict],
+                  after: str) -> tuple[list[str], list[list[str]]]:
+    """Insert the `weights` column after the backend and `vs float` after the column `after`."""
+    at = headers.index(after) + 1
+    headers = [headers[0], "weights", *headers[1:at], "vs float", *headers[at:]]
+    vs = [f"{r['ms_per_step_vs_float']:.2f}x" if r.get("ms_per_step_vs_float") is not None else "-" for r in rows]
+    body = [[b[0], r.get("weights", "-"), *b[1:at], v, *b[at:]] for b, r, v in zip(body, rows, vs)]
+    return headers, body
+
+
 def format_image(rows: list[dict], tokens_per_image: int = 576) -> str:
+    quantized = _quantized(rows)
+    if quantized:
+        rows = _grouped(rows, "images")
     headers = ["backend", "images", "warm-up s", "prefill ms", "decode ms/step", "img tok/s", "images/s", "MBU %",
                "MBU % (sheet)", "VQ ms/img", "peak GB"]
     body = [[r["backend"], str(r["images"]), _fmt(r["warmup_ms"] / 1e3, 2), _fmt(r["prefill_ms"], 1),
              _fmt(r["decode_ms_per_step"], 3), _fmt(r["image_tokens_per_s"], 0), _fmt(r["images_per_s"], 2),
              _fmt(r["mbu_pct"], 1), _fmt(r["mbu_datasheet_pct"], 1), _fmt(r["vq_ms_per_image"], 1),
              _fmt(r["peak_gb"], 2)] for r in rows]
+    if quantized:
+        headers, body = _with_weights(headers, body, rows, "decode ms/step")
     return f"image generation ({tokens_per_image} tokens per image, CFG: 2 rows per image)\n" + table(headers, body)
 
 
 def format_text(rows: list[dict]) -> str:
+    quantized = _quantized(rows)
+    if quantized:
+        rows = _grouped(rows, "batch")
     headers = ["backend", "batch", "prompt tok", "new tok", "warm-up s", "TTFT ms", "decode ms/step", "decode tok/s",
                "MBU %", "MBU % (sheet)", "peak GB"]
     body = [[r["backend"], str(r["batch"]), str(r["prompt_tokens"]), str(r["new_tokens"]), _fmt(r["warmup_ms"] / 1e3, 2),
              _fmt(r["ttft_ms"], 1), _fmt(r["decode_ms_per_step"], 3), _fmt(r["decode_tokens_per_s"], 0),
              _fmt(r["mbu_pct"], 1), _fmt(r["mbu_datasheet_pct"], 1), _fmt(r["peak_gb"], 2)] for r in rows]
+    if quantized:
+        headers, body = _with_weights(headers, body, rows, "decode ms/step")
     return "understanding (one image per row, greedy, EOS unreachable)\n" + table(headers, body)
 
 
@@ -112,6 +152,31 @@ def format_speedups(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_quant(result: dict) -> str:
+    """Each quantized row against the float row of the same backend and batch: the ms/step ratio (the goal
+    metric), the throughput ratio and the bytes per step; then the quantization goals that apply."""
+    float_label = result["card"]["dtype"]
+    lines = [f"quantized vs {float_label} weights (decode ms/step ratio: < 1 means the quantized model steps "
+             "faster; MBU counts the quantized bytes)"]
+    for section, key, rate, what in (("image", "images", "images/s", "{} image(s)"),
+                                     ("text", "batch", "tok/s", "text batch {}")):
+        floats = {(r["backend"], r[key]): r for r in result[section] if r.get("weights") == float_label}
+        for r in result[section]:
+            if r.get("weights") in (None, float_label):
+                continue
+            base = floats.get((r["backend"], r[key]))
+            ratio = "-" if r.get("ms_per_step_vs_float") is None else f"{r['ms_per_step_vs_float']:.2f}x"
+            thr = "-" if r.get("throughput_vs_float") is None else f"{r['throughput_vs_float']:.2f}x"
+            base_bytes = f" vs {base['step_bytes'] / 1e9:.4f}" if base else ""
+            lines.append(f"  {r['backend']:<7} {r['weights']:<5} {what.format(r[key]):<14} ms/step {ratio:>6}  "
+                         f"{rate:<8} {thr:>6}  bytes/step {r['step_bytes'] / 1e9:.4f}{base_bytes} GB")
+    for t in result.get("quant_targets") or []:
+        verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "MISSED"
+        lines.append(f"  [{verdict:>6}] {t['backend']}: {t['target']}: {_fmt(t['value'], 2)} {t['unit']} "
+                     f"(goal <= {t['goal']:g})")
+    return "\n".join(lines)
+
+
 def format_targets(rows: list[dict], gpu: str | None) -> str:
     lines = [f"issue-3 targets (stated for an H100, Janus-1.3B shape, bf16; this GPU: {gpu})"]
     for t in rows:
@@ -132,6 +197,8 @@ def render(result: dict) -> str:
         parts.append(format_arrivals(result["arrivals"]))
     if result["speedups"]:
         parts.append(format_speedups(result["speedups"]))
+    if _quantized(result["image"] + result["text"]):
+        parts.append(format_quant(result))
     if result["targets"]:
         parts.append(format_targets(result["targets"], result["card"]["gpu"]))
     if result["notes"]:

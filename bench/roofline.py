@@ -8,6 +8,8 @@ a large device-to-device copy (bytes read + written); the datasheet figure is re
 What a step reads (embedding rows are a few KB and are ignored):
 - image step: gen_aligner (code vector -> hidden), the decoder layers, the final norm, the gen head;
 - text step: the decoder layers, the final norm, lm_head.
+With quantized weights (`janus-rt bench --quant`) the weight bytes are the stored ones (packed values, scales,
+zero points: `janus_rt.quant.model.step_weight_bytes`); the KV cache stays in the activation dtype.
 """
 
 from __future__ import annotations
@@ -109,17 +111,26 @@ def mean_context(first_context: int, steps: int) -> float:
     return first_context + (steps - 1) / 2 if steps > 0 else float(first_context)
 
 
-def image_decode_bytes(cfg: JanusConfig, num_images: int, prompt_len: int, elem_bytes: int) -> StepBytes:
-    """Average bytes per image decode step: 2 rows per image (CFG), steps 1..575 attend prompt_len+1..+575 keys."""
+def image_decode_bytes(cfg: JanusConfig, num_images: int, prompt_len: int, elem_bytes: int,
+                       weight_bytes: int | None = None) -> StepBytes:
+    """Average bytes per image decode step: 2 rows per image (CFG), steps 1..575 attend prompt_len+1..+575 keys.
+
+    `weight_bytes`: the step's weight bytes when they are not `image_step_params * elem_bytes` (quantized
+    weights: `janus_rt.quant.model.step_weight_bytes(cfg, dtype, spec)["image"]`); the KV stays in `elem_bytes`.
+    """
     steps = cfg.image_tokens_per_image - 1
     ctx = mean_context(prompt_len + 1, steps)
-    return StepBytes(image_step_params(cfg) * elem_bytes, 2 * num_images * kv_bytes_per_token(cfg.llm, elem_bytes) * ctx)
+    weights = image_step_params(cfg) * elem_bytes if weight_bytes is None else weight_bytes
+    return StepBytes(weights, 2 * num_images * kv_bytes_per_token(cfg.llm, elem_bytes) * ctx)
 
 
-def text_decode_bytes(cfg: JanusConfig, batch: int, prompt_len: int, new_tokens: int, elem_bytes: int) -> StepBytes:
-    """Average bytes per text decode step (the new_tokens - 1 steps after the first token)."""
+def text_decode_bytes(cfg: JanusConfig, batch: int, prompt_len: int, new_tokens: int, elem_bytes: int,
+                      weight_bytes: int | None = None) -> StepBytes:
+    """Average bytes per text decode step (the new_tokens - 1 steps after the first token); `weight_bytes` as
+    for `image_decode_bytes` (quantized: `step_weight_bytes(...)["text"]`)."""
     ctx = mean_context(prompt_len + 1, new_tokens - 1)
-    return StepBytes(text_step_params(cfg) * elem_bytes, batch * kv_bytes_per_token(cfg.llm, elem_bytes) * ctx)
+    weights = text_step_params(cfg) * elem_bytes if weight_bytes is None else weight_bytes
+    return StepBytes(weights, batch * kv_bytes_per_token(cfg.llm, elem_bytes) * ctx)
 
 
 def floor_ms(step: StepBytes, bandwidth: float) -> float:
