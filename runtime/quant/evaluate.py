@@ -458,11 +458,6 @@ def summary(report: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------- whole run
-def _release(model: Janus) -> None:
-    """Stop the engine; once the caller drops its reference, the weights and KV rows can be freed."""
-    model.close()
-
-
 def run_eval(
     model_dir: str | Path,
     fmt: str,
@@ -485,16 +480,18 @@ def run_eval(
     out = Path(out)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    # KV rows for the work at hand (a greedy and a sampled image per prompt, or every answer at once), so the
-    # engine leaves room for the teacher-forced forwards; on CUDA the memory budget can still lower it
-    rows = max(2, min(4 * len(prompts.image_prompts), 64), min(len(prompts.chat_questions), 64))
+    # KV rows for the work at hand (one call's CFG pairs, or every answer at once) and no more, so the engine
+    # leaves room for the teacher-forced forwards; on CUDA the memory budget can still lower it
+    rows = max(2, 2 * min(len(prompts.image_prompts), PROMPTS_PER_CALL), min(len(prompts.chat_questions), 64))
     engine = EngineConfig(row_limit=rows, cpu_max_rows=rows)
 
     t0 = time.perf_counter()
     reference_model = load(model_dir, device=dev, dtype=dt, progress=progress, engine=engine)
-    log(f"reference    {reference_model.path}: float model, {reference_model.step_backend.describe_mode()}")
-    reference = measure_reference(reference_model, prompts, settings)
-    _release(reference_model)
+    try:
+        log(f"reference    {reference_model.path}: float model, {reference_model.step_backend.describe_mode()}")
+        reference = measure_reference(reference_model, prompts, settings)
+    finally:
+        reference_model.close()  # its engine stops; dropping the last reference frees weights and KV rows
     del reference_model
     gc.collect()
     if dev.type == "cuda":
@@ -511,7 +508,7 @@ def run_eval(
             f"{other.step_backend.describe_mode()}")
         comparison = compare(reference, other)
     finally:
-        _release(other)
+        other.close()
     log(f"             compared in {time.perf_counter() - t1:.1f}s")
 
     files: list[str] = []
