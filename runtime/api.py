@@ -143,6 +143,15 @@ class Janus:
         """Stop the engine thread (running requests fail); the model stays loaded but takes no more work."""
         self.engine.close()
 
+    def warmup(self, image_batches: Sequence[int] = (1, 2, 4, 8), text_batches: Sequence[int] = (1, 2, 4),
+               progress: bool = False) -> list:
+        """Compile, tune and capture the common decode shapes now, before the first request (`runtime/warmup.py`);
+        returns `WarmupStep(kind, batch, seconds)` for each shape. Call it on an idle model (a server: before
+        it opens its port)."""
+        from .warmup import warm_up
+
+        return warm_up(self, image_batches, text_batches, progress=progress)
+
     # ----------------------------------------------------------------------------------------- generation
     def image_prompt(self, prompt: str, raw: bool = False) -> str:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -372,6 +381,7 @@ def load(
     providers: Sequence[str] | None = None,
     engine: EngineConfig | None = None,
     quantize: "str | QuantSpec | None" = None,
+    warmup: bool = False,
 ) -> Janus:
     """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
@@ -382,6 +392,7 @@ def load(
     `engine` sizes the engine's KV rows (`EngineConfig`: max_rows, max_seq_len, gpu_memory_utilization, ...).
     `quantize` ("int8", "int4", "fp8" or a `janus_rt.quant.QuantSpec`) quantizes the transformer's linears
     and the two heads while loading; a folder written by `janus-rt quantize` loads quantized as it is.
+    `warmup=True` compiles, tunes and captures the common decode shapes before returning (`Janus.warmup`).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
@@ -393,7 +404,10 @@ def load(
                              "checkpoint instead)", param="quantize")
         from .export import load_engine
 
-        return load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
+        loaded = load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
+        if warmup:
+            loaded.warmup(progress=progress)
+        return loaded
     if providers is not None:
         raise InputError(f"providers= is an option of backend='onnxruntime', not of backend {backend!r}")
     path = resolve_model_path(str(path))
@@ -409,7 +423,10 @@ def load(
     weights = find_weight_files(path)
     model = _build_model(path, weights, cfg, dev, dt, quantize, progress)
     fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
-    return Janus(make_backend(backend, model), tokenizer, fmt, path, engine)
+    loaded = Janus(make_backend(backend, model), tokenizer, fmt, path, engine)
+    if warmup:
+        loaded.warmup(progress=progress)
+    return loaded
 
 
 def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: torch.dtype,

@@ -146,6 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trt", action="store_true", help="also build TensorRT engines (needs an NVIDIA GPU and tensorrt>=10)")
     e.add_argument("--max-batch", type=int, default=8, help="TensorRT profiles: largest batch (rows; 2 per CFG image)")
 
+    w = sub.add_parser("warmup", help="compile, tune and capture the common decode shapes (fills the disk caches)",
+                       description="Load a model and run each common decode shape for a few steps: Triton compiles "
+                                   "and tile choices land in the disk cache (JANUS_RT_CACHE_DIR, default "
+                                   "~/.cache/janus-rt), so later processes reach their first image sooner. Servers: "
+                                   "`janus-rt serve --warmup` does the same before opening the port.",
+                       epilog="examples:\n  janus-rt warmup --model ~/models/Janus-Pro-7B --backend triton\n"
+                              "  janus-rt warmup --model demo/tiny-janus --images 1,2 --text 1",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_args(w)
+    w.add_argument("--images", type=_batch_sizes, default=(1, 2, 4, 8), metavar="N1,N2,...",
+                   help="image batch sizes to warm (images in flight; 2 KV rows each; default 1,2,4,8; none to skip)")
+    w.add_argument("--text", type=_batch_sizes, default=(1, 2, 4), metavar="N1,N2,...",
+                   help="answer batch sizes to warm (answers in flight; default 1,2,4; none to skip)")
+
     d = sub.add_parser("demo", help="build a tiny RANDOM checkpoint and run chat + generate end to end on CPU",
                        description="Build a tiny checkpoint with RANDOM weights (outputs are noise) and run chat and "
                                    "generate end to end; no download needed.")
@@ -372,6 +386,28 @@ def cmd_bench(args) -> int:
     return run_bench_command(args)
 
 
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4); 'none' -> () (the bench's list parser)."""
+    from .bench.cli import _int_list
+
+    return _int_list(text)
+
+
+def cmd_warmup(args) -> int:
+    start = time.perf_counter()
+    m = _load(args)
+    loaded = time.perf_counter()
+    try:
+        steps = m.warmup(args.images, args.text, progress=show_progress())
+    finally:
+        m.close()
+    for step in steps:
+        what = {"image": f"{step.batch} image(s)", "text": f"{step.batch} answer(s)", "vq": "VQ decode"}[step.kind]
+        print(f"warmed       {what:<14} {step.seconds:8.2f} s")
+    print(f"done         load {loaded - start:.2f} s, warm-up {time.perf_counter() - loaded:.2f} s")
+    return 0
+
+
 def cmd_quantize(args) -> int:
     from .quant.cli import run_quantize
 
@@ -422,7 +458,7 @@ def cmd_export(args) -> int:
 
 COMMANDS = {"generate": cmd_generate, "chat": cmd_chat, "info": cmd_info, "demo": cmd_demo, "export": cmd_export,
             "bench": cmd_bench, "serve": cmd_serve, "bench-serve": cmd_bench_serve,
-            "quantize": cmd_quantize, "eval-quant": cmd_eval_quant}
+            "quantize": cmd_quantize, "warmup": cmd_warmup, "eval-quant": cmd_eval_quant}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"largest input image, width x height, read before decoding (default {defaults.max_image_pixels:,})")
     a.add_argument("--max-images", type=int, default=defaults.max_images_per_request,
                    help=f"largest `n` of one image request (default {defaults.max_images_per_request})")
+    s.add_argument("--warmup", action="store_true",
+                   help="compile, tune and capture the common decode shapes before the port opens (the first "
+                        "requests then run at full speed; see `janus-rt warmup`)")
     r = p.add_argument_group("ray", "scale out over Ray Serve (pip install 'janus-rt[ray]'): the same routes on N replicas")
     r.add_argument("--ray", action="store_true",
                    help="serve through Ray Serve: --replicas copies of the model behind Ray's proxy on --host/--port")
@@ -150,6 +153,10 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         model = _load(args)
         try:
+            if args.warmup:
+                steps = model.warmup()
+                print(f"warmed up    {len(steps)} shapes in {sum(st.seconds for st in steps):.1f} s", file=sys.stderr,
+                      flush=True)
             app = build_app(model, settings)
             config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=settings.grace_period_s,
                                     access_log=False)

@@ -117,6 +117,8 @@ def serve_application(model_args: argparse.Namespace, settings: ServeSettings, p
         from .app import build_app
 
         model = _load(model_args)
+        if getattr(model_args, "warmup", False):
+            model.warmup()
         replica_id = serve.get_replica_context().replica_id.unique_id
         return ReplicaApp(build_app(model, settings), model, replica_id)
 

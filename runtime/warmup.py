@@ -1,0 +1,93 @@
+"""Warm-up before the first request: compile, autotune and capture the common decode shapes ahead of time.
+
+A server's first image otherwise pays for Triton compiles, tile tuning, and one CUDA-graph capture per
+batch bucket (seconds), and its first answer the same for text. `warm_up(m)` runs, one after the other on
+the idle engine, a short image request per image batch size (1, 2, 4, 8 images: the step buckets of 2..16
+rows) and a few concurrent answers per text batch size, each stopped after `steps` decode steps (the first
+step runs eagerly: compiles and tunes; the second captures the bucket's graph), then one VQ decode.
+Compiled kernels and tile choices also land in the disk caches, so the next process starts faster still.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .api import Janus
+
+WARMUP_IMAGES = (1, 2, 4, 8)  # images in flight: 2, 4, 8, 16 rows
+WARMUP_TEXT = (1, 2, 4)  # answers in flight
+WARMUP_STEPS = 3  # decode steps per shape: eager (compile, tune), capture, one replay
+WAIT_S = 600.0  # bound on one shape (a failure, not a timing target)
+WARMUP_PROMPT = "warm-up"
+
+
+@dataclass(frozen=True)
+class WarmupStep:
+    """One warmed shape: "image" / "text" / "vq", how many in flight, seconds it took."""
+
+    kind: str
+    batch: int
+    seconds: float
+
+
+def _wait_for_tokens(requests: list, tokens: int, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while sum(r.progress for r in requests) < tokens and not all(r.done() for r in requests):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"warm-up of {what} did not advance within {WAIT_S:g} s")
+        time.sleep(0.001)
+
+
+def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(sizes)
+    if any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in out):
+        raise InputError(f"{name} must be integers >= 1, got {list(out)!r}", param=name)
+    return out
+
+
+def warm_up(m: "Janus", image_batches: Sequence[int] = WARMUP_IMAGES, text_batches: Sequence[int] = WARMUP_TEXT,
+            steps: int = WARMUP_STEPS, progress: bool = False) -> list[WarmupStep]:
+    """Run each shape for `steps` decode steps on `m`'s engine (see module docstring); returns what it timed.
+
+    Shapes larger than the engine's KV rows are skipped (they could never run as one batch).
+    """
+    image_batches = _check_sizes("image_batches", image_batches)
+    text_batches = _check_sizes("text_batches", text_batches)
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be an integer >= 1, got {steps!r}", param="steps")
+    max_rows = m.stats()["max_rows"]
+    shapes = [("image", n) for n in image_batches if 2 * n <= max_rows]
+    shapes += [("text", n) for n in text_batches if n <= max_rows]
+    done: list[WarmupStep] = []
+    for kind, n in tqdm(shapes, desc="warming up", unit="shape", disable=not progress):
+        start = time.perf_counter()
+        if kind == "image":
+            job = m.submit_images(WARMUP_PROMPT, num_images=n, seed=0)
+            requests = job.requests
+            _wait_for_tokens(requests, n * (steps + 1), f"{n} image(s)")  # prefill samples one token per image
+            job.cancel()
+        else:
+            with m.engine.admit_together():  # n answers in one step: the text bucket of n rows
+                jobs = [m.submit_chat(WARMUP_PROMPT, max_new_tokens=steps + 1, seed=i) for i in range(n)]
+            requests = [j.request for j in jobs]
+            _wait_for_tokens(requests, n * (steps + 1), f"{n} answer(s)")
+            for j in jobs:
+                j.cancel()
+        for r in requests:
+            r.wait()
+        done.append(WarmupStep(kind, n, time.perf_counter() - start))
+    if image_batches:
+        start = time.perf_counter()
+        grid = m.config.vq.image_token_grid
+        m.decode_image_tokens(torch.zeros(1, grid * grid, dtype=torch.long))
+        done.append(WarmupStep("vq", 1, time.perf_counter() - start))
+    m.engine.reset_peak_rows()
+    return done
