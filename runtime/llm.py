@@ -41,6 +41,12 @@ class KVCache:
         return self.keys.shape[3]
 
 
+def empty_embedding(rows: int, dim: int) -> nn.Embedding:
+    """nn.Embedding without its random init (the checkpoint fills it): `init.normal_` on the meta device
+    imports torch._dynamo, ~2 s of every process's load."""
+    return nn.Embedding(rows, dim, _weight=torch.empty(rows, dim))
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -151,7 +157,7 @@ class LanguageModel(nn.Module):
     def __init__(self, cfg: LLMConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.embed_tokens = empty_embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import JanusConfig
 from .heads import GenHead, MlpProjector
-from .llm import LanguageModel
+from .llm import LanguageModel, empty_embedding
 from .siglip import SigLIPTower
 from .vq import VQDecoder
 
@@ -23,7 +23,7 @@ class JanusModel(nn.Module):
         self.aligner = MlpProjector(cfg.aligner)
         self.llm = LanguageModel(cfg.llm)
         self.lm_head = nn.Linear(cfg.llm.hidden_size, cfg.llm.vocab_size, bias=False)
-        self.gen_embed = nn.Embedding(cfg.gen_embed_rows, cfg.gen_embed_dim)
+        self.gen_embed = empty_embedding(cfg.gen_embed_rows, cfg.gen_embed_dim)
         self.gen_aligner = MlpProjector(cfg.gen_aligner)
         self.gen_head = GenHead(cfg.gen_head)
         self.vq = VQDecoder(cfg.vq)
