@@ -32,6 +32,12 @@ Builds the model on the device, then prints:
     the engine's decode steps: throughput (img/s or tok/s), p50/p95/p99 latency (and TTFT for chat), the
     engine's decode steps and peak rows, beside the same request run alone; bounded by N and
     --arrival-timeout (what is still running then is cancelled);
+  - with --cold-start: per backend, a NEW process -> load -> first image, twice: with empty disk caches
+    (cold disk: JANUS_RT_CACHE_DIR and TRITON_CACHE_DIR in a fresh temporary folder) and over what that run left
+    (warm disk): import s, load s (random weights on the device + backend + engine), first image s (tokens +
+    VQ decode), a second image in the same process (warm image s), first - warm, total s (process start -> first
+    image); each process bounded by --cold-start-timeout, a failure is a note; the goal (Janus-1.3B, bf16, GPU):
+    warm-disk first image <= 2 s over a warm image;
   - last line: everything as one JSON object (also written to --out).
 
 Every row runs through the engine (janus_rt.engine) on its own Janus object over the same weights, warm-up
@@ -48,7 +54,8 @@ examples:
   janus-rt bench --arch janus-pro-7b --images 1,4 --text-batches 1 --no-hf --quant int8,int4,fp8   # vs bf16
   janus-rt bench --images none --text-batches none --no-hf --arrivals 16 --concurrency 16   # 16 at once vs 1 alone
   janus-rt bench --images none --text-batches none --no-hf --arrivals 32 --rate 4   # open loop, 4 images/s offered
-  janus-rt bench --images none --text-batches none --no-hf --arrivals 64 --rate 20 --arrival-kind chat"""
+  janus-rt bench --images none --text-batches none --no-hf --arrivals 64 --rate 20 --arrival-kind chat
+  janus-rt bench --images none --text-batches none --no-hf --backends triton --cold-start   # new process -> image"""
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -136,6 +143,13 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="image latency includes the VQ decode to pixels (run beside the engine, as ImageJob does)")
     a.add_argument("--arrival-backends", type=_names, default=None,
                    help="backends of the arrival run, comma-separated (default: the first available of --backends)")
+    c = p.add_argument_group("cold start", "new process -> load -> first image (off unless --cold-start)")
+    c.add_argument("--cold-start", action="store_true",
+                   help="per backend, time two new processes (import, load, first image, a warm image): with empty "
+                        "disk caches, then with what the first left")
+    c.add_argument("--cold-start-timeout", type=float, default=900.0, metavar="S",
+                   help="time bound of each cold-start process in seconds; one that runs over is killed and noted "
+                        "(default 900)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, prompts and sampling (default 0)")
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
     return p
@@ -152,8 +166,11 @@ def run_bench_command(args: argparse.Namespace) -> int:
         raise InputError(f"--repeats must be >= 1, got {args.repeats}")
     if args.arrivals < 0:
         raise InputError(f"--arrivals must be >= 0, got {args.arrivals}")
-    if not args.images and not args.text_batches and not args.arrivals:
-        raise InputError("--images none and --text-batches none without --arrivals leave nothing to benchmark")
+    if not args.images and not args.text_batches and not args.arrivals and not args.cold_start:
+        raise InputError("--images none and --text-batches none without --arrivals (or --cold-start) leave nothing "
+                         "to benchmark")
+    if not args.cold_start_timeout > 0:
+        raise InputError(f"--cold-start-timeout must be > 0 seconds, got {args.cold_start_timeout}")
     if not args.arrivals and (args.rate is not None or args.concurrency is not None):
         raise InputError("--rate / --concurrency describe an arrival run: add --arrivals N")
     if args.rate is not None and not args.rate > 0:
@@ -175,7 +192,8 @@ def run_bench_command(args: argparse.Namespace) -> int:
                         arrivals=args.arrivals, rate=args.rate, concurrency=args.concurrency,
                         arrival_kind=args.arrival_kind, arrival_images=args.arrival_images,
                         arrival_timeout=args.arrival_timeout, arrival_decode=args.arrival_decode,
-                        arrival_backends=args.arrival_backends, quant=args.quant)
+                        arrival_backends=args.arrival_backends, quant=args.quant, cold_start=args.cold_start,
+                        cold_start_timeout=args.cold_start_timeout)
     result = run_bench(opts, argv=sys.argv)
     print(render(result), flush=True)
     if args.out:

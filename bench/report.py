@@ -2,7 +2,8 @@
 
 With quantized rows (`--quant`), the image and understanding tables gain a `weights` column (the float dtype
 or the format) and a `vs float` column (decode ms/step over the float row's), rows of one backend and batch
-sit together, and a section compares each format with the float weights."""
+sit together, and a section compares each format with the float weights. With `--cold-start`, a cold-start
+table (a new process per row, cold and warm disk cache) and its goal follow the arrival runs."""
 
 from __future__ import annotations
 
@@ -144,6 +145,27 @@ def format_arrivals(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_cold_start(rows: list[dict], goals: list[dict] | None = None) -> str:
+    """The cold-start rows (a new process per row) and the issue's goal when it applies."""
+    lines = ["cold start (a new process per row: import, load = random weights + backend + engine, first image = "
+             "tokens + VQ decode, then a warm image in the same process; total = process start -> first image; "
+             "cold disk: empty janus-rt and Triton caches, warm disk: what the cold run left)"]
+    if rows:
+        headers = ["backend", "cache", "import s", "load s", "first image s", "warm image s", "first - warm s",
+                   "total s", "process s", "cache files"]
+        body = [[r["backend"], r["cache"], _fmt(r["import_s"], 2), _fmt(r["load_s"], 2), _fmt(r["first_image_s"], 2),
+                 _fmt(r["warm_image_s"], 2), _fmt(r["first_minus_warm_s"], 2), _fmt(r["total_s"], 2),
+                 _fmt(r["process_s"], 2), _fmt(r["cache_files_after"])] for r in rows]
+        lines.append(table(headers, body))
+    else:
+        lines.append("  no cold-start run succeeded (see the notes)")
+    for t in goals or []:
+        verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "MISSED"
+        lines.append(f"  [{verdict:>6}] {t['backend']}: {t['target']}: {_fmt(t['value'], 2)} {t['unit']} "
+                     f"(goal <= {t['goal']:g} {t['unit']})")
+    return "\n".join(lines)
+
+
 def format_speedups(rows: list[dict]) -> str:
     lines = ["speedups (same batch; > 1 means the first backend is faster)"]
     for s in rows:
@@ -195,6 +217,8 @@ def render(result: dict) -> str:
         parts.append(format_text(result["text"]))
     if result.get("arrivals"):
         parts.append(format_arrivals(result["arrivals"]))
+    if "cold_start" in result:
+        parts.append(format_cold_start(result["cold_start"], result.get("cold_start_targets")))
     if result["speedups"]:
         parts.append(format_speedups(result["speedups"]))
     if _quantized(result["image"] + result["text"]):
