@@ -30,15 +30,19 @@ Arithmetic: one program owns a BLOCK_M x BLOCK_N output tile over the whole K, i
 The reference (`dequant_gemm_ref`) is "dequantize in fp32, matmul in fp32 or wider".
 
 Batch invariance (as skinny_gemm.py): BLOCK_M is a constant (16), the tile (BLOCK_N, BLOCK_K, warps, stages) is
-autotuned per (N, K) only (and per group size for int4, one autotuner each), never per M, M is not a
+autotuned per (N, K) only (and per group size for int4, one tuner each), never per M, M is not a
 specialised argument and there is no split-K: every row is reduced along K in the same order by the same
 compiled kernel whatever M is and wherever the row sits in the batch, so a row's output is bitwise independent
-of its companions. The autotuner picks a tile at the first eager call per (N, K, dtypes) and keeps it for the
-launcher's life (pin the CONFIGS lists to one entry for bitwise reproducibility across processes).
+of its companions. The launcher's `tuning.PersistentTuner` picks a tile at the first eager call per (format,
+N, K, dtypes): the choice stored in the user cache for this GPU + janus-rt + Triton versions, else the fastest
+config, timed once and stored; so all processes on one GPU and release run the same tile, hence the same bits
+(pin the CONFIGS lists to one entry to make that hold across GPUs and releases too).
 In the interpreter (CPU) the tiles are fixed and wide: BLOCK_N = min(2048, next_pow2(N)), BLOCK_K = 128
-(min(G, 128) for int4).
+(min(G, 128) for int4), unless a `bench` is passed to DequantLinear (tests of the tuned launch).
 
-Versions: v1 (this file) int8 / int4 (grouped, optional zeros) / fp8 e4m3fn weight-only kernels, batch invariant.
+Versions: v1 int8 / int4 (grouped, optional zeros) / fp8 e4m3fn weight-only kernels, batch invariant; v2 (this
+file) the same kernels, their tile choices persisted across processes (kernels/tuning.py) instead of
+triton.autotune re-timing them in each.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import triton
 import triton.language as tl
 
 from .interpret import interpreting
+from .tuning import PersistentTuner, TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
 FORMATS = ("int8", "int4", "fp8")
@@ -293,35 +298,45 @@ CONFIGS_INT4 = [
 ]
 
 
-def _configs(table: list[tuple[int, int, int, int]], max_k: int | None = None) -> list[triton.Config]:
+def _configs(table: list[tuple[int, int, int, int]], max_k: int | None = None) -> list[tuple[int, int, int, int]]:
     seen, out = set(), []
     for n, k, w, s in table:
         k = min(k, max_k) if max_k else k
         if (n, k, w, s) not in seen:
             seen.add((n, k, w, s))
-            out.append(triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s))
+            out.append((n, k, w, s))
     return out
 
 
 class DequantLinear:
-    """The launcher, holding its autotuners (built on first use on a GPU, one per format and int4 group size;
-    fixed wide tiles in the interpreter). `fp8_native`: None = native float8 conversion on GPUs with compute
-    capability >= 8.9, bit decode elsewhere; False = always the bit decode; True = always native (GPU only)."""
+    """The launcher, owning its tile tuners (built on first use on a GPU, one per device, kernel and int4 group
+    size; fixed wide tiles in the interpreter). `fp8_native`: None = native float8 conversion on GPUs with compute
+    capability >= 8.9, bit decode elsewhere; False = always the bit decode; True = always native (GPU only).
+    `store`: where chosen tiles persist (default: the user cache for the device's GPU + versions,
+    `tuning.TileChoices`); `bench`: the timer `tuning.PersistentTuner` calls (default: triton.testing.do_bench).
+    Passing a `bench` also sends interpreter / CPU calls through the tuned launch (tests, with a fake timer)."""
 
-    def __init__(self, fp8_native: bool | None = None) -> None:
+    def __init__(self, fp8_native: bool | None = None, store: TileChoices | None = None, bench=None) -> None:
         self.fp8_native = fp8_native
-        self._tuned: dict[tuple[str, int], object] = {}
+        self._store = store
+        self._bench = bench
+        self._stores: dict[torch.device, TileChoices] = {}
+        self._tuners: dict[tuple[torch.device, str, int], PersistentTuner] = {}
 
-    def _tuner(self, fmt: str, group_size: int):
-        key = (fmt, group_size if fmt == "int4" else 0)
-        if key not in self._tuned:
+    def _tuner(self, device: torch.device, fmt: str, group_size: int) -> PersistentTuner:
+        key = (device, "int4" if fmt == "int4" else "rowscale", group_size if fmt == "int4" else 0)
+        if key not in self._tuners:
+            if self._store is None and device not in self._stores:
+                self._stores[device] = TileChoices(device=device)
+            store = self._store if self._store is not None else self._stores[device]
             if fmt == "int4":
-                configs, kernel = _configs(CONFIGS_INT4, max_k=group_size), _int4_kernel
+                tuner = PersistentTuner("dequant_int4", _int4_kernel, _configs(CONFIGS_INT4, max_k=group_size), store,
+                                        self._bench)
             else:
-                configs, kernel = _configs(CONFIGS_8BIT), _rowscale_kernel
-            # never M: the tile (hence each row's reduction order) must not change with the batch
-            self._tuned[key] = triton.autotune(configs=configs, key=["N", "K"])(kernel)
-        return self._tuned[key]
+                tuner = PersistentTuner("dequant_rowscale", _rowscale_kernel, _configs(CONFIGS_8BIT), store,
+                                        self._bench)
+            self._tuners[key] = tuner
+        return self._tuners[key]
 
     def _use_fp8_native(self, x: torch.Tensor) -> bool:
         if interpreting() or not x.is_cuda:
@@ -358,7 +373,7 @@ class DequantLinear:
         if k == 0:
             y.copy_(bias.to(y.dtype).expand(m, n) if bias is not None else torch.zeros_like(y))
             return y.view(*x.shape[:-1], n)
-        interp = interpreting() or not x.is_cuda
+        interp = self._bench is None and (interpreting() or not x.is_cuda)
         common = dict(BLOCK_M=BLOCK_M, HAS_BIAS=bias is not None, IEEE=x.dtype == torch.float32,
                       DOT_FP32=interpreting() and x.dtype == torch.bfloat16)
         bias_arg = bias if bias is not None else scales
@@ -378,7 +393,11 @@ class DequantLinear:
             kernel = _int4_kernel if fmt == "int4" else _rowscale_kernel
             kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, block_n))](*args, BLOCK_N=block_n, BLOCK_K=interp_k,
                                                                        **common)
-        else:
-            grid = lambda meta: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
-            self._tuner(fmt, group_size)[grid](*args, **common)
+        else:  # never M in the key: the tile (hence each row's reduction order) must not change with the batch
+            grid = lambda tile: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, tile.BLOCK_N))  # noqa: E731
+            key = dict(fmt=fmt + ("-native" if common.get("FP8_NATIVE") else ""), N=n, K=k,
+                       dtype=str(x.dtype).removeprefix("torch."))
+            if fmt == "int4":
+                key["group"] = group_size
+            self._tuner(x.device, fmt, group_size).launch(key, grid, *args, **common)
         return y.view(*x.shape[:-1], n)

@@ -12,15 +12,17 @@ Batch invariance: BLOCK_M is a constant (16) and the tile shape (BLOCK_N, BLOCK_
 autotuned per (N, K) only, never per M, and M is not a specialised argument, so every row of x is reduced
 along K in the same order by the same compiled kernel whatever M is and wherever the row sits in the batch:
 a row's output is bitwise independent of its companions (no split-K: that would tie the reduction order to
-the launch shape). The autotuner picks the tile at the first eager call for each (N, K, dtype) and keeps it
-for the launcher's life (a new process may time its way to another tile: pin CONFIGS to one for bitwise
-reproducibility across processes).
+the launch shape). The tile is chosen at the first eager call for each (N, K, dtype) by the launcher's
+`tuning.PersistentTuner`: it reuses the choice stored in the user cache for this GPU + janus-rt + Triton
+versions, else times every config once and stores the fastest, so all processes on one GPU and release run the
+same tile, hence the same bits (pin CONFIGS to one entry to make that hold across GPUs and releases too).
 BLOCK_M = 16 is the smallest tile tl.dot takes (a tensor-core MMA is 16 rows): the common 2-row CFG step
 pads least, and its arithmetic intensity (<= 16 FLOP per weight byte) stays far below the ridge point, so
 the kernel remains a pure weight stream; larger batches take more M blocks rather than a larger tile.
 
-Versions: v1 row-block GEMV with tl.dot, M <= 32, tile tuned per (M, N, K); v2 (this file) a grid over fixed
-16-row M blocks (any M), autotune keyed on (N, K) only (batch invariant), optional bias.
+Versions: v1 row-block GEMV with tl.dot, M <= 32, tile tuned per (M, N, K); v2 a grid over fixed 16-row M
+blocks (any M), autotune keyed on (N, K) only (batch invariant), optional bias; v3 (this file) the same kernel,
+its tile choice persisted across processes (kernels/tuning.py) instead of triton.autotune re-timing it in each.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import triton
 import triton.language as tl
 
 from .interpret import interpreting
+from .tuning import PersistentTuner, TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
 
@@ -68,18 +71,22 @@ CONFIGS = [  # (BLOCK_N, BLOCK_K, num_warps, num_stages) tried on a GPU
 ]
 
 
-def _make_tuned():
-    return triton.autotune(
-        configs=[triton.Config({"BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s) for n, k, w, s in CONFIGS],
-        key=["N", "K"],  # never M: the tile (hence each row's reduction order) must not change with the batch
-    )(_skinny_gemm_kernel)
-
-
 class SkinnyLinear:
-    """The launcher, holding its autotuner (built on first use on a GPU; fixed tiles in the interpreter)."""
+    """The launcher, owning its tile tuners (one per device, built on first use on a GPU; fixed wide tiles in the
+    interpreter). `store`: where chosen tiles persist (default: the user cache for the device's GPU + versions,
+    `tuning.TileChoices`); `bench`: the timer `tuning.PersistentTuner` calls (default: triton.testing.do_bench).
+    Passing a `bench` also sends interpreter / CPU calls through the tuned launch (tests, with a fake timer)."""
 
-    def __init__(self) -> None:
-        self._tuned = None
+    def __init__(self, store: TileChoices | None = None, bench=None) -> None:
+        self._store = store
+        self._bench = bench
+        self._tuners: dict[torch.device, PersistentTuner] = {}
+
+    def _tuner(self, device: torch.device) -> PersistentTuner:
+        if device not in self._tuners:
+            store = self._store if self._store is not None else TileChoices(device=device)
+            self._tuners[device] = PersistentTuner("skinny_gemm", _skinny_gemm_kernel, CONFIGS, store, self._bench)
+        return self._tuners[device]
 
     def __call__(self, *, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """x `[..., K]` (any number of rows), weight `[N, K]` contiguous rows, bias `[N]` or None -> `[..., N]`
@@ -101,15 +108,14 @@ class SkinnyLinear:
                       DOT_FP32=interpreting() and x.dtype == torch.bfloat16)
         args = (x2, weight, bias if bias is not None else weight, y, m, n, k, x2.stride(0), weight.stride(0),
                 y.stride(0))
-        if interpreting() or not x.is_cuda:  # the interpreter pays per program: wide tiles (fixed per N)
-            block_n = min(2048, triton.next_power_of_2(n))
+        if self._bench is None and (interpreting() or not x.is_cuda):  # the interpreter pays per program: wide
+            block_n = min(2048, triton.next_power_of_2(n))  # tiles (fixed per N)
             _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, block_n))](*args, BLOCK_N=block_n,
                                                                                      BLOCK_K=128, **common)
-        else:
-            if self._tuned is None:
-                self._tuned = _make_tuned()
-            grid = lambda meta: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
-            self._tuned[grid](*args, **common)
+        else:  # never M in the key: the tile (hence each row's reduction order) must not change with the batch
+            grid = lambda tile: (triton.cdiv(m, BLOCK_M), triton.cdiv(n, tile.BLOCK_N))  # noqa: E731
+            self._tuner(x.device).launch(dict(N=n, K=k, dtype=str(x.dtype).removeprefix("torch.")), grid, *args,
+                                         **common)
         return y.view(*x.shape[:-1], n)
 
 

@@ -58,6 +58,10 @@ class TritonBackend:
         from janus_rt.kernels.rope_cache import inv_freq_of
         from janus_rt.kernels.dequant_gemm import DequantLinear
         from janus_rt.kernels.skinny_gemm import SkinnyLinear
+        from janus_rt.kernels.tuning import configure_triton_cache
+
+        if model.gen_embed.weight.device.type == "cuda":
+            configure_triton_cache()  # compiled kernels beside the tile choices (JANUS_RT_CACHE_DIR), before any compile
 
         self.model = model
         self.cfg = model.cfg

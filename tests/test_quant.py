@@ -2,8 +2,9 @@
 (at load time and from a `janus-rt quantize` folder) giving the same model, every backend giving the torch
 backend's tokens, the folder's safety rules, fp8's hardware check, `info`, and the layer-by-layer peak.
 
-Tolerances: int8 and int4 (no clipping) reconstruct each weight within half a quantization step (s / 2,
-plus the float32 rounding of the fp64 input, ~1e-7 relative); fp8 e4m3 within half a unit in the last place of
+Tolerances: int8 and symmetric int4 (no clipping) reconstruct each weight within half a quantization step
+(s / 2, plus the float32 rounding of the fp64 input, ~1e-7 relative), int4 with zero points within one step
+at the ends of a group's range; fp8 e4m3 within half a unit in the last place of
 a 3-bit mantissa (2^-4 relative) for normal numbers, plus half the smallest subnormal step below them.
 """
 
@@ -75,20 +76,26 @@ def test_int4_without_clipping_is_within_half_a_step(zero_point: bool, group: in
     assert ("zeros" in q) == zero_point
     w_hat = read_int4(q["qweight"], q["scales"], q.get("zeros"), group, k)
     step = q["scales"].double()[:, torch.arange(k) // group]
-    assert ((w_hat - w).abs() <= step / 2 * (1 + 1e-3) + 1e-9).all()
+    # symmetric: within half a step; with an integer zero point the grid is shifted by up to half a step, so
+    # the range's ends may be a whole step away (the clamp to [0, 15])
+    bound = step / 2 if not zero_point else step
+    assert ((w_hat - w).abs() <= bound * (1 + 1e-3) + 1e-9).all()
+    if zero_point:
+        assert ((w_hat - w).abs() <= step / 2 * (1 + 1e-3) + 1e-9).float().mean() > 0.9  # the ends are rare
     padding = read_int4(q["qweight"], q["scales"], q.get("zeros"), group, groups * group)[:, k:]
     assert (padding == 0).all()  # padded columns dequantize to exactly zero
 
 
-def test_int4_clipping_search_never_does_worse_on_its_inputs() -> None:
+def test_int4_clipping_search_lowers_the_output_error() -> None:
     w = torch.randn(64, 256, dtype=torch.float64)
-    w[:, ::37] *= 6  # outliers: clipping pays on most groups
-    x = torch.randn(256, 512, dtype=torch.float64)  # fresh inputs (not the search's own)
     plain = read_int4(**_args(quantize_int4(w, 128, True, clip_search=False)), group=128, k=256)
     searched = read_int4(**_args(quantize_int4(w, 128, True, clip_search=True)), group=128, k=256)
-    err_plain = ((plain - w) @ x).pow(2).sum()
-    err_searched = ((searched - w) @ x).pow(2).sum()
-    assert err_searched < err_plain
+    # its objective, E over x ~ N(0, I) of ||dw . x||^2 = ||dw||^2, never worse for any (row, group) than no search
+    per_group = lambda w_hat: (w_hat - w).view(64, 2, 128).pow(2).sum(-1)  # noqa: E731
+    assert (per_group(searched) <= per_group(plain) * (1 + 1e-6)).all()
+    # and on fresh inputs the layer's output error drops (~9% for Gaussian weights; 3% asked, so noise cannot fail it)
+    x = torch.randn(256, 2048, dtype=torch.float64)
+    assert ((searched - w) @ x).pow(2).sum() < 0.97 * ((plain - w) @ x).pow(2).sum()
 
 
 def _args(q: dict) -> dict:

@@ -1,0 +1,368 @@
+"""Tile choices that outlive the process: the decode GEMMs' autotuning, remembered per GPU and version.
+
+`triton.autotune` re-times every config for every weight shape in every new process (seconds before the first
+image). Here a launcher owns a `PersistentTuner` per kernel, which asks a `TileChoices` store first and times
+the configs only for a shape nobody has tuned yet on this GPU with these versions, then writes the winner down.
+
+Where things live (`cache_dir()`): `$JANUS_RT_CACHE_DIR` if set, else `$XDG_CACHE_HOME/janus-rt`, else
+`~/.cache/janus-rt`.
+- `<cache>/autotune/<slug>.json`: the chosen tiles. The slug names the GPU (name + compute capability), the
+  janus-rt version and the Triton version, so another GPU or a new release never reuses a stale choice. Inside,
+  an entry per "kernel|shape and dtypes|config list" key holds BLOCK_N, BLOCK_K, num_warps and num_stages.
+- `<cache>/triton`: Triton's compiled kernels, once `configure_triton_cache()` has pointed `TRITON_CACHE_DIR`
+  there (only when that variable is unset). Triton reads the variable whenever it compiles, so the call must
+  come before the first compile whose result should land there (the runtime calls it when it sets up its Triton
+  backend); the same `JANUS_RT_CACHE_DIR` then moves both caches.
+
+The file is shared by processes: a write re-reads it and merges under an advisory lock (POSIX), then replaces it
+atomically (temp file in the same folder + os.replace), so concurrent tuners keep each other's entries and a
+reader never sees half a file. A corrupt or unreadable file is ignored with a warning naming it (and replaced on
+the next write); a read-only cache folder degrades to choices kept in memory, with one warning, never an error.
+
+Batch invariance (see skinny_gemm.py): a tuning key must never contain M, so a tile (hence each row's reduction
+order) depends on the weight shape and dtypes only; `PersistentTuner.choose` refuses an "M" key. Every config
+is correct, the choice only moves speed: with the choice persisted, all processes on one GPU + versions run the
+same tile, hence the same bits.
+
+No module-level mutable state: stores and tuners are objects the launchers own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+try:  # advisory file lock around read-merge-replace (POSIX; elsewhere the merge alone narrows the race)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+ENV_CACHE_DIR = "JANUS_RT_CACHE_DIR"
+FILE_FORMAT = 1  # the JSON layout below; a file with another format is ignored (and replaced on the next write)
+FIELDS = ("BLOCK_N", "BLOCK_K", "num_warps", "num_stages")
+
+
+# ---------------------------------------------------------------------------------------------- locations
+
+
+def cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """janus-rt's cache folder: $JANUS_RT_CACHE_DIR, else $XDG_CACHE_HOME/janus-rt, else ~/.cache/janus-rt
+    (not created here)."""
+    if env.get(ENV_CACHE_DIR):
+        return Path(env[ENV_CACHE_DIR]).expanduser()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser() / "janus-rt"
+    return Path.home() / ".cache" / "janus-rt"
+
+
+def configure_triton_cache(env: MutableMapping[str, str] = os.environ) -> Path:
+    """Point Triton's compile cache at `cache_dir()/triton` unless TRITON_CACHE_DIR is already set; returns the
+    folder Triton will use. Call it before the first Triton compile (Triton reads TRITON_CACHE_DIR when it
+    compiles; kernels compiled earlier stay where they went). If that folder cannot be created, TRITON_CACHE_DIR
+    is left unset (Triton keeps its default, ~/.triton/cache) with a warning."""
+    if env.get("TRITON_CACHE_DIR"):
+        return Path(env["TRITON_CACHE_DIR"])
+    folder = cache_dir(env) / "triton"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        warnings.warn(f"janus-rt: cannot create Triton's cache folder {folder} ({e}); Triton keeps its default",
+                      RuntimeWarning, stacklevel=2)
+        return Path(env.get("TRITON_HOME", str(Path.home()))) / ".triton" / "cache"
+    env["TRITON_CACHE_DIR"] = str(folder)
+    return folder
+
+
+def gpu_identity(device: Any = None) -> tuple[str, tuple[int, int] | None]:
+    """(name, compute capability) of a CUDA device (the current one by default); ("cpu", None) without CUDA or
+    for a non-CUDA device (the interpreter)."""
+    import torch
+
+    dev = torch.device(device) if device is not None else None
+    if (dev is not None and dev.type != "cuda") or not torch.cuda.is_available():
+        return "cpu", None
+    props = torch.cuda.get_device_properties(dev if dev is not None and dev.index is not None
+                                             else torch.cuda.current_device())
+    return props.name, (props.major, props.minor)
+
+
+def janus_rt_version() -> str:
+    """janus_rt.__version__ (the installed distribution's version while the package is still importing)."""
+    try:
+        import janus_rt
+
+        version = getattr(janus_rt, "__version__", None)
+    except ImportError:  # pragma: no cover - kernels used on their own
+        version = None
+    if not version:
+        try:
+            from importlib.metadata import version as dist_version
+
+            version = dist_version("janus-rt")
+        except Exception:  # noqa: BLE001 - PackageNotFoundError or a broken install
+            version = "unknown"
+    return str(version)
+
+
+def triton_version() -> str:
+    import triton
+
+    return str(triton.__version__)
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.") or "unknown"
+
+
+def device_slug(device: Any = None) -> str:
+    """File-name-safe identity of (GPU name, compute capability, janus-rt version, Triton version), e.g.
+    "nvidia-h200-sm90-janus-rt-0.1.0-triton-3.6.0"."""
+    name, capability = gpu_identity(device)
+    parts = [name]
+    if capability is not None:
+        parts.append(f"sm{capability[0]}{capability[1]}")
+    parts += [f"janus-rt-{janus_rt_version()}", f"triton-{triton_version()}"]
+    return "-".join(_slugify(p) for p in parts)
+
+
+# ---------------------------------------------------------------------------------------------- configs
+
+
+class Tile(NamedTuple):
+    """One launch config of a tiled GEMM kernel."""
+
+    BLOCK_N: int
+    BLOCK_K: int
+    num_warps: int
+    num_stages: int
+
+    def kwargs(self) -> dict[str, int]:
+        """The launch keyword arguments (constexpr tile sizes + Triton's launch options)."""
+        return dict(self._asdict())
+
+    @classmethod
+    def parse(cls, value: Any) -> Tile:
+        """A Tile from a tuple (BLOCK_N, BLOCK_K, num_warps, num_stages), a Tile or a dict with those fields."""
+        if isinstance(value, Mapping):
+            if set(value) != set(FIELDS):
+                raise ValueError(f"a tile needs exactly the fields {FIELDS}, got {sorted(value)}")
+            value = tuple(value[f] for f in FIELDS)
+        if len(value) != len(FIELDS) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                               for v in value):
+            raise ValueError(f"a tile is 4 positive ints {FIELDS}, got {value!r}")
+        return cls(*value)
+
+
+def tuning_key(kernel_name: str, key_values: Mapping[str, Any], configs: Iterable[Tile] = ()) -> str:
+    """The store key: "kernel|K=..,N=..,..|configs=<hash of the config list>". The config list is part of the key
+    so that editing a kernel's configs re-tunes instead of reusing a choice made among other candidates."""
+    if "M" in key_values or "m" in key_values:
+        raise ValueError(f"{kernel_name}: a tuning key must not contain M (the tile must not depend on the batch: "
+                         f"batch invariance), got {dict(key_values)}")
+    shape = ",".join(f"{k}={key_values[k]}" for k in sorted(key_values))
+    digest = hashlib.sha1(repr([tuple(c) for c in configs]).encode()).hexdigest()[:10]
+    return f"{kernel_name}|{shape}|configs={digest}"
+
+
+# ---------------------------------------------------------------------------------------------- the store
+
+
+class TileChoices:
+    """Chosen tiles, persisted as JSON at `directory/<slug>.json` (directory: `cache_dir()/autotune`; slug:
+    `device_slug(device)`), both resolved at first use. Loaded lazily, once; `put` merges with the file's current
+    contents and replaces it atomically. Never raises for I/O: a bad file is ignored with a warning, a read-only
+    folder keeps the choices in memory (one warning)."""
+
+    def __init__(self, directory: str | os.PathLike | None = None, slug: str | None = None,
+                 device: Any = None) -> None:
+        self._directory = Path(directory) if directory is not None else None
+        self._slug = slug
+        self._device = device
+        self._path: Path | None = None
+        self._entries: dict[str, dict[str, int]] | None = None
+        self._writable = True
+        self._warned_bad_file = False
+
+    @property
+    def path(self) -> Path:
+        """The JSON file (resolved once: cache folder from the environment, slug from the GPU and versions)."""
+        if self._path is None:
+            directory = self._directory if self._directory is not None else cache_dir() / "autotune"
+            self._path = directory / f"{self._slug or device_slug(self._device)}.json"
+        return self._path
+
+    @property
+    def persistent(self) -> bool:
+        """False once a write failed (read-only folder): choices then live in memory only."""
+        return self._writable
+
+    def get(self, key: str) -> dict[str, int] | None:
+        """The stored choice {BLOCK_N, BLOCK_K, num_warps, num_stages} for `key`, or None."""
+        entries = self._load()
+        choice = entries.get(key)
+        return dict(choice) if choice is not None else None
+
+    def put(self, key: str, choice: Mapping[str, int] | Tile) -> None:
+        """Remember `choice` for `key`, in memory and (merged with what other processes wrote) in the file."""
+        value = Tile.parse(choice)._asdict()
+        entries = self._load()
+        entries[key] = dict(value)
+        if not self._writable:
+            return
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked(path):
+                on_disk = self._read(path)
+                merged = {**on_disk, **entries}
+                self._write(path, merged)
+            self._entries = merged
+        except OSError as e:
+            self._writable = False
+            warnings.warn(f"janus-rt: cannot write autotune choices to {path} ({e}); keeping them in memory for "
+                          f"this process", RuntimeWarning, stacklevel=2)
+
+    # -- file handling
+
+    def _load(self) -> dict[str, dict[str, int]]:
+        if self._entries is None:
+            self._entries = self._read(self.path)
+        return self._entries
+
+    def _read(self, path: Path) -> dict[str, dict[str, int]]:
+        """The file's valid entries; {} when it is missing, and (with a warning) when it is unreadable or corrupt."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as e:
+            self._bad_file(path, f"unreadable: {e}")
+            return {}
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("entries"),
+                                                                                                  dict):
+                raise ValueError(f"not a format-{FILE_FORMAT} tile file")
+            return {str(k): Tile.parse(v)._asdict() for k, v in data["entries"].items()}
+        except (ValueError, TypeError) as e:
+            self._bad_file(path, f"corrupt: {e}")
+            return {}
+
+    def _bad_file(self, path: Path, why: str) -> None:
+        if not self._warned_bad_file:
+            self._warned_bad_file = True
+            warnings.warn(f"janus-rt: ignoring the autotune cache file {path} ({why}); it will be rewritten",
+                          RuntimeWarning, stacklevel=4)
+
+    def _write(self, path: Path, entries: Mapping[str, Mapping[str, int]]) -> None:
+        data = {"format": FILE_FORMAT, "slug": path.stem, "entries": {k: dict(entries[k]) for k in sorted(entries)}}
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(path: Path):
+        """Hold an exclusive advisory lock on `<file>.lock` (no-op without fcntl)."""
+        if fcntl is None:  # pragma: no cover
+            yield
+            return
+        with open(path.with_name(path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------- the tuner
+
+
+def default_bench(fn: Callable[[], None]) -> float:
+    """Time fn on the GPU (triton.testing.do_bench: warm-up, then the mean over ~100 ms of runs, in ms)."""
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn))
+
+
+class PersistentTuner:
+    """Chooses a kernel's launch config per key (weight shape + dtypes, never M), once per GPU + versions.
+
+    `choose(key_values, run)`: the choice made earlier in this process, else the one in `store`, else it times
+    every config with `bench(fn)` where fn() runs the config (it is `functools.partial(run, config)`, so a fake
+    timer can read the config as `fn.args[0]`); lower is faster; it keeps the fastest and stores it. A config whose
+    run raises (compile error, out of shared memory, ...) is skipped; if all fail, RuntimeError lists them.
+    `run(config)` must be safe to repeat (the decode GEMMs only write their output)."""
+
+    def __init__(self, kernel_name: str, kernel: Any, configs: Sequence[Any], store: TileChoices,
+                 bench: Callable[[Callable[[], None]], float] | None = None) -> None:
+        self.kernel_name = kernel_name
+        self.kernel = kernel
+        self.configs = list(dict.fromkeys(Tile.parse(c) for c in configs))  # deduplicated, in order
+        if not self.configs:
+            raise ValueError(f"{kernel_name}: no configs to tune")
+        self.store = store
+        self.bench = bench if bench is not None else default_bench
+        self._chosen: dict[str, Tile] = {}
+
+    def key(self, key_values: Mapping[str, Any]) -> str:
+        return tuning_key(self.kernel_name, key_values, self.configs)
+
+    def choose(self, key_values: Mapping[str, Any], run: Callable[[Tile], None]) -> Tile:
+        key = self.key(key_values)
+        tile = self._chosen.get(key)
+        if tile is not None:
+            return tile
+        stored = self.store.get(key)
+        if stored is not None and Tile.parse(stored) in self.configs:
+            tile = Tile.parse(stored)
+        else:
+            tile = self._tune(key, run)
+            self.store.put(key, tile)
+        self._chosen[key] = tile
+        return tile
+
+    def launch(self, key_values: Mapping[str, Any], grid: Callable[[Tile], tuple[int, ...]], *args: Any,
+               **common: Any) -> Tile:
+        """Choose the tile for `key_values` and launch `kernel[grid(tile)](*args, **tile.kwargs(), **common)`."""
+        def run(tile: Tile) -> None:
+            self.kernel[grid(tile)](*args, **tile.kwargs(), **common)
+
+        tile = self.choose(key_values, run)
+        run(tile)
+        return tile
+
+    def _tune(self, key: str, run: Callable[[Tile], None]) -> Tile:
+        times: dict[Tile, float] = {}
+        errors: list[str] = []
+        for tile in self.configs:
+            try:
+                t = float(self.bench(functools.partial(run, tile)))
+            except Exception as e:  # noqa: BLE001 - a config that cannot compile / run here is skipped
+                errors.append(f"{tuple(tile)}: {type(e).__name__}: {str(e).strip()[:300]}")
+                continue
+            if math.isnan(t):
+                errors.append(f"{tuple(tile)}: the benchmark returned NaN")
+                continue
+            times[tile] = t
+        if not times:
+            raise RuntimeError(f"{self.kernel_name}: every config failed for {key} "
+                               f"(BLOCK_N, BLOCK_K, num_warps, num_stages):\n  " + "\n  ".join(errors))
+        return min(times, key=times.__getitem__)  # ties: the earlier config
