@@ -1,4 +1,4 @@
-"""The `janus-rt` command line: generate, chat, info, demo, export, bench."""
+"""The `janus-rt` command line: generate, chat, info, export, warmup, demo, bench, bench-serve, quantize, eval-quant, serve."""
 
 from __future__ import annotations
 
