@@ -573,15 +573,17 @@ def test_sigterm_finishes_the_in_flight_request_and_exits_0(tmp_path) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt")  # what the CLI gives: 24x24 grid, 576 steps an image
     env = {**os.environ, "JANUS_RT_API_KEY": ""}
     proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli", "serve", "--model", str(ckpt), "--device", "cpu",
-                             "--port", "0", "--grace-period", "60"],
+                             "--port", "0", "--grace-period", "60", "--warmup"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:
-        url = None
+        url, before = None, []
         for line in proc.stderr:
             if (found := re.search(r"on (http://127\.0\.0\.1:\d+)", line)):
                 url = found.group(1)
                 break
+            before.append(line)
         assert url is not None, "the server never said where it listens"
+        assert any(line.startswith("warmed up") for line in before), before  # --warmup ran before the port opened
         threading.Thread(target=lambda: [line for line in proc.stderr], daemon=True).start()  # keep the pipe drained
         wait_until(lambda: _health(url) == 200, "the server to be ready")
         thread, out = in_thread(lambda: httpx.post(url + IMAGES, json={"prompt": "a fox", "seed": 0}, timeout=120))
