@@ -187,7 +187,9 @@ def image_row(m: ImageMeasurement, cfg: JanusConfig, card: dict, opts: BenchOpti
             "step_bytes": step.total, "floor_ms_per_step": roofline.floor_ms(step, card["copy_gbps"] * 1e9) if card["copy_gbps"] else None,
             "mbu_pct": _mbu(step, card["copy_gbps"], m.decode_ms_per_step),
             "mbu_datasheet_pct": _mbu(step, card["datasheet_gbps"], m.decode_ms_per_step),
-            "vq_ms_per_image": m.vq_ms_per_image, "peak_gb": m.peak_gb, "decode_steps": m.decode_steps}
+            "vq_ms_per_image": m.vq_ms_per_image, "peak_gb": m.peak_gb, "decode_steps": m.decode_steps,
+            "end_to_end_s": m.end_to_end_s, "prefill_pct": m.share_pct(m.prefill_ms),
+            "vq_pct": m.share_pct(None if m.vq_ms_per_image is None else m.vq_ms_per_image * m.images)}
 
 
 def text_row(m: TextMeasurement, cfg: JanusConfig, card: dict, elem: int, weight_bytes: int | None = None,

@@ -39,6 +39,18 @@ class ImageMeasurement:
         return self.images / (self.total_ms / 1e3)
 
     @property
+    def end_to_end_s(self) -> float | None:
+        """Seconds from request to pixels for the whole batch: prefill + every decode step + VQ decode."""
+        if self.vq_ms_per_image is None:
+            return None
+        return (self.total_ms + self.vq_ms_per_image * self.images) / 1e3
+
+    def share_pct(self, part_ms: float | None) -> float | None:
+        """`part_ms` as a percentage of the end-to-end time (which of prefill / VQ is worth speeding up)."""
+        e2e = self.end_to_end_s
+        return None if part_ms is None or not e2e else 100.0 * part_ms / (e2e * 1e3)
+
+    @property
     def image_tokens_per_s(self) -> float:
         return self.images * self.steps / (self.total_ms / 1e3)
 

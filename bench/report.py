@@ -84,10 +84,11 @@ def format_image(rows: list[dict], tokens_per_image: int = 576) -> str:
     if quantized:
         rows = _grouped(rows, "images")
     headers = ["backend", "images", "warm-up s", "prefill ms", "decode ms/step", "img tok/s", "images/s", "MBU %",
-               "MBU % (sheet)", "VQ ms/img", "peak GB"]
+               "MBU % (sheet)", "VQ ms/img", "end-to-end s", "prefill %", "VQ %", "peak GB"]
     body = [[r["backend"], str(r["images"]), _fmt(r["warmup_ms"] / 1e3, 2), _fmt(r["prefill_ms"], 1),
              _fmt(r["decode_ms_per_step"], 3), _fmt(r["image_tokens_per_s"], 0), _fmt(r["images_per_s"], 2),
              _fmt(r["mbu_pct"], 1), _fmt(r["mbu_datasheet_pct"], 1), _fmt(r["vq_ms_per_image"], 1),
+             _fmt(r.get("end_to_end_s"), 3), _fmt(r.get("prefill_pct"), 1), _fmt(r.get("vq_pct"), 1),
              _fmt(r["peak_gb"], 2)] for r in rows]
     if quantized:
         headers, body = _with_weights(headers, body, rows, "decode ms/step")

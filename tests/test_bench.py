@@ -207,6 +207,11 @@ def test_bench_tiny_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     for key in ("prefill_ms", "decode_ms_per_step", "image_tokens_per_s", "images_per_s", "vq_ms_per_image"):
         assert row[key] > 0, key
     assert row["mbu_pct"] is None and row["peak_gb"] is None
+    # end to end: prefill + all decode steps + the VQ decode, and the shares of the first and the last
+    assert row["end_to_end_s"] == pytest.approx((row["total_ms"] + row["vq_ms_per_image"]) / 1e3)
+    assert row["prefill_pct"] == pytest.approx(100 * row["prefill_ms"] / (row["end_to_end_s"] * 1e3))
+    assert row["vq_pct"] == pytest.approx(100 * row["vq_ms_per_image"] / (row["end_to_end_s"] * 1e3))
+    assert 0 < row["prefill_pct"] + row["vq_pct"] < 100 and "end-to-end s" in out
     (text,) = result["text"]
     assert (text["backend"], text["batch"], text["new_tokens"], text["decode_steps"]) == ("torch", 1, 4, 3)
     assert text["ttft_ms"] > 0 and text["decode_tokens_per_s"] > 0
