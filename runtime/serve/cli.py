@@ -27,10 +27,9 @@ then, from another shell:
   curl -s localhost:8000/health
   curl -s localhost:8000/v1/images/generations -H 'Content-Type: application/json' \\
        -d '{{"prompt": "a red fox in the snow", "n": 1, "seed": 0}}' | jq -r '.data[0].b64_json' | base64 -d > fox.png
-  curl -s localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
-       -d '{{"messages": [{{"role": "user", "content": [
-             {{"type": "image_url", "image_url": {{"url": "data:image/png;base64,'"$(base64 -w0 fox.png)"'"}}}},
-             {{"type": "text", "text": "What is in this picture?"}}]}}], "max_tokens": 64}}'
+  printf '{{"messages": [{{"role": "user", "content": [{{"type": "image_url", "image_url": {{"url": "data:image/png;base64,%s"}}}},
+    {{"type": "text", "text": "What is in this picture?"}}]}}], "max_tokens": 64}}' "$(base64 -w0 fox.png)" > ask.json
+  curl -s localhost:8000/v1/chat/completions -H 'Content-Type: application/json' -d @ask.json   # a file: base64 is long
   curl -sN localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
        -d '{{"messages": [{{"role": "user", "content": "Tell me a story."}}], "stream": true}}'
   curl -s localhost:8000/v1/models
