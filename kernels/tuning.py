@@ -163,15 +163,21 @@ class Tile(NamedTuple):
         return cls(*value)
 
 
-def tuning_key(kernel_name: str, key_values: Mapping[str, Any], configs: Iterable[Tile] = ()) -> str:
+def config_digest(configs: Iterable[Tile]) -> str:
+    """A short hash of a config list (part of every key: editing a kernel's configs re-tunes)."""
+    return hashlib.sha1(repr([tuple(c) for c in configs]).encode()).hexdigest()[:10]
+
+
+def tuning_key(kernel_name: str, key_values: Mapping[str, Any], configs: Iterable[Tile] = (),
+               digest: str | None = None) -> str:
     """The store key: "kernel|K=..,N=..,..|configs=<hash of the config list>". The config list is part of the key
-    so that editing a kernel's configs re-tunes instead of reusing a choice made among other candidates."""
+    so that editing a kernel's configs re-tunes instead of reusing a choice made among other candidates
+    (`digest`: that hash computed once by the caller)."""
     if "M" in key_values or "m" in key_values:
         raise ValueError(f"{kernel_name}: a tuning key must not contain M (the tile must not depend on the batch: "
                          f"batch invariance), got {dict(key_values)}")
     shape = ",".join(f"{k}={key_values[k]}" for k in sorted(key_values))
-    digest = hashlib.sha1(repr([tuple(c) for c in configs]).encode()).hexdigest()[:10]
-    return f"{kernel_name}|{shape}|configs={digest}"
+    return f"{kernel_name}|{shape}|configs={digest if digest is not None else config_digest(configs)}"
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -320,10 +326,11 @@ class PersistentTuner:
             raise ValueError(f"{kernel_name}: no configs to tune")
         self.store = store
         self.bench = bench if bench is not None else default_bench
+        self._digest = config_digest(self.configs)  # once: keys are built at every launch
         self._chosen: dict[str, Tile] = {}
 
     def key(self, key_values: Mapping[str, Any]) -> str:
-        return tuning_key(self.kernel_name, key_values, self.configs)
+        return tuning_key(self.kernel_name, key_values, digest=self._digest)
 
     def choose(self, key_values: Mapping[str, Any], run: Callable[[Tile], None]) -> Tile:
         key = self.key(key_values)

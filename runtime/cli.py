@@ -221,6 +221,9 @@ def _load(args):
     from .hub import resolve_model_path
 
     engine = args.backend in ("onnxruntime", "tensorrt")
+    if engine and args.quantize is not None:
+        raise InputError(f"--quantize works with --backend torch or triton, not {args.backend} (export a float "
+                         "checkpoint instead)")
     providers = args.providers.split(",") if args.providers else None
     config = EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
                           gpu_memory_utilization=args.gpu_memory_utilization)

@@ -23,15 +23,13 @@ def torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return layer(x)
 
 
-def skinny_linear(gemm: Callable[..., torch.Tensor], dequant_gemm: Callable[..., torch.Tensor] | None = None) -> Linear:
+def skinny_linear(gemm: Callable[..., torch.Tensor], dequant_gemm: Callable[..., torch.Tensor]) -> Linear:
     """Every linear through janus-rt's batch-invariant GEMM (`kernels/skinny_gemm.py`), bias included; a
     quantized layer (`QuantLinear`) through the fused dequant-GEMM (`kernels/dequant_gemm.py`), as batch-invariant."""
     from .quant.linear import QuantLinear
 
     def linear(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
         if isinstance(layer, QuantLinear):
-            if dequant_gemm is None:
-                raise ValueError("a quantized layer needs the dequant-GEMM launcher (skinny_linear(gemm, dequant_gemm))")
             bias = None if layer.bias is None else layer.bias.to(x.dtype)
             return dequant_gemm(x=x, bias=bias, **layer.kernel_args())
         return gemm(x=x, weight=layer.weight, bias=layer.bias)

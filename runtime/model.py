@@ -37,6 +37,11 @@ class JanusModel(nn.Module):
         return self.gen_aligner(self.gen_embed(image_tokens))
 
 
+def empty_parameter(shape: torch.Size | tuple[int, ...], device: torch.device, dtype: torch.dtype) -> nn.Parameter:
+    """Uninitialised storage for a weight the checkpoint fills (no grad: janus-rt only runs inference)."""
+    return nn.Parameter(torch.empty(shape, device=device, dtype=dtype), requires_grad=False)
+
+
 def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, skip: frozenset[str] = frozenset()) -> None:
     """Replace every (meta) parameter with uninitialised storage of `dtype` on `device`, one at a time.
 
@@ -47,9 +52,7 @@ def materialize(model: nn.Module, device: torch.device, dtype: torch.dtype, skip
     for prefix, module in model.named_modules():
         for name, param in list(module._parameters.items()):
             if param is not None and (f"{prefix}.{name}" if prefix else name) not in skip:
-                module._parameters[name] = nn.Parameter(
-                    torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False
-                )
+                module._parameters[name] = empty_parameter(param.shape, device, dtype)
 
 
 def build_empty_model(cfg: JanusConfig, device: torch.device, dtype: torch.dtype,

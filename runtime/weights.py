@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .checkpoint import WeightFiles, iter_tensors
 from .config import JanusConfig
 from .errors import CheckpointError
-from .model import JanusModel
+from .model import JanusModel, empty_parameter
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -278,8 +278,8 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
                 if on_complete is not None and coverage.complete(target.param):
                     del param, dest
                     on_complete(target.param)
-                    params[target.param] = coverage.params[target.param] = torch.empty(
-                        params[target.param].shape, device="meta")  # the float copy is gone; only its shape is kept
+                    # the float copy is gone; only its shape is kept (coverage shares this dict)
+                    params[target.param] = torch.empty(params[target.param].shape, device="meta")
             del tensor
         bar.n = total_bytes  # headers and padding are not tensor bytes
     if tie and not coverage.filled["lm_head.weight"]:  # tied checkpoints store only embed_tokens
@@ -327,7 +327,6 @@ def _materialize(model: JanusModel, name: str, device: torch.device, dtype: torc
     """Give the meta parameter `name` real (uninitialised) storage and return it."""
     module_name, _, attr = name.rpartition(".")
     module = model.get_submodule(module_name)
-    param = torch.nn.Parameter(torch.empty(getattr(module, attr).shape, device=device, dtype=dtype),
-                               requires_grad=False)
+    param = empty_parameter(getattr(module, attr).shape, device, dtype)
     setattr(module, attr, param)
     return param

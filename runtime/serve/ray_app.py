@@ -169,7 +169,7 @@ def run_ray_serve(args: argparse.Namespace, settings: ServeSettings) -> int:
         try:
             serve.run(serve_application(model_args, settings, plan), name=APP_NAME, route_prefix="/")
         except Exception as e:  # noqa: BLE001 - a replica failed to start (bad checkpoint, device, memory)
-            raise InputError(f"the Ray replicas did not start: {type(e).__name__}: {_first_line(e)}") from None
+            raise InputError(f"the Ray replicas did not start: {type(e).__name__}: {_last_line(e)}") from None
         print(f"serving      {settings.model_name} on http://{settings.host}:{settings.port} through Ray Serve "
               f"(auth: {'Bearer key' if settings.api_key else 'none'}; stop with Ctrl-C or SIGTERM)",
               file=sys.stderr, flush=True)
@@ -191,6 +191,7 @@ def _wants_gpu(device: str | None) -> bool:
     return torch.cuda.is_available()
 
 
-def _first_line(error: BaseException) -> str:
+def _last_line(error: BaseException) -> str:
+    """The last line of an error's text (Ray wraps a replica's failure; its cause comes last)."""
     text = str(error).strip()
     return text.splitlines()[-1] if text else type(error).__name__
