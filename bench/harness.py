@@ -364,9 +364,32 @@ def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, sp
     return image_rows, text_rows
 
 
+def measure_backend_rows(model, backend: str, cfg: JanusConfig, card: dict, opts: BenchOptions, prompt: list[int],
+                         special: SpecialIds, elem: int, image_rows: list[dict], text_rows: list[dict], log: Log,
+                         step_bytes: dict[str, int] | None = None, weights: str | None = None) -> None:
+    """Append `backend`'s image rows (each of opts.images) and understanding rows (each of opts.text_batches) to
+    the lists as they are measured (a failure keeps the rows before it). Quantized models pass their step weight
+    bytes ({"image", "text"}) and their format."""
+    device = model.gen_embed.weight.device
+    label = backend if weights is None else f"{backend} {weights}"
+    image_bytes, text_bytes = (None, None) if step_bytes is None else (step_bytes["image"], step_bytes["text"])
+    if "image" not in opts.skip:
+        for n in opts.images:
+            log(f"[bench] {label}: {n} image(s)")
+            m = measure_images(model, backend, n, cfg, opts, prompt, special)
+            image_rows.append(image_row(m, cfg, card, opts, elem, image_bytes, weights))
+            release_memory(device)
+    if "text" not in opts.skip:
+        for b in opts.text_batches:
+            log(f"[bench] {label}: text batch {b}")
+            m = measure_text(model, backend, b, cfg, opts, special)
+            text_rows.append(text_row(m, cfg, card, elem, text_bytes, weights))
+            release_memory(device)
+
+
 # Goals of the quantization work, as decode ms/step quantized / float (lower is better), for the fastest janus-rt
 # backend on one image, at the architecture's full grid in bf16 on a GPU.
-QUANT_GOALS: dict[tuple[str, str], float] = {  # the quantization issue's goals: quantized / bf16 ms per step, 1 image
+QUANT_GOALS: dict[tuple[str, str], float] = {
     ("janus-pro-7b", "int8"): 0.58, ("janus-pro-7b", "int4"): 0.36, ("janus-pro-7b", "fp8"): 0.58,
     ("janus-1.3b", "int8"): 0.65,
 }
@@ -416,18 +439,8 @@ def run_quantized(fmt: str, cfg: JanusConfig, device: torch.device, dtype: torch
     try:
         for backend in backends:
             try:
-                if "image" not in opts.skip:
-                    for n in opts.images:
-                        log(f"[bench] {backend} {fmt}: {n} image(s)")
-                        m = measure_images(model, backend, n, cfg, opts, prompt, special)
-                        image_rows.append(image_row(m, cfg, card, opts, elem, steps["image"], fmt))
-                        release_memory(device)
-                if "text" not in opts.skip:
-                    for b in opts.text_batches:
-                        log(f"[bench] {backend} {fmt}: text batch {b}")
-                        m = measure_text(model, backend, b, cfg, opts, special)
-                        text_rows.append(text_row(m, cfg, card, elem, steps["text"], fmt))
-                        release_memory(device)
+                measure_backend_rows(model, backend, cfg, card, opts, prompt, special, elem, image_rows, text_rows, log,
+                                     steps, fmt)
             except (RuntimeError, ValueError, ImportError) as e:  # EngineError is a RuntimeError
                 cause = f" (cause: {e.__cause__!r})" if e.__cause__ is not None else ""
                 notes.append(f"--quant {fmt} on backend {backend!r} failed: {type(e).__name__}: {e}{cause}")
@@ -513,18 +526,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         available.append(backend)
         card.setdefault("modes", {})[backend] = mode
         try:
-            if "image" not in opts.skip:
-                for n in opts.images:
-                    log(f"[bench] {backend}: {n} image(s)")
-                    m = measure_images(model, backend, n, cfg, opts, prompt, special)
-                    image_rows.append(image_row(m, cfg, card, opts, elem))
-                    release_memory(device)
-            if "text" not in opts.skip:
-                for b in opts.text_batches:
-                    log(f"[bench] {backend}: text batch {b}")
-                    m = measure_text(model, backend, b, cfg, opts, special)
-                    text_rows.append(text_row(m, cfg, card, elem))
-                    release_memory(device)
+            measure_backend_rows(model, backend, cfg, card, opts, prompt, special, elem, image_rows, text_rows, log)
         except EngineError as e:  # a backend that fails here (e.g. a kernel mid-change) does not stop the others
             notes.append(f"backend {backend!r} failed: {e} (cause: {e.__cause__!r})")
             log(f"[bench] backend {backend!r} failed: {e}")
