@@ -7,7 +7,9 @@ The socket is bound before uvicorn starts, so the port is known at once; the con
 answers, and on exit stops it (in-flight requests finish) and joins the thread. A checkpoint path is loaded on
 the CPU in fp32 and closed afterwards; a given `janus_rt.Janus` is left open (its owner closes it).
 Also: `tiny_image_model(ckpt)` gives a model with a 6x6 image-token grid (36 decode steps an image, 12x12 px),
-`with_image_grid(model, 6)` a fresh Janus (own engine) over an already loaded model's weights.
+`with_image_grid(model, 6)` a fresh Janus (own engine) over an already loaded model's weights, and the server
+tests' fixtures (import them into a test module): `ckpt` (a tiny checkpoint per module), `base` (its model with
+the 6x6 grid), `make(**engine_config)` (a fresh Janus over base's weights, closed after the test).
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import pytest
+
 import janus_rt
 from janus_rt.serve.settings import ServeSettings
+from janus_rt.tiny import TinySpec, write_tiny_checkpoint
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -82,3 +87,29 @@ def start_server(model_or_checkpoint: janus_rt.Janus | str | Path,
         sock.close()
         if owned:
             model.close()
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "ckpt", TinySpec(max_positions=1024))
+
+
+@pytest.fixture(scope="module")
+def base(ckpt: Path):
+    m = tiny_image_model(ckpt)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def make(base):
+    """make(**engine_config) -> a fresh Janus (own engine, own counters) over the shared weights; closed after the test."""
+    made: list[janus_rt.Janus] = []
+
+    def build(**engine) -> janus_rt.Janus:
+        made.append(with_image_grid(base, 6, **engine))
+        return made[-1]
+
+    yield build
+    for m in made:
+        m.close()

@@ -36,36 +36,9 @@ from janus_rt.bench.serve_load import LoadSpec, check_url, is_loopback, percenti
 from janus_rt.cli import main  # noqa: E402
 from janus_rt.errors import InputError  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint  # noqa: E402
-from serve_utils import start_server, tiny_image_model, with_image_grid  # noqa: E402
+from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures
 
 GATE_WAIT_S = 60.0  # bound of the gate (a failure, not a timing assertion)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("bench-serve") / "ckpt", TinySpec(max_positions=1024))
-
-
-@pytest.fixture(scope="module")
-def base(ckpt: Path):
-    m = tiny_image_model(ckpt)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make(base):
-    """make() -> a fresh Janus (own engine, own counters) over the shared weights; closed after the test."""
-    made: list[janus_rt.Janus] = []
-
-    def build() -> janus_rt.Janus:
-        made.append(with_image_grid(base, 6))
-        return made[-1]
-
-    yield build
-    for m in made:
-        m.close()
 
 
 def free_port() -> int:

@@ -27,6 +27,7 @@ from janus_rt.api import make_backend
 from janus_rt.engine import EngineConfig, EngineError, SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from faults import fail_decode_at
 
 PROMPTS = ["a red fox in the snow", "a lighthouse at night", "green apples", "an old map of the sea"]
 
@@ -233,16 +234,7 @@ def test_cancel_frees_rows_at_the_next_step(shared) -> None:
 
 def test_failed_step_fails_its_requests_and_the_engine_goes_on(shared, monkeypatch) -> None:
     m = make(shared)
-    original = m.step_backend.decode
-    calls = {"n": 0}
-
-    def flaky(groups):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated device fault")
-        return original(groups)
-
-    monkeypatch.setattr(m.step_backend, "decode", flaky)
+    fail_decode_at(m, monkeypatch, call=3)
     with pytest.raises(EngineError, match="decode step failed: RuntimeError: simulated device fault"):
         m.generate_images(PROMPTS[0], temperature=0)
     assert m.stats()["failed_requests"] == 1 and m.stats()["active_rows"] == 0

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,38 +40,13 @@ import janus_rt  # noqa: E402
 from janus_rt.errors import InputError  # noqa: E402
 from janus_rt.prompts import conversation_prompt  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint  # noqa: E402
-from serve_utils import start_server, tiny_image_model, with_image_grid  # noqa: E402
+from janus_rt.tiny import write_tiny_checkpoint  # noqa: E402
+from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures
+from faults import fail_decode_at  # noqa: E402
 
 IMAGES = "/v1/images/generations"
 CHAT = "/v1/chat/completions"
 WAIT_S = 60.0  # bound of every polling loop (a failure, not a timing assertion)
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "ckpt", TinySpec(max_positions=1024))
-
-
-@pytest.fixture(scope="module")
-def base(ckpt: Path):
-    m = tiny_image_model(ckpt)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def make(base):
-    """make(**engine_config) -> a fresh Janus (own engine) over the shared weights; closed after the test."""
-    made = []
-
-    def build(**engine) -> janus_rt.Janus:
-        made.append(with_image_grid(base, 6, **engine))
-        return made[-1]
-
-    yield build
-    for m in made:
-        m.close()
 
 
 def serve(m: janus_rt.Janus, **settings):
@@ -469,16 +443,7 @@ def test_health_is_503_when_the_engine_loop_dies(make, monkeypatch) -> None:
 
 def test_one_failing_request_does_not_take_the_server_down(make, monkeypatch) -> None:
     m = make()
-    original = m.step_backend.decode
-    calls = {"n": 0}
-
-    def flaky(groups):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("simulated device fault")
-        return original(groups)
-
-    monkeypatch.setattr(m.step_backend, "decode", flaky)
+    fail_decode_at(m, monkeypatch, call=3)
     with serve(m) as url:
         error = assert_error(httpx.post(url + IMAGES, json={"prompt": "a fox"}, timeout=60), 500, code="engine_error")
         assert "simulated device fault" in error["message"]
