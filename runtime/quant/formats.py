@@ -135,8 +135,3 @@ def quantize_weight(weight: torch.Tensor, spec: QuantSpec) -> dict[str, torch.Te
     if spec.format == "fp8":
         return quantize_fp8(weight)
     return quantize_int4(weight, spec.group_size, spec.zero_point, spec.clip_search)
-
-
-def stored_bytes(tensors: dict[str, torch.Tensor]) -> int:
-    """Bytes a quantized linear reads per step (packed weights, scales, zero points)."""
-    return sum(t.numel() * t.element_size() for t in tensors.values())

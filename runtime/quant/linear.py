@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .formats import QuantSpec, quantize_weight, stored_bytes
+from .formats import QuantSpec, quantize_weight
 
 
 class QuantLinear(nn.Module):
@@ -73,8 +73,7 @@ class QuantLinear(nn.Module):
     @property
     def weight_bytes(self) -> int:
         """Bytes of the stored weight (packed values, scales, zero points): what a decode step reads."""
-        return stored_bytes({n: t for n, t in (("q", self.qweight), ("s", self.scales), ("z", self.zeros))
-                             if t is not None})
+        return sum(t.numel() * t.element_size() for t in (self.qweight, self.scales, self.zeros) if t is not None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..model import JanusModel, build_empty_model
 from .checkpoint import load_quantized_weights, read_quant_block, spec_of
 from .formats import QuantSpec
-from .model import install_empty_quant_linears, quantize_on_complete, quantized_module_names
+from .model import install_empty_quant_linears, quantize_on_complete, quantized_weight_names
 
 
 def as_spec(quantize: str | QuantSpec) -> QuantSpec:
@@ -39,16 +39,12 @@ def check_format_supported(spec: QuantSpec, device: torch.device) -> None:
                          "use int8 (same bytes per weight, runs on every GPU) or int4", param="quantize")
 
 
-def target_weights(cfg: JanusConfig) -> frozenset[str]:
-    return frozenset(f"{name}.weight" for name in quantized_module_names(cfg))
-
-
 def build_quantized_from_folder(path: Path, cfg: JanusConfig, device: torch.device, dtype: torch.dtype,
                                 progress: bool) -> JanusModel:
     """The model of a quantized checkpoint folder, as stored."""
     spec = spec_of(read_quant_block(path))
     check_format_supported(spec, device)
-    model = build_empty_model(cfg, device, dtype, skip=target_weights(cfg))
+    model = build_empty_model(cfg, device, dtype, skip=quantized_weight_names(cfg))
     install_empty_quant_linears(model, spec, device, dtype)
     load_quantized_weights(model, path, progress=progress)
     return model
@@ -60,7 +56,6 @@ def build_quantized_at_load(weights, cfg: JanusConfig, spec: QuantSpec, device: 
     from ..weights import load_weights
 
     check_format_supported(spec, device)
-    model = build_empty_model(cfg, device, dtype, skip=target_weights(cfg))
-    _, on_complete = quantize_on_complete(model, spec)
-    load_weights(model, weights, progress=progress, on_complete=on_complete)
+    model = build_empty_model(cfg, device, dtype, skip=quantized_weight_names(cfg))
+    load_weights(model, weights, progress=progress, on_complete=quantize_on_complete(model, spec))
     return model

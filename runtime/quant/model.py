@@ -33,11 +33,15 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
 
 
-def quantize_on_complete(model: nn.Module, spec: QuantSpec) -> tuple[frozenset[str], Callable[[str], None]]:
-    """(weights to leave on meta until loaded, callback for `load_weights(on_complete=...)`) that quantizes
-    each target linear as soon as its weight is complete, so only a few float layers exist at a time."""
-    names = quantized_module_names(model.cfg)
-    weights = frozenset(f"{n}.weight" for n in names)
+def quantized_weight_names(cfg: JanusConfig) -> frozenset[str]:
+    """Parameter names of the float weights that a quantized model stores quantized."""
+    return frozenset(f"{name}.weight" for name in quantized_module_names(cfg))
+
+
+def quantize_on_complete(model: nn.Module, spec: QuantSpec) -> Callable[[str], None]:
+    """The callback for `load_weights(on_complete=...)` that quantizes each target linear as soon as its weight is
+    complete, so only a few float layers exist at a time."""
+    weights = quantized_weight_names(model.cfg)
 
     def on_complete(param: str) -> None:
         if param not in weights:
@@ -45,7 +49,7 @@ def quantize_on_complete(model: nn.Module, spec: QuantSpec) -> tuple[frozenset[s
         module_name = param.removesuffix(".weight")
         replace_module(model, module_name, QuantLinear.from_linear(model.get_submodule(module_name), spec))
 
-    return weights, on_complete
+    return on_complete
 
 
 def quantize_model(model: nn.Module, spec: QuantSpec, progress: bool = False) -> nn.Module:
