@@ -44,8 +44,10 @@ import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from janus_rt.kernels.tuning import ENV_CACHE_DIR  # noqa: E402 (janus_rt is imported by then: see BOOTSTRAP)
+
 SCHEMA = "janus-rt-cold-start/1"
-CACHE_ENV = "JANUS_RT_CACHE_DIR"
+CACHE_ENV = ENV_CACHE_DIR  # janus-rt's cache folder variable (kernels/tuning.py reads it)
 TRITON_ENV = "TRITON_CACHE_DIR"
 CACHES = ("cold disk", "warm disk")
 GOAL_S = 2.0  # the goal: warm-disk first image <= 2 s more than a warm image (Janus-1.3B, bf16, GPU)
