@@ -8,7 +8,8 @@ Where things live (`cache_dir()`): `$JANUS_RT_CACHE_DIR` if set, else `$XDG_CACH
 `~/.cache/janus-rt`.
 - `<cache>/autotune/<slug>.json`: the chosen tiles. The slug names the GPU (name + compute capability), the
   janus-rt version and the Triton version, so another GPU or a new release never reuses a stale choice. Inside,
-  an entry per "kernel|shape and dtypes|config list" key holds BLOCK_N, BLOCK_K, num_warps and num_stages.
+  an entry per "kernel|shape and dtypes|config list" key holds BLOCK_N, BLOCK_K, num_warps and num_stages (and
+  SPLIT_K for a kernel that splits K).
 - `<cache>/triton`: Triton's compiled kernels, once `configure_triton_cache()` has pointed `TRITON_CACHE_DIR`
   there (only when that variable is unset). Triton reads the variable whenever it compiles, so the call must
   come before the first compile whose result should land there (the runtime calls it when it sets up its Triton
@@ -139,33 +140,43 @@ def device_slug(device: Any = None) -> str:
 
 
 class Tile(NamedTuple):
-    """One launch config of a tiled GEMM kernel."""
+    """One launch config of a tiled GEMM kernel. SPLIT_K (optional: kernels that split K take it): the number of
+    K ranges reduced by separate programs, a per-shape choice like the others (never a function of M)."""
 
     BLOCK_N: int
     BLOCK_K: int
     num_warps: int
     num_stages: int
+    SPLIT_K: int | None = None
 
     def kwargs(self) -> dict[str, int]:
         """The launch keyword arguments (constexpr tile sizes + Triton's launch options)."""
-        return dict(self._asdict())
+        return {k: v for k, v in self._asdict().items() if v is not None}
 
     @classmethod
     def parse(cls, value: Any) -> Tile:
-        """A Tile from a tuple (BLOCK_N, BLOCK_K, num_warps, num_stages), a Tile or a dict with those fields."""
+        """A Tile from a tuple (BLOCK_N, BLOCK_K, num_warps, num_stages[, SPLIT_K]), a Tile or a dict with those
+        fields."""
         if isinstance(value, Mapping):
-            if set(value) != set(FIELDS):
-                raise ValueError(f"a tile needs exactly the fields {FIELDS}, got {sorted(value)}")
-            value = tuple(value[f] for f in FIELDS)
-        if len(value) != len(FIELDS) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                                               for v in value):
-            raise ValueError(f"a tile is 4 positive ints {FIELDS}, got {value!r}")
+            if set(value) not in (set(FIELDS), set(FIELDS) | {"SPLIT_K"}):
+                raise ValueError(f"a tile needs exactly the fields {FIELDS} (+ SPLIT_K), got {sorted(value)}")
+            value = tuple(value[f] for f in FIELDS) + ((value["SPLIT_K"],) if "SPLIT_K" in value else ())
+        value = tuple(value)
+        if len(value) == len(FIELDS) + 1 and value[-1] is None:
+            value = value[:-1]
+        if len(value) not in (len(FIELDS), len(FIELDS) + 1) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise ValueError(f"a tile is 4 positive ints {FIELDS} (+ SPLIT_K), got {value!r}")
         return cls(*value)
+
+    def stored(self) -> dict[str, int]:
+        """The JSON form (no SPLIT_K field for kernels that do not split K)."""
+        return self.kwargs()
 
 
 def config_digest(configs: Iterable[Tile]) -> str:
     """A short hash of a config list (part of every key: editing a kernel's configs re-tunes)."""
-    return hashlib.sha1(repr([tuple(c) for c in configs]).encode()).hexdigest()[:10]
+    return hashlib.sha1(repr([tuple(v for v in c if v is not None) for c in configs]).encode()).hexdigest()[:10]
 
 
 def tuning_key(kernel_name: str, key_values: Mapping[str, Any], configs: Iterable[Tile] = (),
@@ -213,14 +224,14 @@ class TileChoices:
         return self._writable
 
     def get(self, key: str) -> dict[str, int] | None:
-        """The stored choice {BLOCK_N, BLOCK_K, num_warps, num_stages} for `key`, or None."""
+        """The stored choice {BLOCK_N, BLOCK_K, num_warps, num_stages[, SPLIT_K]} for `key`, or None."""
         entries = self._load()
         choice = entries.get(key)
         return dict(choice) if choice is not None else None
 
     def put(self, key: str, choice: Mapping[str, int] | Tile) -> None:
         """Remember `choice` for `key`, in memory and (merged with what other processes wrote) in the file."""
-        value = Tile.parse(choice)._asdict()
+        value = Tile.parse(choice).stored()
         entries = self._load()
         entries[key] = dict(value)
         if not self._writable:
@@ -259,7 +270,7 @@ class TileChoices:
             if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("entries"),
                                                                                                   dict):
                 raise ValueError(f"not a format-{FILE_FORMAT} tile file")
-            return {str(k): Tile.parse(v)._asdict() for k, v in data["entries"].items()}
+            return {str(k): Tile.parse(v).stored() for k, v in data["entries"].items()}
         except (ValueError, TypeError) as e:
             self._bad_file(path, f"corrupt: {e}")
             return {}
@@ -363,13 +374,13 @@ class PersistentTuner:
             try:
                 t = float(self.bench(functools.partial(run, tile)))
             except Exception as e:  # noqa: BLE001 - a config that cannot compile / run here is skipped
-                errors.append(f"{tuple(tile)}: {type(e).__name__}: {str(e).strip()[:300]}")
+                errors.append(f"{tuple(tile.kwargs().values())}: {type(e).__name__}: {str(e).strip()[:300]}")
                 continue
             if math.isnan(t):
-                errors.append(f"{tuple(tile)}: the benchmark returned NaN")
+                errors.append(f"{tuple(tile.kwargs().values())}: the benchmark returned NaN")
                 continue
             times[tile] = t
         if not times:
             raise RuntimeError(f"{self.kernel_name}: every config failed for {key} "
-                               f"(BLOCK_N, BLOCK_K, num_warps, num_stages):\n  " + "\n  ".join(errors))
+                               f"(BLOCK_N, BLOCK_K, num_warps, num_stages[, SPLIT_K]):\n  " + "\n  ".join(errors))
         return min(times, key=times.__getitem__)  # ties: the earlier config

@@ -24,7 +24,8 @@ from test_kernel_dequant_gemm import check_close, make_quantized, reference_weig
 import janus_rt
 from janus_rt.kernels import tuning
 from janus_rt.kernels.dequant_gemm import CONFIGS_8BIT, DequantLinear, dequant_gemm_ref
-from janus_rt.kernels.skinny_gemm import BLOCK_M, CONFIGS, SkinnyLinear, _skinny_gemm_kernel, skinny_gemm_ref
+from janus_rt.kernels.skinny_gemm import (BLOCK_M, CONFIGS, PROLOGUE_NONE, SkinnyLinear, _skinny_gemm_kernel,
+                                          skinny_gemm_ref)
 from janus_rt.kernels.tuning import PersistentTuner, Tile, TileChoices
 
 import triton
@@ -221,9 +222,11 @@ def test_skinny_tuned_launch_matches_reference(cache, dtype, m, n, k) -> None:
     # the chosen tile is the one that ran: a direct launch with it gives the same bits
     tile = best(CONFIGS)
     direct = torch.empty_like(out)
-    _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, tile.BLOCK_N))](
-        x, w, bias, direct, m, n, k, x.stride(0), w.stride(0), direct.stride(0), **tile.kwargs(), BLOCK_M=BLOCK_M,
-        HAS_BIAS=True, IEEE=dtype == torch.float32, DOT_FP32=dtype == torch.bfloat16)
+    assert tile.SPLIT_K == 1  # no workspace: the unused pointers may be anything
+    _skinny_gemm_kernel[(triton.cdiv(m, BLOCK_M), triton.cdiv(n, tile.BLOCK_N), 1)](
+        x, x, w, x, w, bias, direct, direct, direct, m, n, k, x.stride(0), w.stride(0), direct.stride(0), 0.0,
+        **tile.kwargs(), BLOCK_M=BLOCK_M, PROLOGUE=PROLOGUE_NONE, HAS_DELTA=False, HAS_BIAS=True,
+        IEEE=dtype == torch.float32, DOT_FP32=dtype == torch.bfloat16)
     assert torch.equal(out, direct)
 
 
@@ -407,3 +410,20 @@ def test_a_tuner_looks_up_the_store_once_per_key(tmp_path) -> None:
     for _ in range(3):
         assert tuner.choose(dict(N=1, K=2), run=lambda tile: None) == Tile(16, 64, 4, 2)
     assert CountingStore.gets == 1
+
+
+def test_split_k_tiles_round_trip_through_the_file(tmp_path) -> None:
+    """A 5-field tile (SPLIT_K) is stored with its SPLIT_K and read back equal; a 4-field tile keeps no SPLIT_K
+    field (the dequant kernels take none), and each kind launches with exactly its own keyword arguments."""
+    store = TileChoices(tmp_path, slug="gpu")
+    store.put("split", Tile(16, 256, 4, 4, 4))
+    store.put("plain", Tile(16, 256, 4, 4))
+    data = entries(tmp_path / "gpu.json")
+    assert data["split"]["SPLIT_K"] == 4 and "SPLIT_K" not in data["plain"]
+    again = TileChoices(tmp_path, slug="gpu")
+    assert Tile.parse(again.get("split")) == Tile(16, 256, 4, 4, 4)
+    assert Tile.parse(again.get("plain")) == Tile(16, 256, 4, 4)
+    assert Tile(16, 256, 4, 4, 4).kwargs()["SPLIT_K"] == 4 and "SPLIT_K" not in Tile(16, 256, 4, 4).kwargs()
+    with pytest.raises(ValueError, match="SPLIT_K"):
+        Tile.parse((16, 256, 4, 4, 0))
+    assert tuning.config_digest([Tile(16, 64, 4, 2)]) != tuning.config_digest([Tile(16, 64, 4, 2, 1)])
