@@ -50,6 +50,7 @@ examples:
   janus-rt bench                                             # Janus-1.3B shape, bf16, everything
   janus-rt bench --arch janus-pro-7b --images 1,4 --hf-images 1 --out bench/results/h100-pro7b.json
   janus-rt bench --arch janus-1.3b --backends triton --no-hf --text-batches 1
+  janus-rt bench --arch janus-1.3b --backends "triton,triton[all],triton[norm+silu]" --no-hf   # fused kernels vs not
   janus-rt bench --arch tiny --images 1 --backends torch --text-batches 1 --no-hf   # CPU smoke run
   janus-rt bench --arch janus-pro-7b --images 1,4 --text-batches 1 --no-hf --quant int8,int4,fp8   # vs bf16
   janus-rt bench --images none --text-batches none --no-hf --arrivals 16 --concurrency 16   # 16 at once vs 1 alone
@@ -73,6 +74,19 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    """Backend labels; a triton[FUSIONS] variant must name known fusions."""
+    from .engines import backend_variant
+
+    names = _names(text)
+    for name in names:
+        try:
+            backend_variant(name)
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return names
 
 
 def _quant_formats(text: str) -> tuple[str, ...]:
@@ -102,8 +116,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                         "(default janus-1.3b)")
     p.add_argument("--images", type=_int_list, default=(1, 4, 16),
                    help="images per generate call, comma-separated (default 1,4,16); 'none' skips image generation")
-    p.add_argument("--backends", type=_names, default=("triton", "torch"),
-                   help="janus-rt backends to time, comma-separated (default triton,torch)")
+    p.add_argument("--backends", type=_backends, default=("triton", "torch"),
+                   help="janus-rt backends to time, comma-separated (default triton,torch); triton[FUSIONS] times the "
+                        "triton backend with optional fused kernels: all, or norm, silu, attn joined by '+' "
+                        "(e.g. triton,triton[all],triton[norm+silu])")
     p.add_argument("--text-batches", type=_int_list, default=(1, 8),
                    help="chat rows per call for understanding, comma-separated (default 1,8); 'none' skips it")
     p.add_argument("--text-tokens", type=int, default=128, help="new tokens per chat row, EOS unreachable (default 128)")

@@ -5,6 +5,7 @@ no backend copies the weights. The bench talks to the engine at the token level 
 `engine.submit_text`): its prompts are synthetic ids (there is no tokenizer), and pixels are decoded apart.
 
     make_janus(model, backend, max_rows, max_seq_len)   a Janus sized for one measurement
+    backend_variant(label)                              "triton[norm+silu]" -> ("triton", its Fusions)
     submit_together(engine, submits)                    requests that the engine admits at one step boundary
     run_alone(m, submits)                               one batch alone on the engine, with its phase times
     release_memory(device)                              after `m.close()` and dropping `m`: free its KV rows
@@ -22,6 +23,8 @@ import torch
 from janus_rt.api import Janus, make_backend
 from janus_rt.engine import EngineConfig, Request
 from janus_rt.engine.pool import plan_rows
+from janus_rt.errors import InputError
+from janus_rt.fast_decode import Fusions
 from janus_rt.timing import PhaseTimer
 
 SEQ_ALIGN = 64  # KV rows are sized to a multiple of this many slots (at most the model's context)
@@ -32,13 +35,30 @@ def seq_len_for(need: int, context: int) -> int:
     return min(-(-need // SEQ_ALIGN) * SEQ_ALIGN, context)
 
 
+def backend_variant(label: str) -> tuple[str, Fusions | None]:
+    """A bench backend label -> (janus-rt backend, triton fusions). "triton[all]", "triton[norm+silu]": the triton
+    backend with those optional fused kernels (`janus_rt.fast_decode.Fusions`); a plain name: its default."""
+    label = label.strip()
+    if not label.endswith("]") or "[" not in label:
+        return label, None
+    name, _, inner = label[:-1].partition("[")
+    if name != "triton":
+        raise InputError(f"backend {label!r}: only triton takes a [fusions] variant (e.g. triton[all], triton[norm+silu])")
+    try:
+        return name, Fusions.parse(inner)
+    except ValueError as e:
+        raise InputError(f"backend {label!r}: {e}") from None
+
+
 def make_janus(model, backend: str, max_rows: int, max_seq_len: int) -> Janus:
-    """A Janus over `model` (shared weights) with backend `backend` and an engine of exactly these KV rows.
+    """A Janus over `model` (shared weights) with backend `backend` (a label: "triton[all]" picks fusions, see
+    `backend_variant`) and an engine of exactly these KV rows.
 
     On CUDA the rows are capped at what the engine's default memory budget (`plan_rows`) allows. There is no
     tokenizer: the bench submits token ids to `m.engine` itself. Close it (`m.close()`) when done.
     """
-    step = make_backend(backend, model)
+    name, fusions = backend_variant(backend)
+    step = make_backend(name, model, fusions)
     if step.device.type == "cuda":  # never more rows than the engine's own memory budget would plan
         budget, _ = plan_rows(EngineConfig(max_seq_len=max_seq_len), step.cfg.llm, step.device, step.dtype)
         max_rows = min(max_rows, budget)

@@ -44,7 +44,7 @@ from janus_rt.info import count_parameters
 from . import roofline
 from .architectures import architecture_config
 from .arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
-from .engines import make_janus, release_memory, seq_len_for
+from .engines import backend_variant, make_janus, release_memory, seq_len_for
 from .image_bench import ImageMeasurement, measure_image_row
 from .random_weights import build_random_model
 from .text_bench import TextMeasurement, measure_text_row
@@ -251,7 +251,9 @@ def backend_mode_or_note(model, backend: str, notes: list[str], log: Log) -> str
     from janus_rt.api import make_backend
 
     try:
-        return make_backend(backend, model).describe_mode()
+        name, fusions = backend_variant(backend)
+        mode = make_backend(name, model, fusions).describe_mode()
+        return mode if fusions is None else f"{mode}, fused kernels: {fusions.label}"
     except (InputError, ImportError) as e:
         notes.append(f"backend {backend!r} skipped: {e}")
         log(f"[bench] backend {backend!r} skipped: {e}")

@@ -2,6 +2,7 @@
 
     python -m janus_rt.bench.profile_step --arch janus-1.3b --images 1
     python -m janus_rt.bench.profile_step --arch janus-1.3b --images 4 --text 2     # a mixed step
+    python -m janus_rt.bench.profile_step --arch janus-1.3b --images 1 --backend "triton[all]"   # fused kernels
 
 Runs requests through the engine (triton backend) until the step of their batch bucket -- `(image rows,
 text rows)` rounded up to `triton_step.BUCKETS` -- has been captured, cancels them, then takes that
@@ -24,10 +25,11 @@ import torch
 
 from janus_rt.api import resolve_device, resolve_dtype
 from janus_rt.engine import SamplingParams
+from janus_rt.errors import InputError
 from janus_rt.triton_step import StepGraph, bucket
 
 from .architectures import architecture_config
-from .engines import make_janus, seq_len_for, submit_together
+from .engines import backend_variant, make_janus, seq_len_for, submit_together
 from .random_weights import build_random_model
 from .timers import timed
 from .workload import SpecialIds, image_prompt_ids, understanding_request
@@ -44,7 +46,7 @@ def _wait(cond, what: str, timeout_s: float = 600.0) -> None:
         time.sleep(0.002)
 
 
-def captured_step(model, images: int, text: int, extra_slots: int):
+def captured_step(model, images: int, text: int, extra_slots: int, backend: str = "triton"):
     """(Janus, StepGraph) of the bucket of `images` images + `text` answers, captured (or warm when eager).
 
     The requests that built it are cancelled; the engine is idle, so the caller may drive the StepGraph.
@@ -55,7 +57,7 @@ def captured_step(model, images: int, text: int, extra_slots: int):
     chat = understanding_request(cfg, special)
     need = max(PROMPT_TOKENS + cfg.image_tokens_per_image - 1 if images else 0,
                len(chat.ids) + TEXT_TOKENS - 1 if text else 0) + extra_slots
-    m = make_janus(model, "triton", 2 * images + text, seq_len_for(need, cfg.llm.max_position_embeddings))
+    m = make_janus(model, backend, 2 * images + text, seq_len_for(need, cfg.llm.max_position_embeddings))
     engine, backend = m.engine, m.step_backend
     key = (bucket(2 * images), bucket(text))
     params = SamplingParams(temperature=1.0, seed=0)
@@ -94,11 +96,11 @@ def point_mid_context(step: StepGraph, image_position: int, text_position: int) 
 
 
 @torch.inference_mode()
-def profile(model, images: int = 1, text: int = 0, steps: int = 10, replays: int = 50) -> dict:
+def profile(model, images: int = 1, text: int = 0, steps: int = 10, replays: int = 50, backend: str = "triton") -> dict:
     """Graph-replayed ms per step and the per-kernel profile of `steps` eager runs of the same step body."""
     cfg = model.cfg
     mid = cfg.image_tokens_per_image // 2
-    m, step = captured_step(model, images, text, extra_slots=replays + steps + 1)
+    m, step = captured_step(model, images, text, extra_slots=replays + steps + 1, backend=backend)
     try:
         special = SpecialIds.for_vocab(cfg.llm.vocab_size)
         text_pos = len(understanding_request(cfg, special).ids) + TEXT_TOKENS // 2
@@ -149,7 +151,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", default=None, help="default bf16 on CUDA, fp32 on CPU")
     parser.add_argument("--image-grid", type=int, default=None, help="smoke runs: a smaller image-token grid")
     parser.add_argument("--top", type=int, default=25, help="kernels printed")
+    parser.add_argument("--backend", default="triton",
+                        help="triton, or triton[FUSIONS] with optional fused kernels: all, or norm, silu, attn joined "
+                             "by '+' (default triton)")
     args = parser.parse_args(argv)
+    if not args.backend.startswith("triton"):
+        parser.error(f"--backend must be triton or triton[FUSIONS], got {args.backend!r}")
+    try:
+        backend_variant(args.backend)
+    except InputError as e:
+        parser.error(str(e))
     if args.images < 0 or args.text < 0 or args.images + args.text == 0:
         parser.error("--images and --text must be >= 0, and not both 0")
     device = resolve_device(args.device)
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.image_grid:
         cfg = dataclasses.replace(cfg, vq=dataclasses.replace(cfg.vq, image_token_grid=args.image_grid))
     model = build_random_model(cfg, device, dtype)
-    out = profile(model, args.images, args.text, args.steps, args.replays)
+    out = profile(model, args.images, args.text, args.steps, args.replays, backend=args.backend)
     unit = "device" if device.type == "cuda" else "CPU (self)"
     print(f"{out['mode']}; bucket (image rows, text rows) = {tuple(out['bucket'])}")
     print(f"{'us/step':>9} {'calls/step':>10}  kernel ({unit} time)")

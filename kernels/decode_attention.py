@@ -14,7 +14,10 @@ Query t of row b (at slot lengths[b] - T + t) sees keys j with key_start[b] <= j
 cache row cache_rows[b]: causal among the new tokens, everything before them. Hq = G * Hkv (GQA; G = 1 is
 MHA). Each program takes one (row, kv head) pair and one split of the sequence: its G*T queries form the
 rows of one tile, so each key block is read once for the whole group. A second kernel merges the splits by
-their log-sum-exp. The grid depends only on B and S_max, never on the lengths, so a launch captures into a
+their log-sum-exp; with `merge_counters` (int32, >= B*Hkv elements, zero on entry and left zero) there is no
+second launch: each split program counts its arrival with an atomic on its (row, kv head)'s counter, and the
+last to arrive merges all the splits, with the same code in the same order (bitwise the same output), and
+resets the counter. The grid depends only on B and S_max, never on the lengths, so a launch captures into a
 CUDA graph and replays for any lengths. Accumulation is fp32; fp16/bf16 inputs use the tensor cores; fp32
 inputs use IEEE dots. The Triton interpreter mis-computes bf16 dots, so there the bf16 tiles are upcast
 first: bf16 x bf16 products are exact in fp32, so this is the same arithmetic the tensor cores do.
@@ -26,9 +29,10 @@ so a row's output is bitwise the same whatever B, its batch position, its compan
 
 Versions: v1 split-K with GQA-packed query tiles; v2 stores only the real query rows of each tile's partials
 (16x less partial traffic for MHA decode; measured on an H100, Janus-1.3B, 1 image: merge 4.9 -> 3.7 us per
-layer, split 6.5 -> 6.4 us: the merge is latency-bound, not traffic-bound); v3 (this file) a fixed number of
+layer, split 6.5 -> 6.4 us: the merge is latency-bound, not traffic-bound); v3 a fixed number of
 keys per split instead of a split count chosen per batch (batch invariant), and cache_rows into a KV pool
-(not yet timed on a GPU).
+(not yet timed on a GPU); v4 the merge folded into the split kernel (last program to arrive merges; optional,
+`merge_counters`), not yet timed on a GPU. v3's two launches stay the default.
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ from .interpret import interpreting
 @triton.jit(do_not_specialize=["num_splits"])  # one compiled kernel for every S_max
 def _split_kernel(
     q_ptr, k_ptr, v_ptr, lengths_ptr, key_start_ptr, cache_rows_ptr, part_acc_ptr, part_max_ptr, part_sum_ptr,
+    out_ptr, counters_ptr,
     stride_qb, stride_qh, stride_qt,
     stride_kb, stride_kh, stride_ks,
     stride_vb, stride_vh, stride_vs,
+    stride_ob, stride_oh, stride_ot,
     num_kv_heads, num_splits, split_keys, scale,
     GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_KEY_START: tl.constexpr, HAS_CACHE_ROWS: tl.constexpr,
-    IEEE: tl.constexpr, DOT_FP32: tl.constexpr,
+    IEEE: tl.constexpr, DOT_FP32: tl.constexpr, FUSED_MERGE: tl.constexpr,
 ):
     pid_bh = tl.program_id(0)
     split = tl.program_id(1)
@@ -118,15 +124,32 @@ def _split_kernel(
     tl.store(part_sum_ptr + part + rows, l_i, mask=row_ok)
     tl.store(part_acc_ptr + (part + rows[:, None]) * HEAD_DIM + dims[None, :], acc, mask=row_ok[:, None])
 
+    if FUSED_MERGE:  # the last of this (row, kv head)'s num_splits programs to arrive merges them all
+        # Memory ordering. Arriving: the barrier orders every thread's partial stores above before the atomic
+        # (issued once per program), whose release half, at gpu scope, publishes them with the count. Last one:
+        # the atomic's acquire half sees every earlier program's release (the counter's modification order),
+        # and the barrier after it extends that to all threads of this program before they load; the loads
+        # skip L1 (.cg: L1 is not coherent across SMs), reading the partials from L2.
+        tl.debug_barrier()
+        arrived = tl.atomic_add(counters_ptr + pid_bh, 1, sem="acq_rel", scope="gpu")
+        if arrived == num_splits - 1:
+            tl.debug_barrier()
+            _merge_splits(part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr, stride_ob, stride_oh, stride_ot,
+                          pid_bh, num_kv_heads, num_splits, GROUP, NEW_TOKENS, HEAD_DIM, BLOCK_M, ".cg")
+            tl.store(counters_ptr + pid_bh, 0)  # every split has arrived: nobody else touches it this launch
 
-@triton.jit(do_not_specialize=["num_splits"])
-def _merge_kernel(
+
+@triton.jit
+def _merge_splits(
     part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr,
     stride_ob, stride_oh, stride_ot,
-    num_kv_heads, num_splits,
+    pid_bh, num_kv_heads, num_splits,
     GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    LOAD_CACHE: tl.constexpr,
 ):
-    pid_bh = tl.program_id(0)
+    """Merge the num_splits partials of (row, kv head) pid_bh in split order 0.. by their log-sum-exp and store
+    the output: the one merge arithmetic of both paths (bitwise the same output). LOAD_CACHE: the partials'
+    load cache modifier ("" or ".cg")."""
     b = pid_bh // num_kv_heads
     kv_head = pid_bh % num_kv_heads
     rows = tl.arange(0, BLOCK_M)
@@ -135,21 +158,34 @@ def _merge_kernel(
     m_all = tl.full([BLOCK_M], float("-inf"), tl.float32)
     for split in range(0, num_splits):
         part = (pid_bh * num_splits + split) * (GROUP * NEW_TOKENS)
-        m_all = tl.maximum(m_all, tl.load(part_max_ptr + part + rows, mask=row_ok, other=float("-inf")))
+        m_all = tl.maximum(m_all, tl.load(part_max_ptr + part + rows, mask=row_ok, other=float("-inf"),
+                                          cache_modifier=LOAD_CACHE))
     m_safe = tl.where(m_all == float("-inf"), 0.0, m_all)
     total = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     for split in range(0, num_splits):
         part = (pid_bh * num_splits + split) * (GROUP * NEW_TOKENS)
-        weight = tl.exp(tl.load(part_max_ptr + part + rows, mask=row_ok, other=float("-inf")) - m_safe)  # 0: empty
-        total += weight * tl.load(part_sum_ptr + part + rows, mask=row_ok, other=0.0)
+        m_split = tl.load(part_max_ptr + part + rows, mask=row_ok, other=float("-inf"), cache_modifier=LOAD_CACHE)
+        weight = tl.exp(m_split - m_safe)  # 0: an empty split
+        total += weight * tl.load(part_sum_ptr + part + rows, mask=row_ok, other=0.0, cache_modifier=LOAD_CACHE)
         acc += weight[:, None] * tl.load(part_acc_ptr + (part + rows[:, None]) * HEAD_DIM + dims[None, :],
-                                         mask=row_ok[:, None], other=0.0)
+                                         mask=row_ok[:, None], other=0.0, cache_modifier=LOAD_CACHE)
     out = acc / tl.where(total == 0.0, 1.0, total)[:, None]
     head = kv_head * GROUP + rows // NEW_TOKENS
     tok = rows % NEW_TOKENS
     tl.store(out_ptr + b * stride_ob + head[:, None] * stride_oh + tok[:, None] * stride_ot + dims[None, :],
              out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+
+
+@triton.jit(do_not_specialize=["num_splits"])
+def _merge_kernel(
+    part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr,
+    stride_ob, stride_oh, stride_ot,
+    num_kv_heads, num_splits,
+    GROUP: tl.constexpr, NEW_TOKENS: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    _merge_splits(part_acc_ptr, part_max_ptr, part_sum_ptr, out_ptr, stride_ob, stride_oh, stride_ot,
+                  tl.program_id(0), num_kv_heads, num_splits, GROUP, NEW_TOKENS, HEAD_DIM, BLOCK_M, "")
 
 
 MAX_NEW_TOKENS = 16
@@ -168,12 +204,19 @@ def decode_attention(
     scale: float | None = None,
     split_keys: int | None = None,
     out: torch.Tensor | None = None,
+    merge_counters: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of `T` new queries per row over a static KV cache pool; see the module docstring for shapes.
 
     The sequence is cut into `cdiv(S_max, split_keys)` splits of `split_keys` keys (default SPLIT_KEYS, a
     multiple of BLOCK_N). The grid depends on no device value, so a graph capture stays valid for any lengths
     and cache_rows. cache_rows must index rows of the pool (checked only for CPU tensors: no device sync).
+
+    merge_counters: None launches a second kernel that merges the splits. Given, the split kernel merges them
+    itself (the last program of each (row, kv head) to arrive; bitwise the same output, one launch): a
+    contiguous int32 tensor on q's device with >= B * Hkv elements, all ZERO on entry (not checked: that would
+    need a device sync). The call leaves them zero again, so one tensor serves every later call and every CUDA
+    graph replay without a memset; calls sharing a tensor must not run concurrently (other streams).
     """
     batch, heads, new_tokens, head_dim = q.shape
     pool_rows, kv_heads, max_len, kd = keys.shape
@@ -202,6 +245,15 @@ def decode_attention(
         if cache_rows.device.type == "cpu" and batch and not (0 <= int(cache_rows.min()) and
                                                               int(cache_rows.max()) < pool_rows):
             raise ValueError(f"cache_rows must lie in [0, {pool_rows})")
+    if merge_counters is not None:
+        if merge_counters.dtype != torch.int32 or merge_counters.device != q.device:
+            raise ValueError(f"merge_counters must be an int32 tensor on {q.device}, got {merge_counters.dtype} on "
+                             f"{merge_counters.device}")
+        if merge_counters.numel() < batch * kv_heads:
+            raise ValueError(f"merge_counters has {merge_counters.numel()} elements, needs >= B * Hkv = "
+                             f"{batch * kv_heads}")
+        if not merge_counters.is_contiguous():
+            raise ValueError("merge_counters must be contiguous")
     if split_keys is None:  # the interpreter pays per program, not per key: one split of the whole pool there
         split_keys = triton.cdiv(max_len, 256) * 256 if interpreting() else SPLIT_KEYS
     if split_keys <= 0 or split_keys % BLOCK_N:
@@ -221,15 +273,19 @@ def decode_attention(
     _split_kernel[(batch * kv_heads, num_splits)](
         q, keys, values, lengths, lengths if key_start is None else key_start,
         lengths if cache_rows is None else cache_rows, part_acc, part_max, part_sum,
+        out, lengths if merge_counters is None else merge_counters,
         q.stride(0), q.stride(1), q.stride(2),
         keys.stride(0), keys.stride(1), keys.stride(2),
         values.stride(0), values.stride(1), values.stride(2),
+        out.stride(0), out.stride(1), out.stride(2),
         kv_heads, num_splits, split_keys, scale if scale is not None else 1.0 / math.sqrt(head_dim),
         GROUP=group, NEW_TOKENS=new_tokens, HEAD_DIM=head_dim, BLOCK_M=block_m, BLOCK_N=block_n,
         HAS_KEY_START=key_start is not None, HAS_CACHE_ROWS=cache_rows is not None, IEEE=q.dtype == torch.float32,
-        DOT_FP32=interpreting() and q.dtype == torch.bfloat16,
+        DOT_FP32=interpreting() and q.dtype == torch.bfloat16, FUSED_MERGE=merge_counters is not None,
         num_warps=4, num_stages=2,
     )
+    if merge_counters is not None:
+        return out
     _merge_kernel[(batch * kv_heads,)](
         part_acc, part_max, part_sum, out,
         out.stride(0), out.stride(1), out.stride(2),

@@ -27,6 +27,7 @@ from .understanding import TextRequest, expand_placeholders
 from .weights import load_weights
 
 if TYPE_CHECKING:
+    from .fast_decode import Fusions
     from .quant import QuantSpec
 
 BACKENDS = ("torch", "triton", "onnxruntime", "tensorrt")  # the last two run exported graphs (janus_rt.export)
@@ -382,6 +383,7 @@ def load(
     engine: EngineConfig | None = None,
     quantize: "str | QuantSpec | None" = None,
     warmup: bool = False,
+    fusions: "str | Fusions | None" = None,
 ) -> Janus:
     """Load a Janus checkpoint directory (official or Hugging Face layout); a hub id is fetched when possible.
 
@@ -393,11 +395,14 @@ def load(
     `quantize` ("int8", "int4", "fp8" or a `janus_rt.quant.QuantSpec`) quantizes the transformer's linears
     and the two heads while loading; a folder written by `janus-rt quantize` loads quantized as it is.
     `warmup=True` compiles, tunes and captures the common decode shapes before returning (`Janus.warmup`).
+    `fusions` (backend "triton"): the decode step's optional fused kernels, "none" (default), "all" or a list of
+    norm, silu, attn (`janus_rt.fast_decode.Fusions`; not yet the default: see bench/NOTES.md).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
     if chat_format not in ("auto", "pro", "legacy"):
         raise InputError(f"chat_format must be 'auto', 'pro' or 'legacy', got {chat_format!r}")
+    step_fusions = parse_fusions(fusions, backend)
     if backend in ("onnxruntime", "tensorrt"):
         if quantize is not None:
             raise InputError(f"quantize= works with the torch and triton backends, not {backend!r} (export a float "
@@ -423,7 +428,7 @@ def load(
     weights = find_weight_files(path)
     model = _build_model(path, weights, cfg, dev, dt, quantize, progress)
     fmt: ChatFormat = ("pro" if tokenizer.has_pro_roles else "legacy") if chat_format == "auto" else chat_format
-    loaded = Janus(make_backend(backend, model), tokenizer, fmt, path, engine)
+    loaded = Janus(make_backend(backend, model, step_fusions), tokenizer, fmt, path, engine)
     if warmup:
         loaded.warmup(progress=progress)
     return loaded
@@ -451,8 +456,26 @@ def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: t
     return model
 
 
-def make_backend(backend: str, model: JanusModel) -> StepBackend:
-    """The step backend of a torch-module backend over a loaded model."""
+def parse_fusions(fusions: "str | Fusions | None", backend: str) -> "Fusions | None":
+    """`fusions=` of `load`, checked: a `Fusions`, or None (the backend's default)."""
+    from .fast_decode import Fusions
+
+    if fusions is None or isinstance(fusions, Fusions):
+        parsed = fusions
+    else:
+        try:
+            parsed = Fusions.parse(str(fusions))
+        except ValueError as e:
+            raise InputError(str(e), param="fusions") from None
+    if parsed is not None and parsed != Fusions() and backend != "triton":
+        raise InputError(f"fusions= choose the triton backend's fused kernels; backend {backend!r} has none",
+                         param="fusions")
+    return parsed
+
+
+def make_backend(backend: str, model: JanusModel, fusions: "Fusions | None" = None) -> StepBackend:
+    """The step backend of a torch-module backend over a loaded model (`fusions`: the triton backend's optional
+    fused kernels, None for its default)."""
     if backend == "torch":
         from .torch_backend import TorchBackend
 
@@ -460,5 +483,5 @@ def make_backend(backend: str, model: JanusModel) -> StepBackend:
     if backend == "triton":
         from .triton_backend import TritonBackend
 
-        return TritonBackend(model)
+        return TritonBackend(model) if fusions is None else TritonBackend(model, fusions=fusions)
     raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

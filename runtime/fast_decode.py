@@ -7,34 +7,116 @@ row's numbers never depend on the other rows of the step (see README, "Batch inv
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .heads import GenHead, MlpProjector
-from .llm import KVCache, LanguageModel
+from .llm import KVCache, LanguageModel, RMSNorm
 
 Linear = Callable[[torch.Tensor, nn.Linear], torch.Tensor]  # (x, layer) -> layer(x), maybe by another kernel
+
+FUSION_NAMES = ("norm", "silu", "attn")
+
+
+@dataclass(frozen=True)
+class Fusions:
+    """Which optional fused kernels the decode step runs (bench/NOTES.md, v4). Each removes launches from the
+    launch-bound step; each becomes a default only once a GPU profile says it pays, so all are off by default and
+    `janus-rt bench --fusions` measures them side by side.
+
+    norm: the residual add + RMSNorm folded into the next GEMM's prologue (qkv, gate|up): 2 launches fewer per
+          layer; rounds once where the unfused pair rounds twice (as close to float64, not the same bits).
+    silu: SiLU(gate) * up folded into the down projection's prologue: 1 launch fewer per layer, the same bits.
+    attn: split-K attention's merge folded into its split kernel (last program merges): 1 launch fewer per
+          layer, the same bits.
+    Quantized layers (the dequant-GEMMs have no prologue) keep the unfused kernels."""
+
+    norm: bool = False
+    silu: bool = False
+    attn: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> "Fusions":
+        """"none", "all", or a list of FUSION_NAMES joined by "," or "+" ("norm,attn", "norm+silu")."""
+        text = text.strip().lower()
+        if text in ("", "none", "v3"):
+            return cls()
+        if text in ("all", "v4"):
+            return cls(True, True, True)
+        names = [t.strip() for t in text.replace("+", ",").split(",") if t.strip()]
+        unknown = [n for n in names if n not in FUSION_NAMES]
+        if unknown:
+            raise ValueError(f"unknown fusion {', '.join(map(repr, unknown))}: choose none, all, or a list of "
+                             f"{', '.join(FUSION_NAMES)} joined by ',' or '+'")
+        return cls(**{n: True for n in names})
+
+    @property
+    def label(self) -> str:
+        on = [n for n in FUSION_NAMES if getattr(self, n)]
+        return "none" if not on else "all" if len(on) == len(FUSION_NAMES) else "+".join(on)
 
 
 def torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     return layer(x)
 
 
-def skinny_linear(gemm: Callable[..., torch.Tensor], dequant_gemm: Callable[..., torch.Tensor]) -> Linear:
-    """Every linear through janus-rt's batch-invariant GEMM (`kernels/skinny_gemm.py`), bias included; a
-    quantized layer (`QuantLinear`) through the fused dequant-GEMM (`kernels/dequant_gemm.py`), as batch-invariant."""
-    from .quant.linear import QuantLinear
+class StepOps:
+    """The triton backend's kernels for one decode step: every linear through janus-rt's batch-invariant GEMM
+    (`kernels/skinny_gemm.py`), bias included, a quantized layer (`QuantLinear`) through the fused dequant-GEMM
+    (`kernels/dequant_gemm.py`), as batch-invariant; plus the norm / SiLU / attention steps, fused or not as
+    `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept alive: captured
+    CUDA graphs hold their addresses)."""
 
-    def linear(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    def __init__(self, gemm: Any, dequant_gemm: Callable[..., torch.Tensor], fusions: Fusions = Fusions()) -> None:
+        self.gemm = gemm  # kernels.skinny_gemm.SkinnyLinear
+        self.dequant_gemm = dequant_gemm
+        self.fusions = fusions
+        self._merge_counters: dict[torch.device, list[torch.Tensor]] = {}
+
+    def __call__(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+        from .quant.linear import QuantLinear
+
         if isinstance(layer, QuantLinear):
             bias = None if layer.bias is None else layer.bias.to(x.dtype)
-            return dequant_gemm(x=x, bias=bias, **layer.kernel_args())
-        return gemm(x=x, weight=layer.weight, bias=layer.bias)
+            return self.dequant_gemm(x=x, bias=bias, **layer.kernel_args())
+        return self.gemm(x=x, weight=layer.weight, bias=layer.bias)
 
-    return linear
+    def norm_linear(self, x: torch.Tensor, delta: torch.Tensor | None, norm: RMSNorm,
+                    layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """(layer(norm(x + delta)), x + delta)."""
+        from janus_rt.kernels.fused_norm import add_rmsnorm
+
+        if self.fusions.norm and type(layer) is nn.Linear:
+            return self.gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps, weight=layer.weight,
+                                         bias=layer.bias)
+        h, x = add_rmsnorm(x=x, delta=delta, weight=norm.weight, eps=norm.eps)
+        return self(h, layer), x
+
+    def silu_linear(self, gate_up: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+        """layer(silu(gate) * up) for gate_up `[..., 2I]`."""
+        from janus_rt.kernels.fused_norm import silu_mul
+
+        if self.fusions.silu and type(layer) is nn.Linear:
+            return self.gemm.silu_linear(gate_up=gate_up, weight=layer.weight, bias=layer.bias)
+        return self(silu_mul(gate_up=gate_up), layer)
+
+    def attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,
+                  cache_rows: torch.Tensor | None) -> torch.Tensor:
+        from janus_rt.kernels.decode_attention import decode_attention
+
+        counters = None
+        if self.fusions.attn:
+            need = q.shape[0] * keys.shape[1]  # one per (row, kv head)
+            held = self._merge_counters.setdefault(q.device, [])
+            if not held or held[-1].numel() < need:
+                held.append(torch.zeros(max(need, 4096), dtype=torch.int32, device=q.device))  # self-resetting
+            counters = held[-1]
+        return decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=None, cache_rows=cache_rows,
+                                merge_counters=counters)
 
 
 def mlp_projector(mlp: MlpProjector, x: torch.Tensor, linear: Linear) -> torch.Tensor:
@@ -51,16 +133,16 @@ def gen_head(head: GenHead, x: torch.Tensor, linear: Linear) -> torch.Tensor:
 
 
 def transformer_step(llm: LanguageModel, x: torch.Tensor, positions: torch.Tensor, cache_rows: torch.Tensor | None,
-                     cache: KVCache, inv_freq: torch.Tensor, linear: Linear = torch_linear) -> torch.Tensor:
+                     cache: KVCache, inv_freq: torch.Tensor, ops: StepOps) -> torch.Tensor:
     """`T` new tokens per row through the decoder with janus-rt's kernels; returns the final-normed `[R, T, D]`.
 
     x `[R, T, D]`; positions `[R, T]` int64: RoPE position and cache slot of each new token (no padding);
     cache_rows `[R]` int32: the pool row of each batch row (None: row r). Per layer: add+RMSNorm, qkv GEMM,
     RoPE+cache write, split-K attention, o GEMM, add+RMSNorm, gate|up GEMM, SiLU*up, down GEMM (the residual
-    add of each block is fused into the next norm).
+    add of each block is fused into the next norm; `ops.fusions` may fold the norms and SiLU*up into the GEMMs
+    and the attention merge into its split kernel).
     """
-    from janus_rt.kernels.decode_attention import decode_attention
-    from janus_rt.kernels.fused_norm import add_rmsnorm, silu_mul
+    from janus_rt.kernels.fused_norm import add_rmsnorm
     from janus_rt.kernels.rope_cache import rope_cache
 
     cfg = llm.cfg
@@ -68,16 +150,12 @@ def transformer_step(llm: LanguageModel, x: torch.Tensor, positions: torch.Tenso
     lengths = (positions[:, -1] + 1).to(torch.int32)  # [R] valid slots after the write
     delta = None
     for i, layer in enumerate(llm.layers):
-        h, x = add_rmsnorm(x=x, delta=delta, weight=layer.input_norm.weight, eps=layer.input_norm.eps)
-        q = rope_cache(qkv=linear(h, layer.attn.qkv_proj), positions=positions, inv_freq=inv_freq,
-                       keys=cache.keys[i], values=cache.values[i], num_heads=cfg.num_heads,
-                       cache_rows=cache_rows)  # [R, H, T, hd]
-        attn = decode_attention(q=q, keys=cache.keys[i], values=cache.values[i], lengths=lengths, key_start=None,
-                                cache_rows=cache_rows)  # [R, H, T, hd]
-        attn_out = linear(attn.transpose(1, 2).reshape(rows, new, cfg.num_heads * cfg.head_dim), layer.attn.o_proj)
-        h, x = add_rmsnorm(x=x, delta=attn_out, weight=layer.post_attn_norm.weight, eps=layer.post_attn_norm.eps)
-        delta = linear(silu_mul(gate_up=linear(h, layer.mlp.gate_up_proj)), layer.mlp.down_proj)
+        qkv, x = ops.norm_linear(x, delta, layer.input_norm, layer.attn.qkv_proj)
+        q = rope_cache(qkv=qkv, positions=positions, inv_freq=inv_freq, keys=cache.keys[i], values=cache.values[i],
+                       num_heads=cfg.num_heads, cache_rows=cache_rows)  # [R, H, T, hd]
+        attn = ops.attention(q, cache.keys[i], cache.values[i], lengths, cache_rows)  # [R, H, T, hd]
+        attn_out = ops(attn.transpose(1, 2).reshape(rows, new, cfg.num_heads * cfg.head_dim), layer.attn.o_proj)
+        gate_up, x = ops.norm_linear(x, attn_out, layer.post_attn_norm, layer.mlp.gate_up_proj)
+        delta = ops.silu_linear(gate_up, layer.mlp.down_proj)
     out, _ = add_rmsnorm(x=x, delta=delta, weight=llm.norm.weight, eps=llm.norm.eps)
     return out
-
-

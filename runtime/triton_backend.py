@@ -17,7 +17,7 @@ import torch
 
 from .engine.request import Group
 from .errors import InputError
-from .fast_decode import skinny_linear
+from .fast_decode import Fusions, StepOps
 from .generation import cfg_prompt_tokens, decode_tokens
 from .kv_rows import KVRows
 from .model import JanusModel
@@ -54,7 +54,7 @@ class TritonBackend:
 
     name = "triton"
 
-    def __init__(self, model: JanusModel, sync_every: int = 16):
+    def __init__(self, model: JanusModel, sync_every: int = 16, fusions: Fusions = Fusions()):
         from janus_rt.kernels.rope_cache import inv_freq_of
         from janus_rt.kernels.dequant_gemm import DequantLinear
         from janus_rt.kernels.skinny_gemm import SkinnyLinear
@@ -69,7 +69,8 @@ class TritonBackend:
         self.dtype = model.gen_embed.weight.dtype
         self.interpreted = prepare_triton(self.device)
         self.sync_every = sync_every  # steps between text-token reads (each read is a device sync)
-        self.linear = skinny_linear(SkinnyLinear(), DequantLinear())  # the backend's own launchers (autotune caches)
+        self.fusions = fusions  # the decode step's optional fused kernels (fast_decode.Fusions)
+        self.ops = StepOps(SkinnyLinear(), DequantLinear(), fusions)  # the backend's own launchers (autotune caches)
         self.inv_freq = inv_freq_of(self.cfg.llm.head_dim, self.cfg.llm.rope_theta, self.device)
         self.kv: KVRows | None = None
         self.steps: dict[tuple[int, int], StepGraph] = {}  # (image bucket, text bucket) -> its step
@@ -121,7 +122,7 @@ class TritonBackend:
         if step is None:
             if not self.interpreted and self._graph_pool is None:
                 self._graph_pool = torch.cuda.graph_pool_handle()
-            step = StepGraph(self.model, self.kv, self.inv_freq, self.linear, key[0], key[1],
+            step = StepGraph(self.model, self.kv, self.inv_freq, self.ops, key[0], key[1],
                              use_graph=not self.interpreted, pool=self._graph_pool)
             self.steps[key] = step
         layout = (key, tuple((g.request.id, g.index, g.first_row) for g in image_groups + text_groups))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .engine.request import Group
-from .fast_decode import Linear, gen_head, mlp_projector, transformer_step
+from .fast_decode import StepOps, gen_head, mlp_projector, transformer_step
 from .kv_rows import KVRows
 from .model import JanusModel
 
@@ -89,10 +89,10 @@ class Section:
 class StepGraph:
     """The step body of one (Bi, Bt) bucket over its buffers; captured into a CUDA graph after one eager run."""
 
-    def __init__(self, model: JanusModel, kv: KVRows, inv_freq: torch.Tensor, linear: Linear, image_rows: int,
+    def __init__(self, model: JanusModel, kv: KVRows, inv_freq: torch.Tensor, ops: StepOps, image_rows: int,
                  text_rows: int, use_graph: bool, pool: object | None):
         dev = kv.tokens.device
-        self.model, self.kv, self.inv_freq, self.linear = model, kv, inv_freq, linear
+        self.model, self.kv, self.inv_freq, self.ops = model, kv, inv_freq, ops
         self.bi, self.bt = image_rows, text_rows
         rows = image_rows + text_rows
         self.cache_rows = torch.full((rows,), kv.scratch_row, dtype=torch.int32, device=dev)
@@ -128,13 +128,13 @@ class StepGraph:
     def body(self) -> None:
         from janus_rt.kernels.cfg_sample import cfg_sample
 
-        model, kv, linear = self.model, self.kv, self.linear
+        model, kv, ops = self.model, self.kv, self.ops
         tokens = kv.tokens
         parts = []
         if self.bi:
             s = self.images
             last = tokens[s.out_row.long(), s.step - 1]  # [Pi] each image's last token
-            x = mlp_projector(model.gen_aligner, model.gen_embed.weight[last], linear)  # [Pi, D]
+            x = mlp_projector(model.gen_aligner, model.gen_embed.weight[last], ops)  # [Pi, D]
             parts.append(x[:, None].expand(-1, 2, -1).reshape(-1, x.shape[-1]))  # [Bi, D] same for cond / uncond
         if self.bt:
             s = self.text
@@ -142,7 +142,7 @@ class StepGraph:
             parts.append(model.llm.embed_tokens.weight[last])  # [Bt, D]
         x = (torch.cat(parts) if len(parts) > 1 else parts[0].contiguous())[:, None]  # [B, 1, D]
         hidden = transformer_step(model.llm, x, self.positions[:, None], self.cache_rows, kv.cache, self.inv_freq,
-                                  linear)[:, -1]  # [B, D]
+                                  ops)[:, -1]  # [B, D]
         for s, logits in self._logits(hidden):
             cfg_sample(logits=logits, cfg_weight=s.cfg_weight, temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
                        seed=s.seed, step=s.step, tokens_out=tokens, out_rows=s.out_row)
@@ -153,9 +153,9 @@ class StepGraph:
     def _logits(self, hidden: torch.Tensor) -> list[tuple[Section, torch.Tensor]]:
         out = []
         if self.bi:
-            out.append((self.images, gen_head(self.model.gen_head, hidden[:self.bi], self.linear)))  # [Bi, V]
+            out.append((self.images, gen_head(self.model.gen_head, hidden[:self.bi], self.ops)))  # [Bi, V]
         if self.bt:
-            out.append((self.text, self.linear(hidden[self.bi:], self.model.lm_head)))  # [Bt, V]
+            out.append((self.text, self.ops(hidden[self.bi:], self.model.lm_head)))  # [Bt, V]
         return out
 
     def step(self) -> None:

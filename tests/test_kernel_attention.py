@@ -4,6 +4,9 @@ Runs in the Triton interpreter without CUDA. Grid: dtypes, MHA and GQA, head_dim
 cache lengths 1, odd and off the 64-key block, left padding, several split sizes, and a KV pool read through
 cache_rows (more pool rows than batch rows, permuted, repeated). Batch invariance: a row's output must be
 bitwise the same alone and inside other batches (other B, batch position, companions, S_max, pool row).
+The merge folded into the split kernel (merge_counters) must give bitwise the two-launch output and leave its
+counters zero. The interpreter runs the programs one after another, so there the last to arrive is always the
+last split: the GPU's other arrival orders are not exercised here.
 """
 
 from __future__ import annotations
@@ -165,3 +168,81 @@ def test_bad_shapes_are_refused(bad: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         decode_attention(q=q, keys=cache, values=cache, lengths=lengths, cache_rows=cache_rows,
                          split_keys=bad.get("split_keys"))
+
+
+FUSED_CASES = [
+    # batch, q heads, kv heads, head_dim, new tokens, S_max, split_keys, pool rows (as in CASES), left padding
+    (2, 2, 2, 16, 1, 200, 64, None, False),  # MHA decode, 4 splits
+    (3, 4, 2, 64, 3, 260, 64, 5, True),  # GQA, T > 1, 5 splits, a permuted pool, left padding
+    (3, 8, 2, 16, 4, 150, 64, -1, True),  # GQA, a repeated pool row
+    (2, 2, 1, 64, 1, 300, 128, None, True),  # MQA, 3 splits of 128
+    (2, 2, 2, 16, 2, 40, 64, None, False),  # one split: the only program merges
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", FUSED_CASES, ids=lambda c: "b{}-h{}x{}-d{}-t{}-s{}-sk{}-pool{}-pad{}".format(*c))
+def test_fused_merge_is_bitwise_the_two_launch_merge(dtype: torch.dtype, case: tuple) -> None:
+    """merge_counters: the same output bitwise as the merge kernel, close to the float64 reference, the counters
+    zero again after the call, and a second call on the same counters the same again. Splits are empty at both
+    ends: a short row (only split 0 has keys) and a row left-padded past the first split."""
+    batch, heads, kv_heads, head_dim, new_tokens, max_len, split_keys, pool, padded = case
+    gen = torch.Generator().manual_seed(hash((case, str(dtype), "fused")) % 2**31)
+    q, keys, values, lengths, key_start, cache_rows = random_case(batch, heads, kv_heads, head_dim, new_tokens,
+                                                                  max_len, dtype, padded, gen, pool)
+    lengths[-1] = new_tokens  # one row of only its new tokens: every split but the first empty
+    if padded:
+        key_start[-1] = 0
+        key_start[0] = min(split_keys + 3, max_len - new_tokens)  # lengths[0] = S_max: split 0 empty
+    args = dict(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start, cache_rows=cache_rows,
+                split_keys=split_keys)
+    two_launch = decode_attention(**args)
+    counters = torch.zeros(batch * kv_heads, dtype=torch.int32, device=DEVICE)
+    fused = decode_attention(**args, out=torch.full_like(q, float("nan")), merge_counters=counters)
+    assert torch.equal(fused, two_launch), f"fused merge differs: max diff " \
+                                           f"{(fused - two_launch).abs().nan_to_num(float('inf')).max().item():.3g}"
+    assert not counters.any(), f"counters left {counters.tolist()}"
+    again = decode_attention(**args, out=torch.full_like(q, float("nan")), merge_counters=counters)
+    assert torch.equal(again, two_launch) and not counters.any()
+
+    ref = decode_attention_ref(q.double(), keys.double(), values.double(), lengths, key_start, cache_rows=cache_rows)
+    same = decode_attention_ref(q, keys, values, lengths, key_start, cache_rows=cache_rows)
+    assert_close_to_reference(fused, same, ref, dtype, f"fused attention {case} {dtype}")
+
+    # batch invariance: row 0 alone (B = 1, its own one-row cache, no cache_rows) gives bitwise the same row
+    row = int(cache_rows[0]) if cache_rows is not None else 0
+    alone = decode_attention(q=q[:1], keys=keys[row:row + 1], values=values[row:row + 1], lengths=lengths[:1],
+                             key_start=None if key_start is None else key_start[:1], split_keys=split_keys,
+                             merge_counters=counters)
+    assert torch.equal(alone[0], fused[0])
+
+
+def test_merge_counters_serve_calls_of_any_shape() -> None:
+    """One counter tensor, larger than needed, through calls of other B, Hkv and split counts: each output as
+    the two-launch path's, and every counter (the unused tail too) zero after each call."""
+    gen = torch.Generator().manual_seed(5)
+    counters = torch.zeros(16, dtype=torch.int32, device=DEVICE)
+    for batch, heads, kv_heads, new_tokens, max_len, split_keys in ((3, 4, 2, 1, 200, 64), (1, 2, 2, 2, 70, 64),
+                                                                   (2, 8, 4, 1, 130, 128)):
+        q, keys, values, lengths, key_start, _ = random_case(batch, heads, kv_heads, 16, new_tokens, max_len,
+                                                             torch.float32, True, gen)
+        args = dict(q=q, keys=keys, values=values, lengths=lengths, key_start=key_start, split_keys=split_keys)
+        expected = decode_attention(**args)
+        assert torch.equal(decode_attention(**args, merge_counters=counters), expected)
+        assert not counters.any(), f"counters left {counters.tolist()} after B={batch}, Hkv={kv_heads}"
+
+
+@pytest.mark.parametrize("counters, message", [
+    (dict(dtype=torch.int64), "merge_counters must be an int32 tensor"),
+    (dict(size=3), r"has 3 elements, needs >= B \* Hkv = 4"),
+    (dict(device="meta"), "merge_counters must be an int32 tensor on .*, got torch.int32 on meta"),
+    (dict(size=8, step=2), "merge_counters must be contiguous"),
+], ids=["int64", "too-small", "other-device", "strided"])
+def test_bad_merge_counters_are_refused(counters: dict, message: str) -> None:
+    q = torch.randn(2, 4, 1, 16, device=DEVICE)  # B * Hkv = 4 counters needed
+    cache = torch.randn(2, 2, 32, 16, device=DEVICE)
+    lengths = torch.full((2,), 20, dtype=torch.int32, device=DEVICE)
+    bad = torch.zeros(counters.get("size", 4), dtype=counters.get("dtype", torch.int32),
+                      device=counters.get("device", DEVICE))[::counters.get("step", 1)]
+    with pytest.raises(ValueError, match=message):
+        decode_attention(q=q, keys=cache, values=cache, lengths=lengths, merge_counters=bad)

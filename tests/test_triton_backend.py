@@ -1,6 +1,7 @@
 """backend="triton" against backend="torch" on a tiny checkpoint: the same greedy tokens, answers and pixels;
 and the engine's guarantees on the triton backend: concurrent requests share one pass per step and get
-exactly their solo tokens (greedy and seeded), also when they join mid-way.
+exactly their solo tokens (greedy and seeded), also when they join mid-way. The same holds with every optional
+fused kernel on (`fusions="all"`: norms and SiLU*up in the GEMM prologues, the attention merge in its split kernel).
 
 Without CUDA the kernels run in the Triton interpreter and the decode step runs eagerly; on a GPU the same
 tests run the compiled kernels and the CUDA-graph replay (capture on the second step, reuse across calls).
@@ -24,6 +25,7 @@ import janus_rt
 from janus_rt.api import make_backend
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
+from janus_rt.fast_decode import Fusions
 from janus_rt.tiny import TinySpec, write_tiny_checkpoint
 from janus_rt.timing import PhaseTimer
 
@@ -171,3 +173,77 @@ def test_cli_chat_with_triton_backend(ckpt: Path, capsys: pytest.CaptureFixture)
     assert main(argv) == 0
     out_torch = capsys.readouterr()
     assert out_triton.out == out_torch.out  # the same greedy answer
+
+
+class CountingGemm:
+    """The backend's SkinnyLinear with its fused entry points counted (proves the fused kernels ran)."""
+
+    def __init__(self, gemm) -> None:
+        self.gemm = gemm
+        self.calls = {"norm_linear": 0, "silu_linear": 0}
+
+    def __call__(self, **kw):
+        return self.gemm(**kw)
+
+    def norm_linear(self, **kw):
+        self.calls["norm_linear"] += 1
+        return self.gemm.norm_linear(**kw)
+
+    def silu_linear(self, **kw):
+        self.calls["silu_linear"] += 1
+        return self.gemm.silu_linear(**kw)
+
+
+@pytest.fixture(scope="module")
+def fused(pair) -> janus_rt.Janus:
+    torch_m, _ = pair
+    m = janus_rt.Janus(make_backend("triton", torch_m.model, Fusions.parse("all")), torch_m.tokenizer,
+                       torch_m.chat_format, torch_m.path)
+    m.step_backend.ops.gemm = CountingGemm(m.step_backend.ops.gemm)
+    return m
+
+
+def test_fused_step_gives_torch_greedy_tokens(pair, fused) -> None:
+    """Images and an answer decoding in one mixed step, every fusion on: torch's greedy tokens and pixels."""
+    from test_engine import run_threads
+
+    torch_m, _ = pair
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(40, 30, 3), dtype=np.uint8)
+    ref_images = torch_m.generate_images("a red fox in the snow", num_images=2, cfg_weight=5.0, temperature=0)
+    ref_answer = torch_m.chat("What is in this picture?", image=image, max_new_tokens=12)
+    ours_images, ours_answer = run_threads([
+        lambda: fused.generate_images("a red fox in the snow", num_images=2, cfg_weight=5.0, temperature=0),
+        lambda: fused.chat("What is in this picture?", image=image, max_new_tokens=12)])
+    assert torch.equal(ours_images.tokens.cpu(), ref_images.tokens.cpu())
+    assert np.array_equal(ours_images.images, ref_images.images)
+    assert ours_answer.token_ids == ref_answer.token_ids
+    ops = fused.step_backend.ops
+    layers = len(torch_m.model.llm.layers)
+    assert ops.gemm.calls["norm_linear"] >= 2 * layers and ops.gemm.calls["silu_linear"] >= layers
+    assert ops._merge_counters and all(not c.any() for held in ops._merge_counters.values() for c in held)
+
+
+def test_fused_step_keeps_rows_batch_invariant(fused) -> None:
+    """Seeded requests together (one mixed step) equal the same requests alone, with every fusion on."""
+    from test_engine import run_threads
+
+    calls = [lambda: fused.generate_images("a blue lake", num_images=1, seed=3, top_k=50).tokens,
+             lambda: fused.chat("Tell me a story", max_new_tokens=6, temperature=0.8, seed=5).token_ids]
+    solo = [call() for call in calls]
+    together = run_threads(calls)
+    assert torch.equal(together[0], solo[0]) and together[1] == solo[1]
+
+
+def test_fusions_option_is_checked(ckpt: Path) -> None:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    m = janus_rt.load(ckpt, device=device, dtype="float32", backend="triton", fusions="norm+attn")
+    try:
+        assert m.step_backend.fusions == Fusions(norm=True, attn=True)
+    finally:
+        m.close()
+    with pytest.raises(InputError, match="unknown fusion 'rms'") as info:
+        janus_rt.load(ckpt, device=device, backend="triton", fusions="rms")
+    assert info.value.param == "fusions"
+    with pytest.raises(InputError, match="backend 'torch' has none"):
+        janus_rt.load(ckpt, device=device, backend="torch", fusions="all")
