@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One GPU session in one call: versions, the kernel and backend tests on the GPU, then the benchmarks.
-# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|tested|full|pro7b]
+# Usage (on the GPU machine, repo root): OUT=/some/dir bash bench/device_run.sh [perf|quick|tested|full|pro7b|hf|arrivals|roofline]
 # perf: triton 1.3B only; quick: GPU tests + triton; tested: GPU tests + 1.3B (triton, torch, transformers);
 # full: tested + Pro-7B; pro7b: Pro-7B only; hf: GPU tests + triton vs transformers on 1 image / 1 text row;
-# arrivals: triton 1.3B arrival runs (16 images at once vs 1 alone, an open loop of images, an open loop of chats).
+# arrivals: triton 1.3B arrival runs (16 images at once vs 1 alone, an open loop of images, an open loop of chats);
+# roofline: the fused-kernel variants (issue 9): their GPU tests, the 1.3B bench of each variant side by side, the
+# per-kernel profile of the plain and the all-fused step, and the cold start (fits one 10-minute call).
 # Logs and JSON land in $OUT; the last lines printed are the bench tables.
 set -o pipefail
 export PYTHONUNBUFFERED=1
@@ -40,6 +42,22 @@ if [ "$MODE" = arrivals ]; then
         | tee "$OUT/bench_arrivals_rate8.log" | tail -12
     $A --arrivals 64 --rate 32 --arrival-kind chat --text-tokens 128 --arrival-timeout 120 \
         --out "$OUT/bench_arrivals_chat.json" 2>&1 | tee "$OUT/bench_arrivals_chat.log" | tail -12
+    exit 0
+fi
+if [ "$MODE" = roofline ]; then
+    timeout 240 python3 -m pytest tests/test_kernel_skinny_gemm.py tests/test_kernel_attention.py \
+        tests/test_kernel_tuning.py "tests/test_triton_backend.py::test_fused_step_gives_torch_greedy_tokens" \
+        "tests/test_triton_backend.py::test_fused_step_keeps_rows_batch_invariant" \
+        -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests_roofline.log" | tail -5
+    janus-rt bench --arch janus-1.3b --images 1,16 --text-batches 1 --no-hf --repeats 1 \
+        --backends "triton,triton[attn],triton[silu],triton[norm],triton[all]" \
+        --out "$OUT/bench_fusions.json" 2>&1 | tee "$OUT/bench_fusions.log" | tail -40
+    for b in triton "triton[all]"; do
+        python3 -m janus_rt.bench.profile_step --arch janus-1.3b --images 1 --backend "$b" --top 20 2>&1 \
+            | tee "$OUT/profile_${b//[\[\]]/_}.log" | tail -24
+    done
+    janus-rt bench --arch janus-1.3b --images none --text-batches none --no-hf --backends triton --cold-start \
+        --out "$OUT/bench_cold_start.json" 2>&1 | tee "$OUT/bench_cold_start.log" | tail -20
     exit 0
 fi
 if [ "$MODE" = pro7b ]; then

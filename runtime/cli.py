@@ -65,6 +65,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", default=None, choices=["int8", "int4", "fp8"],
                    help="quantize the transformer's linears and heads while loading (torch / triton backends; "
                         "`janus-rt quantize` writes a quantized folder once instead)")
+    p.add_argument("--fusions", default=None, metavar="LIST",
+                   help="--backend triton only: optional fused decode kernels, not yet the default (README, 'The fast "
+                        "path'): all, none, or norm, silu, attn joined by ','")
     e = p.add_argument_group("engine", "KV memory of the engine that batches requests (see README, 'The engine')")
     e.add_argument("--max-rows", type=int, default=None,
                    help="KV rows (2 per image in flight, 1 per answer); default: from --gpu-memory-utilization on "
@@ -229,7 +232,7 @@ def _load(args):
                           gpu_memory_utilization=args.gpu_memory_utilization)
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
              chat_format=args.chat_format, progress=show_progress(), backend=args.backend, providers=providers,
-             engine=config, quantize=args.quantize)
+             engine=config, quantize=args.quantize, fusions=args.fusions)
     from .quant.model import weight_format
 
     fmt = weight_format(m.model) if m.model is not None else None

@@ -70,6 +70,8 @@ class TritonBackend:
         self.interpreted = prepare_triton(self.device)
         self.sync_every = sync_every  # steps between text-token reads (each read is a device sync)
         self.fusions = fusions  # the decode step's optional fused kernels (fast_decode.Fusions)
+        if fusions != Fusions():  # e.g. "triton[norm+silu]": the bench's label of this variant
+            self.name = f"triton[{fusions.label}]"
         self.ops = StepOps(SkinnyLinear(), DequantLinear(), fusions)  # the backend's own launchers (autotune caches)
         self.inv_freq = inv_freq_of(self.cfg.llm.head_dim, self.cfg.llm.rope_theta, self.device)
         self.kv: KVRows | None = None

@@ -252,6 +252,24 @@ def test_bench_cli_refuses_inconsistent_arrival_flags(capsys: pytest.CaptureFixt
     assert e.value.code == 2
 
 
+def test_backend_variants_name_fusions(capsys: pytest.CaptureFixture[str]) -> None:
+    """triton[FUSIONS] labels pick the triton backend's fused kernels; anything else is refused by name."""
+    from janus_rt.bench.engines import backend_variant
+    from janus_rt.errors import InputError
+    from janus_rt.fast_decode import Fusions
+
+    assert backend_variant("torch") == ("torch", None)
+    assert backend_variant("triton[all]") == ("triton", Fusions(True, True, True))
+    assert backend_variant("triton[silu+norm]") == ("triton", Fusions(norm=True, silu=True))
+    with pytest.raises(InputError, match="only triton takes"):
+        backend_variant("torch[all]")
+    with pytest.raises(InputError, match="unknown fusion 'rope'"):
+        backend_variant("triton[rope]")
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--arch", "tiny", "--backends", "triton,triton[rope]"])
+    assert e.value.code == 2 and "unknown fusion 'rope'" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ arrival run
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 20, 101])
 def test_percentiles_match_numpy(n: int) -> None:

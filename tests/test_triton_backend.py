@@ -240,6 +240,7 @@ def test_fusions_option_is_checked(ckpt: Path) -> None:
     m = janus_rt.load(ckpt, device=device, dtype="float32", backend="triton", fusions="norm+attn")
     try:
         assert m.step_backend.fusions == Fusions(norm=True, attn=True)
+        assert m.backend == "triton[norm+attn]"  # the label bench rows carry
     finally:
         m.close()
     with pytest.raises(InputError, match="unknown fusion 'rms'") as info:
