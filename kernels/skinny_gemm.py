@@ -15,7 +15,8 @@ the tile's counter (atomic, acquire-release); the program that arrives last adds
 safe). One launch, and N=2048 matrices get SPLIT_K times the programs in flight (128 tiles of 16 columns fill
 under one wave of an H100's 132 SMs).
 
-Prologues (the decode step's glue folded into the GEMM that consumes it, one launch fewer each):
+Prologues (the decode step's glue folded into the GEMM that consumes it, one launch fewer each; the device code is
+shared with the dequant-GEMMs in gemm_prologue.py):
     PROLOGUE_NORM  A = RMSNorm(x + delta) * norm_weight: h = x + delta is rounded to the activation dtype
                    (as the torch path's residual add) and written out by the pid_n == 0 programs (the residual
                    stream); the GEMM runs on (h * norm_weight) rounded to the activation dtype while the
@@ -53,52 +54,11 @@ import torch
 import triton
 import triton.language as tl
 
+from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue
 from .interpret import interpreting
 from .tuning import PersistentTuner, Tile, TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
-PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU = 0, 1, 2
-
-
-@triton.jit
-def _a_tile(a_ptr, delta_ptr, norm_w_ptr, h_ptr, rows, kk, M, K, stride_am, pid_n,
-            BLOCK_M: tl.constexpr, PROLOGUE: tl.constexpr, HAS_DELTA: tl.constexpr):
-    """The A operand `[BLOCK_M, BLOCK_K]` at columns kk (zeros past M and K), and this tile's sum of h^2 per row
-    (PROLOGUE_NORM only; zeros otherwise)."""
-    ok = (rows[:, None] < M) & (kk[None, :] < K)
-    offs = rows[:, None] * stride_am + kk[None, :]
-    if PROLOGUE == 2:  # silu(gate) * up, the gate | up halves of one row
-        gate = tl.load(a_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        up = tl.load(a_ptr + offs + K, mask=ok, other=0.0).to(tl.float32)
-        a = (gate / (1.0 + tl.exp(-gate)) * up).to(h_ptr.dtype.element_ty)  # h_ptr: gate_up here
-        sq = tl.zeros([BLOCK_M], tl.float32)
-    elif PROLOGUE == 1:  # RMSNorm(x + delta) * weight, the per-row scale applied in the epilogue
-        h = tl.load(a_ptr + offs, mask=ok, other=0.0)
-        if HAS_DELTA:
-            h = (h.to(tl.float32) + tl.load(delta_ptr + offs, mask=ok, other=0.0).to(tl.float32)).to(
-                h_ptr.dtype.element_ty)
-            if pid_n == 0:  # one column block writes the residual stream
-                tl.store(h_ptr + offs, h, mask=ok)
-        h32 = h.to(tl.float32)
-        sq = tl.sum(h32 * h32, axis=1)
-        nw = tl.load(norm_w_ptr + kk, mask=kk < K, other=0.0).to(tl.float32)
-        a = (h32 * nw[None, :]).to(h_ptr.dtype.element_ty)
-    else:
-        a = tl.load(a_ptr + offs, mask=ok, other=0.0)
-        sq = tl.zeros([BLOCK_M], tl.float32)
-    return a, sq
-
-
-@triton.jit
-def _epilogue(acc, sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps,
-              PROLOGUE: tl.constexpr, HAS_BIAS: tl.constexpr):
-    """Scale (RMSNorm's per-row 1/rms), bias in fp32, one rounding, store."""
-    if PROLOGUE == 1:
-        acc = acc * (1.0 / tl.sqrt(sq / K + eps))[:, None]
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
-    tl.store(y_ptr + rows[:, None] * stride_ym + cols[None, :], acc.to(y_ptr.dtype.element_ty),
-             mask=(rows[:, None] < M) & (cols[None, :] < N))
 
 
 @triton.jit(do_not_specialize=["M"])  # one compiled kernel for every M (no M == 1 / M % 16 variant)
@@ -120,7 +80,7 @@ def _skinny_gemm_kernel(a_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, bias_ptr, y_
     sq = tl.zeros([BLOCK_M], tl.float32)
     for k0 in range(k_begin, k_end, BLOCK_K):
         kk = k0 + ks
-        a, tile_sq = _a_tile(a_ptr, delta_ptr, norm_w_ptr, h_ptr, rows, kk, M, K, stride_am, pid_n, BLOCK_M,
+        a, tile_sq = a_tile(a_ptr, delta_ptr, norm_w_ptr, h_ptr, rows, kk, M, K, stride_am, pid_n, BLOCK_M,
                              PROLOGUE, HAS_DELTA)  # [BLOCK_M, BLOCK_K]
         sq += tile_sq
         w = tl.load(w_ptr + cols[:, None] * stride_wn + kk[None, :], mask=(cols[:, None] < N) & (kk[None, :] < K),
@@ -133,7 +93,7 @@ def _skinny_gemm_kernel(a_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, bias_ptr, y_
         else:
             acc += tl.dot(a, tl.trans(w))
     if SPLIT_K == 1:
-        _epilogue(acc, sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps, PROLOGUE, HAS_BIAS)
+        epilogue(acc, sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps, PROLOGUE, HAS_BIAS)
     else:
         # workspace: [tiles, SPLIT_K, BLOCK_M, BLOCK_N] fp32 partials, then [tiles, SPLIT_K, BLOCK_M] sums of h^2
         tile = pid_n * tl.num_programs(0) + pid_m
@@ -157,7 +117,7 @@ def _skinny_gemm_kernel(a_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, bias_ptr, y_
                 if PROLOGUE == 1:
                     total_sq += tl.load(sq_base + (tile * SPLIT_K + s) * BLOCK_M + tl.arange(0, BLOCK_M),
                                         cache_modifier=".cg")
-            _epilogue(total, total_sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps, PROLOGUE, HAS_BIAS)
+            epilogue(total, total_sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps, PROLOGUE, HAS_BIAS)
             tl.atomic_xchg(count_ptr + tile, 0)  # ready for the next launch (graph replays included)
 
 

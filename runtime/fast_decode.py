@@ -33,7 +33,7 @@ class Fusions:
     silu: SiLU(gate) * up folded into the down projection's prologue: 1 launch fewer per layer, the same bits.
     attn: split-K attention's merge folded into its split kernel (last program merges): 1 launch fewer per
           layer, the same bits.
-    Quantized layers (the dequant-GEMMs have no prologue) keep the unfused kernels."""
+    Quantized layers take the same prologues in their dequant-GEMMs (`kernels/gemm_prologue.py`)."""
 
     norm: bool = False
     silu: bool = False
@@ -67,8 +67,8 @@ def torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
 class StepOps:
     """The triton backend's kernels for one decode step: every linear through janus-rt's batch-invariant GEMM
     (`kernels/skinny_gemm.py`), bias included, a quantized layer (`QuantLinear`) through the fused dequant-GEMM
-    (`kernels/dequant_gemm.py`), as batch-invariant; plus the norm / SiLU / attention steps, fused or not as
-    `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept alive: captured
+    (`kernels/dequant_gemm.py`), as batch-invariant; plus the norm / SiLU / attention steps, fused into those
+    GEMMs or not as `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept alive: captured
     CUDA graphs hold their addresses)."""
 
     def __init__(self, gemm: Any, dequant_gemm: Callable[..., torch.Tensor], fusions: Fusions = Fusions()) -> None:
@@ -78,21 +78,32 @@ class StepOps:
         self._merge_counters: dict[torch.device, list[torch.Tensor]] = {}
 
     def __call__(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+        quant = self._quant_args(x, layer)
+        if quant is not None:
+            return self.dequant_gemm(x=x, **quant)
+        return self.gemm(x=x, weight=layer.weight, bias=layer.bias)
+
+    @staticmethod
+    def _quant_args(x: torch.Tensor, layer: nn.Module) -> dict | None:
+        """The dequant-GEMM's weight arguments of a `QuantLinear` (bias in x's dtype), None for a float layer."""
         from .quant.linear import QuantLinear
 
-        if isinstance(layer, QuantLinear):
-            bias = None if layer.bias is None else layer.bias.to(x.dtype)
-            return self.dequant_gemm(x=x, bias=bias, **layer.kernel_args())
-        return self.gemm(x=x, weight=layer.weight, bias=layer.bias)
+        if not isinstance(layer, QuantLinear):
+            return None
+        return dict(bias=None if layer.bias is None else layer.bias.to(x.dtype), **layer.kernel_args())
 
     def norm_linear(self, x: torch.Tensor, delta: torch.Tensor | None, norm: RMSNorm,
                     layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """(layer(norm(x + delta)), x + delta)."""
         from janus_rt.kernels.fused_norm import add_rmsnorm
 
-        if self.fusions.norm and type(layer) is nn.Linear:
-            return self.gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps, weight=layer.weight,
-                                         bias=layer.bias)
+        if self.fusions.norm:
+            quant = self._quant_args(x, layer)
+            if quant is not None:
+                return self.dequant_gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps, **quant)
+            if type(layer) is nn.Linear:
+                return self.gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps,
+                                             weight=layer.weight, bias=layer.bias)
         h, x = add_rmsnorm(x=x, delta=delta, weight=norm.weight, eps=norm.eps)
         return self(h, layer), x
 
@@ -100,8 +111,12 @@ class StepOps:
         """layer(silu(gate) * up) for gate_up `[..., 2I]`."""
         from janus_rt.kernels.fused_norm import silu_mul
 
-        if self.fusions.silu and type(layer) is nn.Linear:
-            return self.gemm.silu_linear(gate_up=gate_up, weight=layer.weight, bias=layer.bias)
+        if self.fusions.silu:
+            quant = self._quant_args(gate_up, layer)
+            if quant is not None:
+                return self.dequant_gemm.silu_linear(gate_up=gate_up, **quant)
+            if type(layer) is nn.Linear:
+                return self.gemm.silu_linear(gate_up=gate_up, weight=layer.weight, bias=layer.bias)
         return self(silu_mul(gate_up=gate_up), layer)
 
     def attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,

@@ -98,7 +98,11 @@ def run_launchers(store_dir: Path) -> None:
     SkinnyLinear(store=store, configs=CONFIGS[:1], bench=run_once)(x=x.float(), weight=w.float())  # IEEE dots
     dequant = DequantLinear(store=store, bench=run_once)
     for fmt, kw in (("int8", {}), ("fp8", {}), ("int4", dict(group_size=128, with_zeros=True))):
-        dequant(x=x, fmt=fmt, **make_quantized(fmt, n, HIDDEN, gen, **kw))
+        weight = make_quantized(fmt, n, HIDDEN, gen, **kw)
+        dequant(x=x, fmt=fmt, **weight)
+        dequant.norm_linear(x=x, delta=x.clone(), norm_weight=torch.ones(HIDDEN, dtype=bf16), eps=1e-6, fmt=fmt,
+                            **weight)
+        dequant.silu_linear(gate_up=torch.randn(rows, 2 * HIDDEN, generator=gen).to(bf16), fmt=fmt, **weight)
     heads, slots = HIDDEN // HEAD_DIM, 512
     keys = torch.randn(3, heads, slots, HEAD_DIM, generator=gen).to(bf16)
     values = torch.randn(3, heads, slots, HEAD_DIM, generator=gen).to(bf16)
@@ -178,6 +182,9 @@ def test_every_kernel_was_recorded(compiled) -> None:
                 row["launch"]["options"]["num_warps"], row["launch"]["options"]["num_stages"])
                for row in compiled if row["launch"]["kernel"] == "_skinny_gemm_kernel"}
     assert len(configs) >= 3 * len(CONFIGS), "every tuned config of every prologue is compiled"
+    for kernel in ("_rowscale_kernel", "_int4_kernel"):
+        assert {row["launch"]["constexprs"].get("PROLOGUE") for row in compiled
+                if row["launch"]["kernel"] == kernel} == {0, 1, 2}, kernel
     assert {row["launch"]["constexprs"].get("FUSED_MERGE") for row in compiled
             if row["launch"]["kernel"] == "_split_kernel"} == {False, True}
     assert not any(row["launch"]["constexprs"].get("DOT_FP32") for row in compiled), "GPU launches only"

@@ -261,3 +261,85 @@ def test_bad_arguments_are_refused() -> None:
             gemm(**kwargs)
     with pytest.raises(ValueError, match=r"group_size must be a power of two"):
         dequantize(i4["qweight"], i4["scales"], None, "int4", 48, None, torch.float32)
+
+
+# ------------------------------------------------------------------------------------------ prologues
+FORMATS_KW = [("int8", {}), ("fp8", {}), ("int4", dict(group_size=32, with_zeros=True)),
+              ("int4", dict(group_size=128))]
+FORMAT_IDS = ["int8", "fp8", "int4g32z", "int4g128"]
+
+
+@pytest.mark.parametrize("fmt, wkw", FORMATS_KW, ids=FORMAT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("with_delta", [True, False], ids=["add", "noadd"])
+def test_norm_prologue_matches_reference(fmt, wkw, dtype, with_delta, gen) -> None:
+    """linear(RMSNorm(x + delta) * w) with the norm in the dequant-GEMM's prologue, against float64."""
+    from janus_rt.kernels.skinny_gemm import norm_linear_ref
+
+    m, n, k = 3, 40, 80  # K = 80: the last int4 group is padded
+    w = make_quantized(fmt, n, k, gen, **wkw)
+    x = torch.randn(m, k, generator=gen).to(DEVICE, dtype)
+    delta = torch.randn(m, k, generator=gen).to(DEVICE, dtype) if with_delta else None
+    norm_w = (1 + 0.3 * torch.randn(k, generator=gen)).to(DEVICE, dtype)
+    bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
+    out, h = DequantLinear().norm_linear(x=x, delta=delta, norm_weight=norm_w, eps=1e-6, fmt=fmt, bias=bias, **w)
+    ref, ref_h = norm_linear_ref(x.double(), None if delta is None else delta.double(), norm_w.double(), 1e-6,
+                                 reference_weight(fmt, w).double(), bias.double())
+    what = f"{fmt} {dtype} norm prologue seed={gen.initial_seed()}"
+    check_close(out, ref, dtype, what)
+    check_close(h, ref_h, dtype, what + " (residual)")
+    assert with_delta or h.data_ptr() == x.data_ptr()
+
+
+@pytest.mark.parametrize("fmt, wkw", FORMATS_KW, ids=FORMAT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_silu_prologue_is_bitwise_the_unfused_pair(fmt, wkw, dtype, gen) -> None:
+    from janus_rt.kernels.fused_norm import silu_mul
+    from janus_rt.kernels.skinny_gemm import silu_linear_ref
+
+    m, n, k = 5, 24, 80
+    w = make_quantized(fmt, n, k, gen, **wkw)
+    gate_up = torch.randn(m, 2 * k, generator=gen).to(DEVICE, dtype)
+    gemm = DequantLinear()
+    fused = gemm.silu_linear(gate_up=gate_up, fmt=fmt, **w)
+    assert torch.equal(fused, gemm(x=silu_mul(gate_up=gate_up), fmt=fmt, **w))
+    ref = silu_linear_ref(gate_up.double(), reference_weight(fmt, w).double())
+    check_close(fused, ref, dtype, f"{fmt} {dtype} silu prologue seed={gen.initial_seed()}")
+
+
+@pytest.mark.parametrize("prologue", ["norm", "silu"])
+@pytest.mark.parametrize("fmt, wkw", FORMATS_KW[1:3], ids=FORMAT_IDS[1:3])
+def test_prologue_rows_are_batch_invariant(prologue, fmt, wkw, gen) -> None:
+    """A probe row alone and at the end of a 17-row batch (second M block): the same bits, output and residual."""
+    dtype = torch.bfloat16
+    n, k = 24, 64
+    w = make_quantized(fmt, n, k, gen, **wkw)
+    width = 2 * k if prologue == "silu" else k
+    norm_w = torch.randn(k, generator=gen).to(DEVICE, dtype)
+    gemm = DequantLinear()
+
+    def run(a: torch.Tensor, d: torch.Tensor):
+        if prologue == "norm":
+            return gemm.norm_linear(x=a, delta=d, norm_weight=norm_w, eps=1e-5, fmt=fmt, **w)
+        return gemm.silu_linear(gate_up=a, fmt=fmt, **w), a
+
+    probe = torch.randn(1, width, generator=gen).to(DEVICE, dtype)
+    probe_d = torch.randn(1, width, generator=gen).to(DEVICE, dtype)
+    alone, alone_h = run(probe, probe_d)
+    a = torch.randn(17, width, generator=gen).to(DEVICE, dtype)
+    d = torch.randn(17, width, generator=gen).to(DEVICE, dtype)
+    a[16], d[16] = probe[0], probe_d[0]
+    out, h = run(a, d)
+    assert torch.equal(out[16], alone[0]) and torch.equal(h[16], alone_h[0])
+
+
+def test_bad_prologue_arguments_are_refused(gen) -> None:
+    w = make_quantized("int8", 8, 16, gen)
+    x = torch.randn(2, 16, generator=gen)
+    gemm = DequantLinear()
+    with pytest.raises(ValueError, match="norm weight must be contiguous \\[16\\]"):
+        gemm.norm_linear(x=x, delta=None, norm_weight=torch.ones(15), eps=1e-6, fmt="int8", **w)
+    with pytest.raises(ValueError, match="of one shape and dtype"):
+        gemm.norm_linear(x=x, delta=x[:1].clone(), norm_weight=torch.ones(16), eps=1e-6, fmt="int8", **w)
+    with pytest.raises(ValueError, match="gate_up's last dimension must be 2K = 16"):
+        gemm.silu_linear(gate_up=torch.randn(2, 30), fmt="int8", **w)

@@ -127,7 +127,8 @@ def test_split_k(dtype: torch.dtype, config: tuple, m: int, n: int, k: int) -> N
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("config", [None, *SPLIT_CONFIGS[1:3]], ids=lambda c: "interp" if c is None else f"split{c[-1]}")
+@pytest.mark.parametrize("config", [None, *SPLIT_CONFIGS[1:3]],
+                         ids=lambda c: "interp" if c is None else f"split{c[-1]}")
 @pytest.mark.parametrize("with_delta", [True, False], ids=["add", "noadd"])
 def test_norm_prologue(dtype: torch.dtype, config: tuple | None, with_delta: bool) -> None:
     """linear(RMSNorm(x + delta)) against float64; h = x + delta as the torch add (one rounding)."""
@@ -148,7 +149,8 @@ def test_norm_prologue(dtype: torch.dtype, config: tuple | None, with_delta: boo
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("config", [None, *SPLIT_CONFIGS[1:3]], ids=lambda c: "interp" if c is None else f"split{c[-1]}")
+@pytest.mark.parametrize("config", [None, *SPLIT_CONFIGS[1:3]],
+                         ids=lambda c: "interp" if c is None else f"split{c[-1]}")
 def test_silu_prologue_is_bitwise_the_unfused_pair(dtype: torch.dtype, config: tuple | None) -> None:
     """silu_linear == silu_mul then the same GEMM (same tile), bit for bit, and close to float64."""
     m, n, k = 5, 40, 150

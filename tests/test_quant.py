@@ -194,13 +194,25 @@ def test_a_tampered_folder_is_refused_with_the_key(ckpt: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("fmt", ["int8", "int4", "fp8"])
-def test_the_triton_backend_gives_the_torch_backends_tokens(ckpt: Path, fmt: str) -> None:
+@pytest.mark.parametrize("fusions", ["none", "all"])
+def test_the_triton_backend_gives_the_torch_backends_tokens(ckpt: Path, fmt: str, fusions: str) -> None:
+    """Also with every fused kernel on: the dequant-GEMMs then take the norm and SiLU*up prologues (counted)."""
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
         pytest.skip("the triton backend needs a GPU or TRITON_INTERPRET=1 (conftest sets it)")
     ref = janus_rt.load(ckpt, device="cpu", dtype="float32", quantize=fmt)
-    fast = janus_rt.load(ckpt, device="cpu", dtype="float32", quantize=fmt, backend="triton")
+    fast = janus_rt.load(ckpt, device="cpu", dtype="float32", quantize=fmt, backend="triton", fusions=fusions)
+    ops = fast.step_backend.ops
+    calls = {"norm_linear": 0, "silu_linear": 0}
+    for name in calls:
+        def counted(*args, _name=name, _fn=getattr(ops.dequant_gemm, name), **kw):
+            calls[_name] += 1
+            return _fn(*args, **kw)
+        setattr(ops.dequant_gemm, name, counted)
     try:
         assert ref.chat("hello", max_new_tokens=10).token_ids == fast.chat("hello", max_new_tokens=10).token_ids
+        layers = len(fast.model.llm.layers)
+        fused = fusions == "all"
+        assert (calls["norm_linear"] >= 2 * layers, calls["silu_linear"] >= layers) == (fused, fused)
     finally:
         ref.close()
         fast.close()
