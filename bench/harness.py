@@ -252,8 +252,7 @@ def backend_mode_or_note(model, backend: str, notes: list[str], log: Log) -> str
 
     try:
         name, fusions = backend_variant(backend)
-        mode = make_backend(name, model, fusions).describe_mode()
-        return mode if fusions is None else f"{mode}, fused kernels: {fusions.label}"
+        return make_backend(name, model, fusions).describe_mode()
     except (InputError, ImportError) as e:
         notes.append(f"backend {backend!r} skipped: {e}")
         log(f"[bench] backend {backend!r} skipped: {e}")

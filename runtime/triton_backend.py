@@ -81,9 +81,12 @@ class TritonBackend:
 
     def describe_mode(self) -> str:
         dt = str(self.dtype).removeprefix("torch.")
+        fused = "" if self.fusions == Fusions() else f", fused kernels: {self.fusions.label}"
         if self.interpreted:
-            return f"triton kernels in the Triton interpreter on {self.device} ({dt}), decode step eager (no CUDA graphs)"
-        return f"triton kernels compiled for {torch.cuda.get_device_name(self.device)} ({dt}), decode step in CUDA graphs"
+            return (f"triton kernels in the Triton interpreter on {self.device} ({dt}), decode step eager (no CUDA "
+                    f"graphs){fused}")
+        return (f"triton kernels compiled for {torch.cuda.get_device_name(self.device)} ({dt}), decode step in CUDA "
+                f"graphs{fused}")
 
     def allocate(self, rows: int, max_seq_len: int) -> None:
         self.kv = KVRows(self.cfg.llm, rows, max_seq_len, self.device, self.dtype)

@@ -241,6 +241,7 @@ def test_fusions_option_is_checked(ckpt: Path) -> None:
     try:
         assert m.step_backend.fusions == Fusions(norm=True, attn=True)
         assert m.backend == "triton[norm+attn]"  # the label bench rows carry
+        assert m.info()["backend"].endswith("fused kernels: norm+attn")
     finally:
         m.close()
     with pytest.raises(InputError, match="unknown fusion 'rms'") as info:
