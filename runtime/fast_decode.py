@@ -26,7 +26,7 @@ FUSION_NAMES = ("norm", "silu", "attn")
 class Fusions:
     """Which optional fused kernels the decode step runs (bench/NOTES.md, v4). Each removes launches from the
     launch-bound step; each becomes a default only once a GPU profile says it pays, so all are off by default and
-    `janus-rt bench --fusions` measures them side by side.
+    `janus-rt bench --backends "triton,triton[all]"` measures them side by side.
 
     norm: the residual add + RMSNorm folded into the next GEMM's prologue (qkv, gate|up): 2 launches fewer per
           layer; rounds once where the unfused pair rounds twice (as close to float64, not the same bits).
@@ -60,20 +60,16 @@ class Fusions:
         return "none" if not on else "all" if len(on) == len(FUSION_NAMES) else "+".join(on)
 
 
-def torch_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-    return layer(x)
-
-
 class StepOps:
     """The triton backend's kernels for one decode step: every linear through janus-rt's batch-invariant GEMM
     (`kernels/skinny_gemm.py`), bias included, a quantized layer (`QuantLinear`) through the fused dequant-GEMM
     (`kernels/dequant_gemm.py`), as batch-invariant; plus the norm / SiLU / attention steps, fused into those
-    GEMMs or not as `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept alive: captured
-    CUDA graphs hold their addresses)."""
+    GEMMs or not as `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept
+    alive: captured CUDA graphs hold their addresses)."""
 
-    def __init__(self, gemm: Any, dequant_gemm: Callable[..., torch.Tensor], fusions: Fusions = Fusions()) -> None:
+    def __init__(self, gemm: Any, dequant_gemm: Any, fusions: Fusions = Fusions()) -> None:
         self.gemm = gemm  # kernels.skinny_gemm.SkinnyLinear
-        self.dequant_gemm = dequant_gemm
+        self.dequant_gemm = dequant_gemm  # kernels.dequant_gemm.DequantLinear
         self.fusions = fusions
         self._merge_counters: dict[torch.device, list[torch.Tensor]] = {}
 
