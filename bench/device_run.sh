@@ -45,18 +45,21 @@ if [ "$MODE" = arrivals ]; then
     exit 0
 fi
 if [ "$MODE" = roofline ]; then
+    # ARCH / SMOKE: a CPU dry run of this mode, e.g. ARCH=tiny SMOKE="--image-grid 4" (default: janus-1.3b, none)
+    ARCH=${ARCH:-janus-1.3b}
+    SMOKE=${SMOKE:-}
     timeout 240 python3 -m pytest tests/test_kernel_skinny_gemm.py tests/test_kernel_attention.py \
         tests/test_kernel_tuning.py "tests/test_triton_backend.py::test_fused_step_gives_torch_greedy_tokens" \
         "tests/test_triton_backend.py::test_fused_step_keeps_rows_batch_invariant" \
         -q -x -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests_roofline.log" | tail -5
-    janus-rt bench --arch janus-1.3b --images 1,16 --text-batches 1 --no-hf --repeats 1 \
+    janus-rt bench --arch "$ARCH" $SMOKE --images 1,16 --text-batches 1 --no-hf --repeats 1 \
         --backends "triton,triton[attn],triton[silu],triton[norm],triton[all]" \
         --out "$OUT/bench_fusions.json" 2>&1 | tee "$OUT/bench_fusions.log" | tail -40
     for b in triton "triton[all]"; do
-        python3 -m janus_rt.bench.profile_step --arch janus-1.3b --images 1 --backend "$b" --top 20 2>&1 \
+        python3 -m janus_rt.bench.profile_step --arch "$ARCH" $SMOKE --images 1 --backend "$b" --top 20 2>&1 \
             | tee "$OUT/profile_${b//[\[\]]/_}.log" | tail -24
     done
-    janus-rt bench --arch janus-1.3b --images none --text-batches none --no-hf --backends triton --cold-start \
+    janus-rt bench --arch "$ARCH" $SMOKE --images none --text-batches none --no-hf --backends triton --cold-start \
         --out "$OUT/bench_cold_start.json" 2>&1 | tee "$OUT/bench_cold_start.log" | tail -20
     exit 0
 fi
