@@ -45,6 +45,7 @@ from . import roofline
 from .architectures import architecture_config
 from .arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
 from .engines import backend_variant, make_janus, release_memory, seq_len_for
+from .variants import compare_variants, roofline_targets
 from .image_bench import ImageMeasurement, measure_image_row
 from .random_weights import build_random_model
 from .text_bench import TextMeasurement, measure_text_row
@@ -578,6 +579,8 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         from .cold_start import cold_start_targets
 
         cold["cold_start_targets"] = cold_start_targets(opts, card, cold["cold_start"])
+    compare_variants(image_rows, "images")  # triton[...] rows vs plain triton (same batch and weights)
+    compare_variants(text_rows, "batch")
     return {
         "schema": "janus-rt-bench/2",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -590,6 +593,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         "arrivals": arrival_rows,
         "speedups": speed,
         "targets": goals,
+        "roofline_targets": roofline_targets(opts.arch, card, image_rows, text_rows, opts.image_grid),
         **quant,
         **cold,
         "notes": notes,

@@ -200,6 +200,33 @@ def format_quant(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_variants(result: dict) -> str:
+    """The fused-kernel variants vs plain triton (decode ms/step and throughput ratios; < 1 ms/step: faster), then
+    issue 9's roofline goals on every triton backend present."""
+    lines = []
+    for section, key, rate, what in (("image", "images", "images/s", "{} image(s)"),
+                                     ("text", "batch", "tok/s", "text batch {}")):
+        for r in result[section]:
+            if "ms_per_step_vs_triton" not in r:
+                continue
+            ratio = "-" if r["ms_per_step_vs_triton"] is None else f"{r['ms_per_step_vs_triton']:.3f}x"
+            thr = "-" if r["throughput_vs_triton"] is None else f"{r['throughput_vs_triton']:.3f}x"
+            weights = f" {r['weights']}" if r.get("weights") else ""
+            lines.append(f"  {r['backend'] + weights:<22} {what.format(r[key]):<14} ms/step {ratio:>7}  "
+                         f"{rate:<8} {thr:>7}")
+    if lines:
+        lines.insert(0, "fused-kernel variants vs triton (decode ms/step ratio: < 1 means the variant steps faster)")
+    goals = result.get("roofline_targets") or []
+    if goals:
+        lines.append(f"issue-9 roofline goals (stated for an H100, bf16; this GPU: {result['card']['gpu']})")
+    for t in goals:
+        verdict = "n/a" if t["met"] is None else "MET" if t["met"] else "MISSED"
+        sense = ">=" if t["sense"] == "min" else "<="
+        lines.append(f"  [{verdict:>6}] {t['backend']}: {t['target']}: {_fmt(t['value'], 2)} {t['unit']} "
+                     f"(goal {sense} {t['goal']:g})")
+    return "\n".join(lines)
+
+
 def format_targets(rows: list[dict], gpu: str | None) -> str:
     lines = [f"issue-3 targets (stated for an H100, Janus-1.3B shape, bf16; this GPU: {gpu})"]
     for t in rows:
@@ -226,6 +253,9 @@ def render(result: dict) -> str:
         parts.append(format_quant(result))
     if result["targets"]:
         parts.append(format_targets(result["targets"], result["card"]["gpu"]))
+    variants = format_variants(result)
+    if variants:
+        parts.append(variants)
     if result["notes"]:
         parts.append("notes\n" + "\n".join(f"  - {n}" for n in result["notes"]))
     parts.append(f"command: {result['command']}")

@@ -412,6 +412,59 @@ def test_report_renders_a_gpu_result() -> None:
     assert json.loads(out.splitlines()[-1]) == result
 
 
+def test_variants_compare_to_triton_and_roofline_goals_render() -> None:
+    """triton[...] rows get their ratios to the plain triton row of the same batch and weights; issue 9's goals
+    are judged per triton backend (>= for MBU and img/s, <= for seconds) and only for a full-size bf16 GPU run."""
+    from janus_rt.bench.report import render
+    from janus_rt.bench.variants import compare_variants, roofline_targets
+
+    def img(backend: str, n: int, ms: float, mbu: float, e2e: float, ips: float, weights: str | None = None) -> dict:
+        row = dict(backend=backend, images=n, warmup_ms=1.0, prefill_ms=5.0, decode_ms_per_step=ms,
+                   image_tokens_per_s=1.0, images_per_s=ips, mbu_pct=mbu, mbu_datasheet_pct=mbu,
+                   vq_ms_per_image=10.0, peak_gb=5.0, end_to_end_s=e2e)
+        return row if weights is None else dict(row, weights=weights)
+
+    image = [img("triton", 1, 1.6, 56.0, 0.93, 1.07), img("triton[all]", 1, 1.2, 81.0, 0.71, 1.40),
+             img("triton", 16, 2.3, 67.0, 1.4, 12.0), img("triton[all]", 16, 2.0, 75.0, 1.2, 13.5),
+             img("triton[norm]", 4, 1.5, 60.0, 1.0, 4.0), img("torch", 1, 18.0, 5.0, 10.0, 0.1)]
+    text = [dict(backend="triton[all]", batch=1, prompt_tokens=642, new_tokens=128, warmup_ms=1.0, ttft_ms=30.0,
+                 decode_ms_per_step=1.3, decode_tokens_per_s=770.0, mbu_pct=77.9, mbu_datasheet_pct=70.0,
+                 peak_gb=4.9)]
+    compare_variants(image, "images")
+    compare_variants(text, "batch")
+    assert image[1]["ms_per_step_vs_triton"] == pytest.approx(1.2 / 1.6)
+    assert image[3]["throughput_vs_triton"] == pytest.approx(13.5 / 12.0)
+    assert image[4]["ms_per_step_vs_triton"] is None  # no plain row of 4 images
+    assert "ms_per_step_vs_triton" not in image[0] and "ms_per_step_vs_triton" not in image[5]
+    assert text[0]["ms_per_step_vs_triton"] is None
+    card = {"dtype": "bfloat16", "gpu": "NVIDIA H100 80GB HBM3"}
+    goals = roofline_targets("janus-1.3b", card, image, text, None)
+    by = {(g["backend"], g["target"]): g for g in goals}
+    assert by["triton[all]", "one image: MBU per decode step"]["met"] is True
+    assert by["triton[all]", "one image: end to end (prefill + steps + VQ)"]["met"] is False  # 0.71 > 0.70
+    assert by["triton", "one image: end to end (prefill + steps + VQ)"]["met"] is False
+    assert by["triton[all]", "chat batch 1: decode MBU"]["met"] is False  # 77.9 < 78
+    assert by["triton", "16 images: images/s"]["met"] is True  # 12.0 >= 12
+    assert not any(g["backend"] == "torch" for g in goals)
+    assert roofline_targets("janus-1.3b", card, image, text, 4) == []  # smoke grid
+    assert roofline_targets("janus-1.3b", dict(card, gpu=None), image, text, None) == []
+    assert [g["target"] for g in roofline_targets("janus-pro-7b", card, image, text, None)] == \
+        ["one image: MBU per decode step"] * 2
+    result = {"card": dict(card, arch="janus-1.3b", variant="v", device="cuda", parameters=1, model_bytes=1,
+                           gpu_memory_gb=80.0, copy_gbps=3000.0, datasheet_gbps=3350.0, image_step_weight_bytes=1,
+                           text_step_weight_bytes=1, kv_bytes_per_token_row=1, one_image_step_bytes=1.0,
+                           one_image_step_floor_ms=0.9, one_image_floor_s=0.5, modes={}),
+              "versions": {"torch": "2.11", "cuda": "12.8", "triton": "3.6", "transformers": "5.17",
+                           "janus_rt": "0.1.0"},
+              "image": image, "text": text, "speedups": [], "targets": [], "roofline_targets": goals, "notes": [],
+              "command": "janus-rt bench"}
+    out = render(result)
+    assert "triton[all]            1 image(s)     ms/step  0.750x" in out
+    assert "[MISSED] triton[all]: one image: end to end (prefill + steps + VQ): 0.71 s (goal <= 0.7)" in out
+    assert "[   MET] triton[all]: one image: MBU per decode step: 81.00 % (goal >= 80)" in out
+    assert json.loads(out.splitlines()[-1]) == result
+
+
 # ------------------------------------------------------------------------------------------ profile_step
 def test_profile_step_times_the_bucket_step(tiny_grid) -> None:
     """The triton step of a mixed bucket (1 image = 2 image rows, 1 text row), driven outside the engine after
