@@ -465,6 +465,17 @@ def test_variants_compare_to_triton_and_roofline_goals_render() -> None:
     assert json.loads(out.splitlines()[-1]) == result
 
 
+def test_host_overhead_counts_every_decode_step(capsys: pytest.CaptureFixture[str]) -> None:
+    """The null-backend loop runs each image request's decode steps (tokens - 1: prefill samples the first)."""
+    from janus_rt.bench.host_overhead import main as host_main
+
+    assert host_main(["--arch", "tiny", "--images", "1,3", "--requests", "2"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    steps = architecture_config("tiny").image_tokens_per_image - 1
+    assert [(r["images"], r["steps"]) for r in out["rows"]] == [(1, 2 * steps), (3, 2 * steps)]
+    assert all(r["us_per_step"] > 0 for r in out["rows"])
+
+
 # ------------------------------------------------------------------------------------------ profile_step
 def test_profile_step_times_the_bucket_step(tiny_grid) -> None:
     """The triton step of a mixed bucket (1 image = 2 image rows, 1 text row), driven outside the engine after
