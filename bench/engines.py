@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from janus_rt.api import Janus, make_backend
+from janus_rt.api import Janus, make_backend, parse_fusions
 from janus_rt.engine import EngineConfig, Request
 from janus_rt.engine.pool import plan_rows
 from janus_rt.errors import InputError
@@ -44,10 +44,7 @@ def backend_variant(label: str) -> tuple[str, Fusions | None]:
     name, _, inner = label[:-1].partition("[")
     if name != "triton":
         raise InputError(f"backend {label!r}: only triton takes a [fusions] variant (e.g. triton[all], triton[norm+silu])")
-    try:
-        return name, Fusions.parse(inner)
-    except ValueError as e:
-        raise InputError(f"backend {label!r}: {e}") from None
+    return name, parse_fusions(inner, name)
 
 
 def make_janus(model, backend: str, max_rows: int, max_seq_len: int) -> Janus:

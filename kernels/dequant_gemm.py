@@ -54,7 +54,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue
+from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
 from .interpret import interpreting
 from .tuning import PersistentTuner, TileChoices
 
@@ -365,12 +365,9 @@ class DequantLinear:
         """(linear(RMSNorm(x + delta) * norm_weight), x + delta) with the residual add and the norm in the GEMM's
         prologue (`gemm_prologue.py`), as `SkinnyLinear.norm_linear`; x, delta `[..., K]` contiguous."""
         self._check_x(x, fmt)
-        k = x.shape[-1]
-        if not x.is_contiguous() or (delta is not None and (delta.shape != x.shape or not delta.is_contiguous()
-                                                            or delta.dtype != x.dtype)):
-            raise _fail(fmt, f"norm prologue: x {_desc(x)} and delta must be contiguous, of one shape and dtype")
-        if norm_weight.shape != (k,) or not norm_weight.is_contiguous():
-            raise _fail(fmt, f"norm prologue: norm weight must be contiguous [{k}], got {_desc(norm_weight)}")
+        problem = norm_operands_problem(x, delta, norm_weight, x.shape[-1])
+        if problem:
+            raise _fail(fmt, problem)
         h = torch.empty_like(x) if delta is not None else x  # the residual stream after the add
         y = self._launch(PROLOGUE_NORM, x, delta, norm_weight, eps, qweight, scales, zeros, fmt, group_size,
                          in_features, bias, h=h)

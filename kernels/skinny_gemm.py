@@ -54,7 +54,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue
+from .counters import ArrivalCounters
+from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
 from .interpret import interpreting
 from .tuning import PersistentTuner, Tile, TileChoices
 
@@ -142,8 +143,7 @@ class SkinnyLinear:
         if any(c.SPLIT_K is None for c in self._configs):
             raise ValueError("skinny_gemm configs are (BLOCK_N, BLOCK_K, num_warps, num_stages, SPLIT_K)")
         self._tuners: dict[tuple[torch.device, int], PersistentTuner] = {}
-        # tile counters per device; a grown buffer keeps the old ones alive: captured graphs hold their addresses
-        self._counters: dict[torch.device, list[torch.Tensor]] = {}
+        self.counters = ArrivalCounters()  # split-K tiles' arrival counters
 
     def _tuner(self, device: torch.device, prologue: int = PROLOGUE_NONE) -> PersistentTuner:
         if (device, prologue) not in self._tuners:
@@ -152,12 +152,6 @@ class SkinnyLinear:
             self._tuners[device, prologue] = PersistentTuner(name, _skinny_gemm_kernel, self._configs, store,
                                                              self._bench)
         return self._tuners[device, prologue]
-
-    def _counters_for(self, device: torch.device, tiles: int) -> torch.Tensor:
-        held = self._counters.setdefault(device, [])
-        if not held or held[-1].numel() < tiles:
-            held.append(torch.zeros(max(tiles, 4096), dtype=torch.int32, device=device))  # zero once, self-resetting
-        return held[-1]
 
     # ------------------------------------------------------------------------------------------- entry points
     def __call__(self, *, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -177,13 +171,9 @@ class SkinnyLinear:
         x, delta `[..., K]` contiguous; delta None: the norm of x itself (returned as the second value)."""
         k = weight.shape[1]
         self._check(x, k, weight, bias)
-        if not x.is_contiguous() or (delta is not None and (delta.shape != x.shape or not delta.is_contiguous()
-                                                            or delta.dtype != x.dtype)):
-            raise ValueError(f"skinny_gemm norm prologue: x {list(x.shape)} and delta must be contiguous, of one "
-                             f"shape and dtype")
-        if norm_weight.shape != (k,) or not norm_weight.is_contiguous():
-            raise ValueError(f"skinny_gemm norm prologue: norm weight must be contiguous [{k}], got "
-                             f"{list(norm_weight.shape)}")
+        problem = norm_operands_problem(x, delta, norm_weight, k)
+        if problem:
+            raise ValueError(f"skinny_gemm {problem}")
         x2 = x.view(-1, k)  # [M, K]
         h = torch.empty_like(x2) if delta is not None else x2  # [M, K] the residual stream after the add
         y = self._launch(PROLOGUE_NORM, x2, None if delta is None else delta.view(-1, k), norm_weight, h, eps,
@@ -200,7 +190,7 @@ class SkinnyLinear:
                              f"{list(weight.shape)}, got {list(gate_up.shape)}")
         self._check(gate_up[..., :k], k, weight, bias)
         g2 = gate_up.view(-1, 2 * k)  # [M, 2K]
-        y = self._launch(PROLOGUE_SILU, g2, None, None, g2, 0.0, weight, bias)
+        y = self._launch(PROLOGUE_SILU, g2, None, None, None, 0.0, weight, bias)
         return y.view(*gate_up.shape[:-1], weight.shape[0])
 
     # ----------------------------------------------------------------------------------------------- helpers
@@ -231,7 +221,7 @@ class SkinnyLinear:
             split = tile.SPLIT_K or 1
             part = (torch.empty(tiles * split * BLOCK_M * (tile.BLOCK_N + 1), dtype=torch.float32, device=dev)
                     if split > 1 else y)  # [tiles, split, BLOCK_M, BLOCK_N] partials + [tiles, split, BLOCK_M] sums
-            counters = self._counters_for(dev, tiles) if split > 1 else y
+            counters = self.counters.get(dev, tiles) if split > 1 else y
             return (a, a if delta is None else delta, weight if norm_weight is None else norm_weight,
                     y if h is None else h, weight, weight if bias is None else bias, y, part, counters,
                     m, n, k, a.stride(0), weight.stride(0), y.stride(0), eps)

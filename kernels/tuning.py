@@ -150,7 +150,8 @@ class Tile(NamedTuple):
     SPLIT_K: int | None = None
 
     def kwargs(self) -> dict[str, int]:
-        """The launch keyword arguments (constexpr tile sizes + Triton's launch options)."""
+        """The launch keyword arguments (constexpr tile sizes + Triton's launch options); also the stored JSON form
+        (no SPLIT_K field for kernels that do not split K)."""
         return {k: v for k, v in self._asdict().items() if v is not None}
 
     @classmethod
@@ -168,10 +169,6 @@ class Tile(NamedTuple):
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
             raise ValueError(f"a tile is 4 positive ints {FIELDS} (+ SPLIT_K), got {value!r}")
         return cls(*value)
-
-    def stored(self) -> dict[str, int]:
-        """The JSON form (no SPLIT_K field for kernels that do not split K)."""
-        return self.kwargs()
 
 
 def config_digest(configs: Iterable[Tile]) -> str:
@@ -231,7 +228,7 @@ class TileChoices:
 
     def put(self, key: str, choice: Mapping[str, int] | Tile) -> None:
         """Remember `choice` for `key`, in memory and (merged with what other processes wrote) in the file."""
-        value = Tile.parse(choice).stored()
+        value = Tile.parse(choice).kwargs()
         entries = self._load()
         entries[key] = dict(value)
         if not self._writable:
@@ -270,7 +267,7 @@ class TileChoices:
             if not isinstance(data, dict) or data.get("format") != FILE_FORMAT or not isinstance(data.get("entries"),
                                                                                                   dict):
                 raise ValueError(f"not a format-{FILE_FORMAT} tile file")
-            return {str(k): Tile.parse(v).stored() for k, v in data["entries"].items()}
+            return {str(k): Tile.parse(v).kwargs() for k, v in data["entries"].items()}
         except (ValueError, TypeError) as e:
             self._bad_file(path, f"corrupt: {e}")
             return {}

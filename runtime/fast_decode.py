@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from janus_rt.kernels.counters import ArrivalCounters
+
 from .heads import GenHead, MlpProjector
 from .llm import KVCache, LanguageModel, RMSNorm
 
@@ -43,9 +45,9 @@ class Fusions:
     def parse(cls, text: str) -> "Fusions":
         """"none", "all", or a list of FUSION_NAMES joined by "," or "+" ("norm,attn", "norm+silu")."""
         text = text.strip().lower()
-        if text in ("", "none", "v3"):
+        if text in ("", "none"):
             return cls()
-        if text in ("all", "v4"):
+        if text == "all":
             return cls(True, True, True)
         names = [t.strip() for t in text.replace("+", ",").split(",") if t.strip()]
         unknown = [n for n in names if n not in FUSION_NAMES]
@@ -64,14 +66,14 @@ class StepOps:
     """The triton backend's kernels for one decode step: every linear through janus-rt's batch-invariant GEMM
     (`kernels/skinny_gemm.py`), bias included, a quantized layer (`QuantLinear`) through the fused dequant-GEMM
     (`kernels/dequant_gemm.py`), as batch-invariant; plus the norm / SiLU / attention steps, fused into those
-    GEMMs or not as `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters (kept
-    alive: captured CUDA graphs hold their addresses)."""
+    GEMMs or not as `fusions` says. Calling it is the `Linear` protocol. Owns the attention merge counters
+    (`kernels/counters.py`)."""
 
     def __init__(self, gemm: Any, dequant_gemm: Any, fusions: Fusions = Fusions()) -> None:
         self.gemm = gemm  # kernels.skinny_gemm.SkinnyLinear
         self.dequant_gemm = dequant_gemm  # kernels.dequant_gemm.DequantLinear
         self.fusions = fusions
-        self._merge_counters: dict[torch.device, list[torch.Tensor]] = {}
+        self.merge_counters = ArrivalCounters()  # the fused attention merge's, one per (row, kv head)
 
     def __call__(self, x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
         quant = self._quant_args(x, layer)
@@ -119,13 +121,7 @@ class StepOps:
                   cache_rows: torch.Tensor | None) -> torch.Tensor:
         from janus_rt.kernels.decode_attention import decode_attention
 
-        counters = None
-        if self.fusions.attn:
-            need = q.shape[0] * keys.shape[1]  # one per (row, kv head)
-            held = self._merge_counters.setdefault(q.device, [])
-            if not held or held[-1].numel() < need:
-                held.append(torch.zeros(max(need, 4096), dtype=torch.int32, device=q.device))  # self-resetting
-            counters = held[-1]
+        counters = self.merge_counters.get(q.device, q.shape[0] * keys.shape[1]) if self.fusions.attn else None
         return decode_attention(q=q, keys=keys, values=values, lengths=lengths, key_start=None, cache_rows=cache_rows,
                                 merge_counters=counters)
 

@@ -221,7 +221,8 @@ def test_fused_step_gives_torch_greedy_tokens(pair, fused) -> None:
     ops = fused.step_backend.ops
     layers = len(torch_m.model.llm.layers)
     assert ops.gemm.calls["norm_linear"] >= 2 * layers and ops.gemm.calls["silu_linear"] >= layers
-    assert ops._merge_counters and all(not c.any() for held in ops._merge_counters.values() for c in held)
+    counters = list(ops.merge_counters.buffers())
+    assert counters and all(not c.any() for c in counters)
 
 
 def test_fused_step_keeps_rows_batch_invariant(fused) -> None:
