@@ -468,8 +468,8 @@ def parse_fusions(fusions: "str | Fusions | None", backend: str) -> "Fusions | N
         except ValueError as e:
             raise InputError(str(e), param="fusions") from None
     if parsed is not None and parsed != Fusions() and backend != "triton":
-        raise InputError(f"fusions= choose the triton backend's fused kernels; backend {backend!r} has none",
-                         param="fusions")
+        raise InputError(f"fused kernels (fusions) are an option of the triton backend; backend {backend!r} has none: "
+                         "drop them or use the triton backend", param="fusions")
     return parsed
 
 
