@@ -99,9 +99,8 @@ class StepOps:
             quant = self._quant_args(x, layer)
             if quant is not None:
                 return self.dequant_gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps, **quant)
-            if type(layer) is nn.Linear:
-                return self.gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps,
-                                             weight=layer.weight, bias=layer.bias)
+            return self.gemm.norm_linear(x=x, delta=delta, norm_weight=norm.weight, eps=norm.eps, weight=layer.weight,
+                                         bias=layer.bias)
         h, x = add_rmsnorm(x=x, delta=delta, weight=norm.weight, eps=norm.eps)
         return self(h, layer), x
 
@@ -113,8 +112,7 @@ class StepOps:
             quant = self._quant_args(gate_up, layer)
             if quant is not None:
                 return self.dequant_gemm.silu_linear(gate_up=gate_up, **quant)
-            if type(layer) is nn.Linear:
-                return self.gemm.silu_linear(gate_up=gate_up, weight=layer.weight, bias=layer.bias)
+            return self.gemm.silu_linear(gate_up=gate_up, weight=layer.weight, bias=layer.bias)
         return self(silu_mul(gate_up=gate_up), layer)
 
     def attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, lengths: torch.Tensor,
