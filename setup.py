@@ -3,9 +3,15 @@
 from setuptools import find_packages, setup
 
 VERSION = "0.1.0"
-ROOTS = {"janus_rt": "runtime", "janus_rt.kernels": "kernels", "janus_rt.export": "export", "janus_rt.bench": "bench"}
+ROOTS = {"janus_rt": "runtime", "janus_rt.export": "export", "janus_rt.bench": "bench"}
 # every folder with an __init__.py under a root is a subpackage (janus_rt.engine, janus_rt.serve, ...)
 PACKAGES = [name for root, folder in ROOTS.items() for name in [root] + [f"{root}.{sub}" for sub in find_packages(folder)]]
+# janus_rt.kernels is kernels/, reached through the link runtime/kernels -> ../kernels. kernels/ has no __init__.py
+# (a namespace package inside janus_rt): a regular package named `kernels` at the repo root would shadow PyPI's
+# `kernels` (a dependency of transformers) whenever the root is on sys.path (`python -m pytest`, `python -c`).
+# Reached through the link, editable installs find it too (setuptools' editable finder does not map a package
+# without __init__.py that sits outside its parent's folder).
+PACKAGES.append("janus_rt.kernels")
 
 setup(
     name="janus-rt",

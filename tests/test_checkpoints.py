@@ -28,6 +28,7 @@ from janus_rt.bench.architectures import CONFIG_1B, CONFIG_7B, LANGUAGE_7B
 from janus_rt.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig, load_config
 from janus_rt.errors import CheckpointError
 from janus_rt.tiny import TinySpec, official_key_shapes, random_state_dict, write_tiny_checkpoint
+from oracle import transformers_oracle
 
 FORMATS = ("safetensors", "bin", "sharded-safetensors", "sharded-bin")
 SEED = 3
@@ -160,7 +161,7 @@ def test_release_config_parses_to_reference_dims(tmp_path: Path, config: dict, d
 
 def test_pro_7b_language_defaults_match_transformers_llama_config(tmp_path: Path) -> None:
     """The defaults janus-rt fills in for Janus-Pro-7B are the ones transformers itself would use."""
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_oracle()
     ref = transformers.LlamaConfig(**LANGUAGE_7B)
     llm = parse(tmp_path, CONFIG_7B).llm
     ref_theta = (getattr(ref, "rope_parameters", None) or {}).get("rope_theta", getattr(ref, "rope_theta", None))

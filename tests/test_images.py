@@ -19,6 +19,7 @@ from PIL import Image
 
 from janus_rt.config import ImageProcessorConfig
 from janus_rt.images import postprocess, preprocess
+from oracle import transformers_oracle
 
 CFG = ImageProcessorConfig()  # image_size 384, min_size 14, mean/std 0.5, rescale 1/255, normalize, background 127
 PAD_VALUE = (127 / 255 - 0.5) / 0.5  # what a padded pixel becomes, about -0.0039
@@ -64,7 +65,7 @@ def reference_preprocess(image: Image.Image) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def hf_processor():
-    pytest.importorskip("transformers")
+    transformers_oracle()
     from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
 
     proc = JanusImageProcessorPil(

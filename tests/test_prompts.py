@@ -8,6 +8,7 @@ from janus_rt.prompts import generation_prompt, understanding_prompt
 from janus_rt.tiny import TinySpec, build_tokenizer, write_tiny_checkpoint
 from janus_rt.tokenizer import BOS, JanusTokenizer
 from janus_rt.understanding import expand_placeholders
+from oracle import transformers_oracle
 
 SYSTEM = ("You are a helpful language and vision assistant. You are able to understand the visual content that the "
           "user provides, and assist the user with a variety of tasks using natural language.")
@@ -73,7 +74,7 @@ def test_decode_matches_transformers_fast_tokenizer(tmp_path, clean_up: bool):
     """
     import json
 
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_oracle()
     ckpt = write_tiny_checkpoint(tmp_path / "c")
     config = json.loads((ckpt / "tokenizer_config.json").read_text())
     (ckpt / "tokenizer_config.json").write_text(json.dumps({**config, "clean_up_tokenization_spaces": clean_up}))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import janus_rt
 from janus_rt.sampling import cfg_mix, filter_top_k, filter_top_p, sample
+from oracle import transformers_oracle
 
 
 def test_cfg_mix_uses_interleaved_rows():
@@ -47,7 +48,7 @@ def test_top_p_matches_transformers_and_keeps_the_smallest_nucleus(top_p: float,
         p_sorted = probs[row][kept[row]].sort(descending=True).values
         assert p_sorted.sum() >= top_p - 1e-6  # the nucleus holds at least top_p of the mass
         assert p_sorted[:-1].sum() < top_p + 1e-6 or p_sorted.numel() == 1  # and no smaller prefix would
-    transformers = pytest.importorskip("transformers")
+    transformers = transformers_oracle()
     ref = transformers.TopPLogitsWarper(top_p)(None, logits.clone())
     assert torch.equal(kept, torch.isfinite(ref))
 
