@@ -41,9 +41,12 @@ Builds the model on the device, then prints:
   - last line: everything as one JSON object (also written to --out).
 
 Every row runs through the engine (janus_rt.engine) on its own Janus object over the same weights, warm-up
-excluded; a backend that is not available here (e.g. triton without a GPU or its interpreter) is skipped
-with a note. Every image decodes the full 576 tokens; for a quick run use --arch tiny (runs on a CPU in
-seconds), and --image-grid 6 for a smoke run (36 tokens per image)."""
+excluded; a backend that is not available here is skipped with a note. Without a GPU the triton backend
+would run in the Triton interpreter (hours per image at a real shape): it is skipped with a note unless
+--arch tiny or an explicit --device cpu (then it runs, with a warning). A model built on the CPU is checked
+against the host memory available before anything is allocated. Every image decodes the full 576 tokens;
+for a quick run use --arch tiny (runs on a CPU in seconds), and --image-grid 6 for a smoke run (36 tokens
+per image)."""
 
 EPILOG = """\
 examples:
@@ -125,7 +128,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--text-tokens", type=int, default=128, help="new tokens per chat row, EOS unreachable (default 128)")
     p.add_argument("--repeats", type=int, default=2, help="timed runs per row after the warm-up; the median is "
                                                           "reported (default 2)")
-    p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    p.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu; an explicit "
+                                                     "cpu also runs the triton backend in the Triton interpreter)")
     p.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32", "bfloat16", "float16", "float32"],
                    help="weights/activations dtype (default bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--no-hf", dest="hf", action="store_false",

@@ -40,11 +40,13 @@ from janus_rt.config import JanusConfig
 from janus_rt.engine import EngineError
 from janus_rt.errors import InputError
 from janus_rt.info import count_parameters
+from janus_rt.model import JanusModel
 
 from . import roofline
 from .architectures import architecture_config
 from .arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
 from .engines import backend_variant, make_janus, release_memory, seq_len_for
+from .feasibility import backends_for_device, check_host_memory, host_bytes_available, parameter_count
 from .variants import compare_variants, roofline_targets
 from .image_bench import ImageMeasurement, measure_image_row
 from .random_weights import build_random_model
@@ -490,8 +492,19 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     device = resolve_device(opts.device)
     dtype = resolve_dtype(opts.dtype, device)
     elem = torch.empty((), dtype=dtype).element_size()
-    spec = opts.arrival_spec()
     notes: list[str] = []
+    backends, device_notes = backends_for_device(opts.backends, device, opts.device is not None, opts.arch)
+    arrival_backends = opts.arrival_backends
+    if arrival_backends is not None:
+        arrival_backends, arrival_notes = backends_for_device(arrival_backends, device, opts.device is not None,
+                                                              opts.arch)
+        device_notes += [n for n in arrival_notes if n not in device_notes]
+    for note in device_notes:
+        log(f"[bench] {note}")
+    notes += device_notes
+    asked = opts  # the command and options as given; `opts` holds what runs here
+    opts = dataclasses.replace(opts, backends=backends, arrival_backends=arrival_backends)
+    spec = opts.arrival_spec()
     if device.type != "cuda":
         notes.append("no GPU: bandwidth, MBU and peak VRAM are not measured (GPU-only); times are CPU times")
         if torch.get_num_threads() > 1 and "OMP_WAIT_POLICY" not in os.environ:
@@ -512,8 +525,16 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         notes += cold_start_notes(device)
         cold["cold_start"] = run_cold_start(opts, device, dtype, notes, log, threads=torch.get_num_threads())
     cfg = bench_config(opts)
-    log(f"[bench] building {opts.arch} with random weights on {device} ({dtype})")
-    model = build_random_model(cfg, device, dtype, opts.seed)
+    if not opts.backends and not opts.hf:  # nothing left to run here: the card alone, from a model on meta
+        notes.append("nothing was run: no backend left to run on this machine (see the notes above)")
+        log("[bench] nothing to run on this machine: no backend left (the notes say why)")
+        with torch.device("meta"):
+            model = JanusModel(cfg)
+    else:
+        if device.type == "cpu":
+            check_host_memory(opts.arch, parameter_count(cfg), dtype, 2 if opts.hf else 1, host_bytes_available())
+        log(f"[bench] building {opts.arch} with random weights on {device} ({dtype})")
+        model = build_random_model(cfg, device, dtype, opts.seed)
     card = make_card(cfg, model, device, dtype, opts)
     special = SpecialIds.for_vocab(cfg.llm.vocab_size)
     prompt = image_prompt_ids(special, opts.image_prompt_tokens, opts.seed)
@@ -584,7 +605,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
     return {
         "schema": "janus-rt-bench/2",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": opts.command(),
+        "command": asked.command(),
         "argv": shlex.join(argv) if argv is not None else None,
         "versions": versions(),
         "card": card,
@@ -597,5 +618,5 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         **quant,
         **cold,
         "notes": notes,
-        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.__dict__.items()},
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in asked.__dict__.items()},
     }
