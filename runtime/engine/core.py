@@ -5,6 +5,7 @@ Loop (one iteration = one step boundary):
     2. admit waiting groups, first come first served, while their rows fit the pool: prefill each
     3. one decode step for every admitted group: image rows and text rows share it
     4. read text tokens back every `backend.sync_every` steps: EOS, streaming; retire finished groups
+    5. mark the step; wait until at most MAX_STEPS_IN_FLIGHT - 1 steps are still running on the device
 A request never depends on its companions: a group's rows run the same arithmetic alone or in a batch,
 and its random draws are keyed by its own seed (see README, "Batch invariance").
 
@@ -34,11 +35,23 @@ from ..errors import InputError
 from ..timing import PhaseTimer
 from .params import SamplingParams
 from .pool import EngineConfig, RowPool, plan_rows
-from .primitives import StepBackend
+from .primitives import StepBackend, StepMarker, step_marker_source
 from .request import EngineStats, Group, Request
 
 
 IDLE_EXIT_S = 5.0  # an engine thread with nothing to do for this long exits; the next submission starts one
+MAX_STEPS_IN_FLIGHT = 3
+"""Most decode steps enqueued on the device and not yet run, each time the engine enqueues one.
+
+A step's work is enqueued asynchronously (a CUDA-graph replay returns at once), and an image-only batch reads
+nothing back until an image ends, so without a bound the host would enqueue hundreds of steps ahead of the
+GPU: a request arriving then would join only after that backlog ran, and cancellation, timeouts and VQ decodes
+(queued on the same stream) would wait behind it. So after enqueuing step n the engine waits until step
+n - MAX_STEPS_IN_FLIGHT + 1 has run (`step_marker_source`). 3 keeps two steps queued behind the running one: a
+host pause of up to two steps (an eager prefill's launches, a garbage collection) leaves the GPU busy, while a
+new request, a cancellation or a VQ decode waits at most 3 steps (a few milliseconds) for the device. 1 would
+idle the GPU at every boundary; 2 leaves one step of slack. Where steps run synchronously (CPU) nothing waits.
+"""
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +78,9 @@ class Engine:
         self._closing = False
         self._crash: BaseException | None = None  # why the loop died, if it did (then the engine takes no work)
         self._steps_since_sync = 0
+        self._mark_step = step_marker_source(backend)  # None: steps are synchronous, nothing to bound
+        self._max_in_flight = MAX_STEPS_IN_FLIGHT
+        self._in_flight: deque[StepMarker] = deque()  # markers of the steps that may still run, oldest first
 
     @property
     def cfg(self) -> JanusConfig:
@@ -292,6 +308,18 @@ class Engine:
             self._steps_since_sync = 0
         for g in batch:
             self._collect(g, sync)
+        if self._mark_step is not None:
+            self._bound_in_flight()
+
+    def _bound_in_flight(self) -> None:
+        """Mark the step just enqueued; wait until fewer than MAX_STEPS_IN_FLIGHT steps may still be running.
+
+        Called at the end of a step, so the next boundary (new requests, cancellations) is decided when the device
+        is at most MAX_STEPS_IN_FLIGHT - 1 steps behind, and the next step makes it at most MAX_STEPS_IN_FLIGHT.
+        """
+        self._in_flight.append(self._mark_step())
+        while len(self._in_flight) >= self._max_in_flight:
+            self._in_flight.popleft().synchronize()
 
     def _collect(self, group: Group, sync: bool) -> None:
         """Read tokens back where due; retire the group when it is done (all tokens, or EOS)."""

@@ -11,12 +11,15 @@ backend implements:
     decode_pixels(tokens)         image-token ids `[N, grid*grid]` -> RGB `[N, 3, S, S]` in [-1, 1] (thread-safe)
 `sync_every` says how many steps the engine may run between reads of text tokens (EOS checks, streaming):
 1 where tokens are on the host anyway, more where a read is a device sync that stalls the GPU.
+Optional: mark_step() -> StepMarker, a marker of the work enqueued so far, whose `synchronize()` returns once
+that work has run; the engine waits on it to bound the steps in flight (see `step_marker_source`). A backend
+without it gets the default: a CUDA event on CUDA, nothing elsewhere.
 Every backend keeps a request's tokens independent of its batch companions (see README, "Batch invariance").
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -48,6 +51,35 @@ class StepBackend(Protocol):
     def describe_mode(self) -> str:
         """One line saying how this backend runs here (shown by the CLI)."""
         ...
+
+
+class StepMarker(Protocol):
+    """A point in the device's queue of work: `synchronize()` returns once everything enqueued before it has run."""
+
+    def synchronize(self) -> None: ...
+
+
+def step_marker_source(backend: StepBackend) -> Callable[[], StepMarker] | None:
+    """What the engine calls after each decode step to mark it, or None where a step has run when `decode` returns.
+
+    The backend's own `mark_step` where it has one (a test double of a lagging device does); else, on CUDA, a
+    `torch.cuda.Event` recorded on the engine thread's current stream, where every backend enqueues its step (the
+    triton backend replays its CUDA graphs there, eager modules and TensorRT launch there, ONNX Runtime syncs its
+    outputs itself); else None: CPU steps (eager, or the Triton interpreter) are synchronous, so nothing is marked.
+    """
+    own = getattr(backend, "mark_step", None)
+    if own is not None:
+        return own
+    if backend.device.type == "cuda":
+        return _record_cuda_event
+    return None
+
+
+def _record_cuda_event() -> torch.cuda.Event:
+    """An event recorded on the current CUDA stream (the engine thread has made the backend's device current)."""
+    event = torch.cuda.Event()
+    event.record()
+    return event
 
 
 def seeded_generator(seed: int, group_index: int, device: torch.device) -> torch.Generator:
