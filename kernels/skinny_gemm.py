@@ -48,7 +48,7 @@ configs among the tuned candidates (last program reduces, one launch) and the RM
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import triton
@@ -120,6 +120,26 @@ def _skinny_gemm_kernel(a_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, bias_ptr, y_
                                         cache_modifier=".cg")
             epilogue(total, total_sq, bias_ptr, y_ptr, rows, cols, M, N, K, stride_ym, eps, PROLOGUE, HAS_BIAS)
             tl.atomic_xchg(count_ptr + tile, 0)  # ready for the next launch (graph replays included)
+
+
+# Split K pays where N has few column tiles (o_proj / down_proj: N = 2048 or 4096); its fp32 workspace costs
+# N * SPLIT_K * ~64 bytes per 16 rows, so it is a candidate only while N * SPLIT_K <= MAX_SPLIT_COLUMNS: at most
+# ~2.2 MB per 16 rows, ~36 MB at 256 rows. Without the bound, lm_head (N = 102400) at SPLIT_K 8 and 256 rows would
+# allocate ~0.9 GB per launch. A rule of N alone: the tile still never depends on M (batch invariance).
+MAX_SPLIT_COLUMNS = 32768
+
+
+def split_k_allowed(n: int) -> Callable[[Tile], bool]:
+    """The split-K bound above, as the tuner's `allowed` rule for a weight of N output columns."""
+    return lambda tile: (tile.SPLIT_K or 1) == 1 or n * tile.SPLIT_K <= MAX_SPLIT_COLUMNS
+
+
+def split_workspace_bytes(m: int, n: int, tile: Tile) -> int:
+    """Bytes of the fp32 partials + row sums of one launch: [tiles, SPLIT_K, BLOCK_M, BLOCK_N + 1]."""
+    split = tile.SPLIT_K or 1
+    if split == 1:
+        return 0
+    return triton.cdiv(m, BLOCK_M) * triton.cdiv(n, tile.BLOCK_N) * split * BLOCK_M * (tile.BLOCK_N + 1) * 4
 
 
 CONFIGS = [  # (BLOCK_N, BLOCK_K, num_warps, num_stages, SPLIT_K) tried on a GPU
@@ -219,7 +239,7 @@ class SkinnyLinear:
         def args(tile: Tile) -> tuple:
             tiles = m_blocks * triton.cdiv(n, tile.BLOCK_N)
             split = tile.SPLIT_K or 1
-            part = (torch.empty(tiles * split * BLOCK_M * (tile.BLOCK_N + 1), dtype=torch.float32, device=dev)
+            part = (torch.empty(split_workspace_bytes(m, n, tile) // 4, dtype=torch.float32, device=dev)
                     if split > 1 else y)  # [tiles, split, BLOCK_M, BLOCK_N] partials + [tiles, split, BLOCK_M] sums
             counters = self.counters.get(dev, tiles) if split > 1 else y
             return (a, a if delta is None else delta, weight if norm_weight is None else norm_weight,
@@ -236,7 +256,8 @@ class SkinnyLinear:
         else:  # never M in the key: the tile (hence each row's reduction order) must not change with the batch
             tuner = self._tuner(dev, prologue)
             key = dict(N=n, K=k, dtype=str(a.dtype).removeprefix("torch."))
-            tile = tuner.choose(key, lambda t: _skinny_gemm_kernel[grid(t)](*args(t), **t.kwargs(), **common))
+            tile = tuner.choose(key, lambda t: _skinny_gemm_kernel[grid(t)](*args(t), **t.kwargs(), **common),
+                                split_k_allowed(n))
             _skinny_gemm_kernel[grid(tile)](*args(tile), **tile.kwargs(), **common)
         return y
 

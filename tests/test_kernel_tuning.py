@@ -427,3 +427,64 @@ def test_split_k_tiles_round_trip_through_the_file(tmp_path) -> None:
     with pytest.raises(ValueError, match="SPLIT_K"):
         Tile.parse((16, 256, 4, 4, 0))
     assert tuning.config_digest([Tile(16, 64, 4, 2)]) != tuning.config_digest([Tile(16, 64, 4, 2, 1)])
+
+
+def test_a_broken_device_raises_the_first_error_not_every_config_failed(tmp_path) -> None:
+    """After a sticky CUDA error (illegal address, device assert) nothing can run: the tuner stops at the config that
+    broke the device and raises its error, instead of failing every other config with the same error."""
+    configs = [Tile(16, 64, 4, 2), Tile(32, 128, 8, 3), Tile(64, 128, 4, 4)]
+    bench = FakeBench(fail=(configs[0],))
+    sticky = RuntimeError("CUDA error: an illegal memory access was encountered")
+    tuner = PersistentTuner("skinny_gemm", None, configs, TileChoices(tmp_path, slug="gpu"), bench,
+                            context_error=lambda: sticky)
+    with pytest.raises(RuntimeError, match="CUDA context is unusable") as info:
+        tuner.choose(dict(N=8, K=8), run=lambda tile: None)
+    assert "(16, 64, 4, 2)" in str(info.value) and "illegal memory access" in str(info.value)
+    assert len(bench.calls) == 1 and "every config failed" not in str(info.value)
+    assert not (tmp_path / "gpu.json").exists()
+    # a healthy device after the same failure: the config is skipped and the others are timed
+    healthy = PersistentTuner("skinny_gemm", None, configs, TileChoices(tmp_path, slug="gpu"),
+                              FakeBench(fail=(configs[0],)), context_error=lambda: None)
+    assert healthy.choose(dict(N=8, K=8), run=lambda tile: None) != configs[0]
+
+
+def test_cuda_context_error_is_none_without_cuda() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("the CPU answer")
+    assert tuning.cuda_context_error() is None
+
+
+def test_allowed_rule_limits_the_configs_timed_and_reused(tmp_path) -> None:
+    configs = [Tile(*c) for c in CONFIGS]
+    bench = FakeBench()
+    store = TileChoices(tmp_path, slug="gpu")
+    no_split = lambda tile: (tile.SPLIT_K or 1) == 1  # noqa: E731
+    chosen = PersistentTuner("skinny_gemm", None, configs, store, bench).choose(dict(N=8, K=8), lambda t: None,
+                                                                               no_split)
+    timed = bench.calls
+    assert timed == [c for c in configs if no_split(c)] and no_split(chosen)
+    # a stored choice the rule refuses is not reused: the allowed configs are timed again
+    store.put(PersistentTuner("skinny_gemm", None, configs, store).key(dict(N=9, K=8)), Tile(*CONFIGS[-1]))
+    again = FakeBench()
+    got = PersistentTuner("skinny_gemm", None, configs, store, again).choose(dict(N=9, K=8), lambda t: None, no_split)
+    assert no_split(got) and len(again.calls) == sum(map(no_split, configs))
+
+
+def test_split_k_workspace_is_bounded_for_every_weight_shape() -> None:
+    """lm_head (N = 102400) takes no split-K tile; every allowed split tile's workspace at 256 rows stays small."""
+    from janus_rt.bench.architectures import architecture_config
+    from janus_rt.kernels.skinny_gemm import MAX_SPLIT_COLUMNS, split_k_allowed, split_workspace_bytes
+
+    tiles = [Tile(*c) for c in CONFIGS]
+    split = [t for t in tiles if t.SPLIT_K > 1]
+    assert split and not any(split_k_allowed(102400)(t) for t in split)
+    assert all(split_k_allowed(2048)(t) for t in split)  # the 1.3B o_proj / down_proj keep every split tile
+    assert split_workspace_bytes(256, 102400, Tile(16, 128, 4, 4, 8)) > 0.8e9  # what the bound prevents
+    worst = 0
+    for arch in ("janus-1.3b", "janus-pro-7b"):
+        llm = architecture_config(arch).llm
+        q, kv = llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
+        for n in (q + 2 * kv, llm.hidden_size, 2 * llm.intermediate_size, llm.vocab_size):
+            worst = max([worst] + [split_workspace_bytes(256, n, t) for t in split if split_k_allowed(n)(t)])
+    assert 0 < worst <= 40e6, worst
+    assert MAX_SPLIT_COLUMNS * max(t.SPLIT_K for t in split) > 0
