@@ -408,7 +408,8 @@ def cmd_warmup(args) -> int:
     finally:
         m.close()
     for step in steps:
-        what = {"image": f"{step.batch} image(s)", "text": f"{step.batch} answer(s)", "vq": "VQ decode"}[step.kind]
+        what = {"buckets": f"{step.batch} bucket(s)", "image": f"{step.batch} image(s)",
+                "text": f"{step.batch} answer(s)", "vq": "VQ decode"}[step.kind]
         print(f"warmed       {what:<14} {step.seconds:8.2f} s")
     print(f"done         load {loaded - start:.2f} s, warm-up {time.perf_counter() - loaded:.2f} s")
     return 0

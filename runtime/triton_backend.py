@@ -4,7 +4,9 @@ Prefill runs a group's prompt through the eager modules into its rows of the KV 
 with the fused sampler. Every decode step then runs all running rows, image and text, through one
 transformer pass (`triton_step.StepGraph`), padded to a row-count bucket; on CUDA each (image bucket, text
 bucket) pair is captured into a CUDA graph the second time it runs and replayed ever after, all graphs
-sharing one memory pool, so a changing batch never re-captures once its buckets have been seen. The step
+sharing one memory pool and captured on the backend's own stream, one capture at a time in the process
+(`triton_step.CAPTURE_LOCK`), so a changing batch never re-captures once its buckets have been seen. Warm-up
+builds every bucket the engine can reach ahead of serving (`reachable_buckets`, `build_bucket`); the step
 never syncs with the host; the engine reads text tokens back every `sync_every` steps (EOS, streaming).
 
 Without CUDA the same kernels run in the Triton interpreter and the same step runs eagerly (no graphs),
@@ -13,15 +15,19 @@ so CI exercises this code; `describe_mode()` says which mode is active.
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
+
 import torch
 
 from .engine.request import Group
 from .errors import InputError
 from .fast_decode import Fusions, StepOps
 from .generation import cfg_prompt_tokens, decode_tokens
+from .kernels.interpret import INTERPRETER_LOCK
 from .kv_rows import KVRows
 from .model import JanusModel
-from .triton_step import StepGraph, bucket
+from .triton_step import StepGraph, bucket, reachable_buckets
 from .understanding import text_embeddings
 
 
@@ -76,7 +82,11 @@ class TritonBackend:
         self.inv_freq = inv_freq_of(self.cfg.llm.head_dim, self.cfg.llm.rope_theta, self.device)
         self.kv: KVRows | None = None
         self.steps: dict[tuple[int, int], StepGraph] = {}  # (image bucket, text bucket) -> its step
+        self.serving_builds = 0  # buckets first built inside `decode` (on the serving path): 0 after a full warm-up
         self._graph_pool = None
+        self._capture_stream: torch.cuda.Stream | None = None  # this backend's own, on its device (first capture)
+        # one thread at a time runs prefill, a step or a bucket build; in the interpreter, one in the whole process
+        self._device_lock = INTERPRETER_LOCK if self.interpreted else threading.Lock()
         self._layout: tuple | None = None  # the batch the device buffers describe now
 
     def describe_mode(self) -> str:
@@ -93,8 +103,47 @@ class TritonBackend:
         self.steps.clear()
         self._layout = None
 
+    # -------------------------------------------------------------------------------------------- buckets
+    def reachable_buckets(self) -> list[tuple[int, int]]:
+        """Every (image rows, text rows) bucket a step can take with the allocated rows, largest first."""
+        return reachable_buckets(self.kv.rows)
+
+    def build_bucket(self, key: tuple[int, int]) -> bool:
+        """Build the step of bucket `key` now unless it exists (True when built): compile, tune and, on CUDA,
+        capture and replay it once on padding rows (`StepGraph.build`). Safe beside a running engine: it holds
+        the lock `prefill` and `decode` hold, and touches no row but the scratch row."""
+        cuda = self.device.type == "cuda"
+        with self._device_lock, torch.inference_mode(), torch.cuda.device(self.device) if cuda else nullcontext():
+            if key in self.steps:
+                return False
+            step = self._new_step(key)
+            step.build()
+            self.steps[key] = step
+            return True
+
+    def _new_step(self, key: tuple[int, int]) -> StepGraph:
+        """The step of bucket `key`, over this backend's graph pool and capture stream (both made at first use)."""
+        if not self.interpreted and self._graph_pool is None:
+            self._graph_pool = torch.cuda.graph_pool_handle()
+        return StepGraph(self.model, self.kv, self.inv_freq, self.ops, key[0], key[1], use_graph=not self.interpreted,
+                         pool=self._graph_pool, stream=self.capture_stream())
+
+    def capture_stream(self) -> torch.cuda.Stream | None:
+        """The stream this backend captures its graphs on: its own, on its device, made once (None without graphs).
+        Not `torch.cuda.graph`'s default side stream, which every capture in the process shares; all of this
+        backend's graphs share one pool, and graphs sharing a pool must be captured on one stream."""
+        if self.interpreted:
+            return None
+        if self._capture_stream is None:
+            self._capture_stream = torch.cuda.Stream(device=self.device)
+        return self._capture_stream
+
     # ------------------------------------------------------------------------------------------ prefill
     def prefill(self, group: Group) -> None:
+        with self._device_lock:
+            self._prefill(group)
+
+    def _prefill(self, group: Group) -> None:
         from janus_rt.kernels.cfg_sample import cfg_sample
 
         model, request, dev = self.model, group.request, self.device
@@ -120,16 +169,18 @@ class TritonBackend:
 
     # ------------------------------------------------------------------------------------------- decode
     def decode(self, groups: list[Group]) -> None:
+        with self._device_lock:
+            self._decode(groups)
+
+    def _decode(self, groups: list[Group]) -> None:
         image_groups = [g for g in groups if g.kind == "image"]
         text_groups = [g for g in groups if g.kind == "text"]
         key = (bucket(sum(g.rows for g in image_groups)), bucket(len(text_groups)))
         step = self.steps.get(key)
-        if step is None:
-            if not self.interpreted and self._graph_pool is None:
-                self._graph_pool = torch.cuda.graph_pool_handle()
-            step = StepGraph(self.model, self.kv, self.inv_freq, self.ops, key[0], key[1],
-                             use_graph=not self.interpreted, pool=self._graph_pool)
+        if step is None:  # not warmed: its first step runs eagerly (compiles, tunes), its second captures
+            step = self._new_step(key)
             self.steps[key] = step
+            self.serving_builds += 1
         layout = (key, tuple((g.request.id, g.index, g.first_row) for g in image_groups + text_groups))
         if layout != self._layout:
             step.fill(image_groups, text_groups)

@@ -12,10 +12,16 @@ Buffers (device tensors of fixed shape, so the body captures into a CUDA graph o
 Body: gather each output row's last token from the token record -> embeddings (gen_embed + gen_aligner for
 images, embed_tokens for text) -> transformer over the KV pool -> gen_head + CFG sampler on the image
 rows, lm_head + sampler on the text rows (each writes its token into the record) -> advance counters.
+
+Buckets: a section of r rows is padded to `bucket(r)`; `reachable_buckets(rows)` lists every (Bi, Bt) the
+engine can reach with a pool of `rows` KV rows, which warm-up builds ahead of serving (`StepGraph.build`).
+Captures go through `capture_graph`, under the process-wide `CAPTURE_LOCK`, on the stream the backend passes.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +42,44 @@ def bucket(rows: int) -> int:
         if b >= rows:
             return b
     raise ValueError(f"{rows} rows exceed the largest bucket {BUCKETS[-1]}")
+
+
+def reachable_buckets(rows: int) -> list[tuple[int, int]]:
+    """Every (image bucket, text bucket) a step takes when at most `rows` KV rows run at once; largest first.
+
+    The engine's groups (engine/request.py) give the image section 2 rows per image and the text section 1 row
+    per answer, and admit groups while their rows fit the pool. Image rows can thus be any even count up to
+    `rows` (one single-image request per 2 rows reaches each), text rows any count that fits beside them, and
+    a step has at least one row; each section is padded to its `bucket`. Largest first, so that graphs sharing
+    one memory pool are captured as nano-vllm does (the smaller ones reuse the largest one's blocks).
+    """
+    keys = {(bucket(image_rows), bucket(text_rows))
+            for image_rows in range(0, rows + 1, 2) for text_rows in range(rows - image_rows + 1)
+            if image_rows + text_rows > 0}
+    return sorted(keys, key=lambda key: (key[0] + key[1], key), reverse=True)
+
+
+CAPTURE_LOCK = threading.RLock()
+"""Held around every CUDA-graph capture in this process (`capture_graph`); reentrant, so a caller may hold it
+around a capture and its retry. The one module-level lock of janus-rt, because what it guards is process-wide:
+`torch.cuda.graph` synchronizes the device and empties the caching allocator on entry, its default side stream
+is shared by the whole process, and PyTorch asserts when a capture overlaps another capture or an `empty_cache`.
+A lock passed in explicitly would let two backends (two models in one process, or a model and a benchmark)
+hold two different locks over this one resource; anything else in the process that captures or empties the
+allocator's cache should take this lock too."""
+
+
+def capture_graph(body: Callable[[], None], *, pool: object | None,
+                  stream: "torch.cuda.Stream | None") -> "torch.cuda.CUDAGraph":
+    """Capture `body` into a new CUDA graph under `CAPTURE_LOCK`, on `stream` (the backend's own capture stream:
+    graphs sharing `pool` must share their stream) and in `pool`. `thread_local` capture mode: callers' threads
+    may run VQ decodes on the GPU while the engine thread captures. The graph is not replayed here."""
+    with CAPTURE_LOCK:
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
+            body()
+        return graph
 
 
 @dataclass
@@ -90,7 +134,7 @@ class StepGraph:
     """The step body of one (Bi, Bt) bucket over its buffers; captured into a CUDA graph after one eager run."""
 
     def __init__(self, model: JanusModel, kv: KVRows, inv_freq: torch.Tensor, ops: StepOps, image_rows: int,
-                 text_rows: int, use_graph: bool, pool: object | None):
+                 text_rows: int, use_graph: bool, pool: object | None, stream: "torch.cuda.Stream | None" = None):
         dev = kv.tokens.device
         self.model, self.kv, self.inv_freq, self.ops = model, kv, inv_freq, ops
         self.bi, self.bt = image_rows, text_rows
@@ -101,7 +145,8 @@ class StepGraph:
         self.images = Section.empty(image_rows // 2, True, dev)
         self.text = Section.empty(text_rows, False, dev)
         self.use_graph = use_graph
-        self.pool = pool
+        self.pool = pool  # the backend's graph memory pool, shared by its buckets
+        self.stream = stream  # the backend's capture stream (one per backend and device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = False
 
@@ -165,11 +210,15 @@ class StepGraph:
             self.body()  # eager: interpreter mode, or the first (warm-up) run that compiles and autotunes
             self.warm = True
         else:
-            graph = torch.cuda.CUDAGraph()
-            torch.cuda.synchronize()
-            # thread_local: callers' threads may run VQ decodes on the GPU while the engine thread captures
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-                self.body()
-            self.graph = graph
-            graph.replay()
+            self.graph = capture_graph(self.body, pool=self.pool, stream=self.stream)
+            self.graph.replay()
 
+    def build(self) -> None:
+        """Make the bucket ready before serving: its steps on padding rows only (they read and write the scratch
+        row, nothing else), as many as `step` needs to reach replay: one eager run (compiles, tunes the tiles of
+        every GEMM it uses, gen head and lm_head included), then on CUDA the capture and one replay. The next
+        `fill` puts real rows in."""
+        self.fill([], [])
+        self.step()
+        if self.use_graph:
+            self.step()

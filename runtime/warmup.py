@@ -1,11 +1,19 @@
-"""Warm-up before the first request: compile, autotune and capture the common decode shapes ahead of time.
+"""Warm-up before the first request: compile, autotune and capture every decode bucket ahead of time.
 
 A server's first image otherwise pays for Triton compiles, tile tuning, and one CUDA-graph capture per
-batch bucket (seconds), and its first answer the same for text. `warm_up(m)` runs, one after the other on
-the idle engine, a short image request per image batch size (1, 2, 4, 8 images: the step buckets of 2..16
-rows) and a few concurrent answers per text batch size, each stopped after `steps` decode steps (the first
-step runs eagerly: compiles and tunes; the second captures the bucket's graph), then one VQ decode.
-Compiled kernels and tile choices also land in the disk caches, so the next process starts faster still.
+batch bucket (seconds), and its first answer the same for text; so would the first batch that mixes images
+and answers in a bucket not seen yet. `warm_up(m)`, on an idle model:
+  1. buckets (backends with decode buckets: "triton"): builds the step of every (image rows, text rows)
+     bucket the engine can reach with its planned rows (`TritonBackend.reachable_buckets`, mixed ones
+     included), largest first, each once on padding rows: one eager run (compiles every kernel and tunes the
+     tile of every GEMM it runs, gen head and lm_head included), then on CUDA its capture and one replay. The
+     set is the same on a CPU, where a build is the eager run alone (the interpreter has no graphs).
+  2. shapes: a short image request per image batch size (1, 2, 4, 8 images) and a few concurrent answers per
+     text batch size, each stopped after `steps` decode steps: the prefill paths and, on backends without
+     buckets, the decode step itself (the first step runs eagerly; the second captures, where a backend does).
+  3. one VQ decode.
+It reports each part (`WarmupStep`): for the buckets, how many it built and how long that took. Compiled
+kernels and tile choices also land in the disk caches, so the next process starts faster still.
 """
 
 from __future__ import annotations
@@ -24,14 +32,15 @@ if TYPE_CHECKING:
 
 WARMUP_IMAGES = (1, 2, 4, 8)  # images in flight: 2, 4, 8, 16 rows
 WARMUP_TEXT = (1, 2, 4)  # answers in flight
-WARMUP_STEPS = 3  # decode steps per shape: eager (compile, tune), capture, one replay
+WARMUP_STEPS = 3  # decode steps per shape: eager (compile, tune), capture, replay; where part 1 built: replays
 WAIT_S = 600.0  # bound on one shape (a failure, not a timing target)
 WARMUP_PROMPT = "warm-up"
 
 
 @dataclass(frozen=True)
 class WarmupStep:
-    """One warmed shape: "image" / "text" / "vq", how many in flight, seconds it took."""
+    """One warmed part: "buckets" / "image" / "text" / "vq"; `batch`: buckets built (buckets), images or answers
+    in flight (image, text), images decoded (vq); seconds it took."""
 
     kind: str
     batch: int
@@ -53,9 +62,23 @@ def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+def build_buckets(m: "Janus", progress: bool = False) -> list[WarmupStep]:
+    """Build every decode bucket `m`'s engine can reach (module docstring, part 1): [WarmupStep("buckets", built,
+    seconds)], or [] for a backend without buckets. Buckets built earlier are kept, not counted."""
+    backend = m.step_backend
+    if not hasattr(backend, "reachable_buckets"):
+        return []
+    start = time.perf_counter()
+    keys = backend.reachable_buckets()
+    built = sum(backend.build_bucket(key) for key in
+                tqdm(keys, desc="building decode buckets", unit="bucket", disable=not progress))
+    return [WarmupStep("buckets", built, time.perf_counter() - start)]
+
+
 def warm_up(m: "Janus", image_batches: Sequence[int] = WARMUP_IMAGES, text_batches: Sequence[int] = WARMUP_TEXT,
             steps: int = WARMUP_STEPS, progress: bool = False) -> list[WarmupStep]:
-    """Run each shape for `steps` decode steps on `m`'s engine (see module docstring); returns what it timed.
+    """Build every decode bucket, then run each shape for `steps` decode steps on `m`'s engine, then one VQ decode
+    (see module docstring); returns what it timed, in that order.
 
     Shapes larger than the engine's KV rows are skipped (they could never run as one batch).
     """
@@ -66,7 +89,7 @@ def warm_up(m: "Janus", image_batches: Sequence[int] = WARMUP_IMAGES, text_batch
     max_rows = m.stats()["max_rows"]
     shapes = [("image", n) for n in image_batches if 2 * n <= max_rows]
     shapes += [("text", n) for n in text_batches if n <= max_rows]
-    done: list[WarmupStep] = []
+    done = build_buckets(m, progress)
     for kind, n in tqdm(shapes, desc="warming up", unit="shape", disable=not progress):
         start = time.perf_counter()
         if kind == "image":

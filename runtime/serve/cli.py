@@ -154,8 +154,10 @@ def run_serve(args: argparse.Namespace) -> int:
         try:
             if args.warmup:
                 steps = model.warmup()
-                print(f"warmed up    {len(steps)} shapes in {sum(st.seconds for st in steps):.1f} s", file=sys.stderr,
-                      flush=True)
+                buckets = sum(st.batch for st in steps if st.kind == "buckets")
+                shapes = sum(st.kind != "buckets" for st in steps)
+                print(f"warmed up    {buckets} decode buckets and {shapes} shapes in "
+                      f"{sum(st.seconds for st in steps):.1f} s", file=sys.stderr, flush=True)
             app = build_app(model, settings)
             config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=settings.grace_period_s,
                                     access_log=False)
