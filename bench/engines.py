@@ -26,6 +26,7 @@ from janus_rt.engine.pool import plan_rows
 from janus_rt.errors import InputError
 from janus_rt.fast_decode import Fusions
 from janus_rt.timing import PhaseTimer
+from janus_rt.triton_step import empty_cuda_cache
 
 SEQ_ALIGN = 64  # KV rows are sized to a multiple of this many slots (at most the model's context)
 
@@ -125,4 +126,4 @@ def release_memory(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
+        empty_cuda_cache()

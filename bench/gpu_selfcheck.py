@@ -36,6 +36,7 @@ from janus_rt.engine.core import MAX_STEPS_IN_FLIGHT
 from janus_rt.kernels.decode_attention import decode_attention, decode_attention_ref
 from janus_rt.kernels.skinny_gemm import CONFIGS, SkinnyLinear, skinny_gemm_ref
 from janus_rt.kernels.tuning import Tile, TileChoices
+from janus_rt.triton_step import capture_graph
 
 from .architectures import ARCHITECTURES
 from .engines import make_janus, seq_len_for
@@ -79,18 +80,12 @@ def same_bits(run: Callable[[], torch.Tensor], launches: int, graphs: bool) -> t
     eager_bad = sum(not torch.equal(run(), first) for _ in range(launches))
     replay_bad = 0
     if graphs:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            run()  # warm on a side stream before capture, as torch's graph notes ask
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = run()
+        outputs: list[torch.Tensor] = []  # the captured run's output: its memory is rewritten by each replay
+        graph = capture_graph(lambda: outputs.append(run()), pool=None, stream=torch.cuda.Stream())
         for _ in range(launches):
             graph.replay()
             torch.cuda.synchronize()
-            replay_bad += not torch.equal(out, first)
+            replay_bad += not torch.equal(outputs[0], first)
     return first, eager_bad, replay_bad
 
 

@@ -41,6 +41,7 @@ from janus_rt.engine import EngineError
 from janus_rt.errors import InputError
 from janus_rt.info import count_parameters
 from janus_rt.model import JanusModel
+from janus_rt.triton_step import empty_cuda_cache
 
 from . import roofline
 from .architectures import architecture_config
@@ -364,7 +365,7 @@ def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, sp
         transformers.logging.set_verbosity(verbosity)
         del hf
         if model.gen_embed.weight.device.type == "cuda":
-            torch.cuda.empty_cache()
+            empty_cuda_cache()
     return image_rows, text_rows
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from janus_rt.config import JanusConfig, LLMConfig, MlpConfig
+from janus_rt.triton_step import empty_cuda_cache
 
 # Datasheet HBM/GDDR bandwidth in GB/s (1e9 bytes/s), matched against torch.cuda.get_device_name, first hit wins.
 DATASHEET_GBPS: tuple[tuple[str, float], ...] = (
@@ -60,7 +61,7 @@ def measure_copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats:
         end.synchronize()
         times_ms.append(start.elapsed_time(end))
     del src, dst
-    torch.cuda.empty_cache()
+    empty_cuda_cache()
     return 2 * nbytes / (statistics.median(times_ms) / 1e3)
 
 

@@ -8,6 +8,8 @@ from typing import TypeVar
 
 import torch
 
+from janus_rt.triton_step import empty_cuda_cache
+
 T = TypeVar("T")
 
 
@@ -30,7 +32,7 @@ def reset_peak_memory(device: torch.device) -> None:
     """Start a new peak-memory window (CUDA only; a no-op elsewhere)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
+        empty_cuda_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 

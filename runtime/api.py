@@ -146,7 +146,8 @@ class Janus:
 
     def warmup(self, image_batches: Sequence[int] = (1, 2, 4, 8), text_batches: Sequence[int] = (1, 2, 4),
                progress: bool = False) -> list:
-        """Compile, tune and capture the common decode shapes now, before the first request (`runtime/warmup.py`);
+        """Build every decode bucket the engine can reach (compile, tune, capture), then run the common shapes, before
+        the first request (`runtime/warmup.py`);
         returns `WarmupStep(kind, batch, seconds)` for each shape. Call it on an idle model (a server: before
         it opens its port)."""
         from .warmup import warm_up
@@ -394,7 +395,7 @@ def load(
     `engine` sizes the engine's KV rows (`EngineConfig`: max_rows, max_seq_len, gpu_memory_utilization, ...).
     `quantize` ("int8", "int4", "fp8" or a `janus_rt.quant.QuantSpec`) quantizes the transformer's linears
     and the two heads while loading; a folder written by `janus-rt quantize` loads quantized as it is.
-    `warmup=True` compiles, tunes and captures the common decode shapes before returning (`Janus.warmup`).
+    `warmup=True` builds every reachable decode bucket (compile, tune, capture) before returning (`Janus.warmup`).
     `fusions` (backend "triton"): the decode step's optional fused kernels, "none" (default), "all" or a list of
     norm, silu, attn (`janus_rt.fast_decode.Fusions`; not yet the default: see bench/NOTES.md).
     """

@@ -149,8 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trt", action="store_true", help="also build TensorRT engines (needs an NVIDIA GPU and tensorrt>=10)")
     e.add_argument("--max-batch", type=int, default=8, help="TensorRT profiles: largest batch (rows; 2 per CFG image)")
 
-    w = sub.add_parser("warmup", help="compile, tune and capture the common decode shapes (fills the disk caches)",
-                       description="Load a model and run each common decode shape for a few steps: Triton compiles "
+    w = sub.add_parser("warmup", help="build every decode bucket and run the common shapes (fills the disk caches)",
+                       description="Load a model, build every decode bucket the engine can reach with its planned "
+                                   "rows (triton: compile, tune every GEMM tile, capture its CUDA graph; mixed image "
+                                   "+ text buckets too), then run each common decode shape for a few steps; it prints "
+                                   "how many buckets and how long. Triton compiles "
                                    "and tile choices land in the disk cache (JANUS_RT_CACHE_DIR, default "
                                    "~/.cache/janus-rt), so later processes reach their first image sooner. Servers: "
                                    "`janus-rt serve --warmup` does the same before opening the port.",

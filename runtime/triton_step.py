@@ -69,6 +69,13 @@ hold two different locks over this one resource; anything else in the process th
 allocator's cache should take this lock too."""
 
 
+def empty_cuda_cache() -> None:
+    """`torch.cuda.empty_cache()` under `CAPTURE_LOCK`: never while another thread of the process captures a graph
+    (PyTorch asserts when the allocator's cache is emptied during a capture)."""
+    with CAPTURE_LOCK:
+        torch.cuda.empty_cache()
+
+
 def capture_graph(body: Callable[[], None], *, pool: object | None,
                   stream: "torch.cuda.Stream | None") -> "torch.cuda.CUDAGraph":
     """Capture `body` into a new CUDA graph under `CAPTURE_LOCK`, on `stream` (the backend's own capture stream:

@@ -47,6 +47,7 @@ from ..errors import InputError
 from ..generation import cfg_prompt_tokens
 from ..llm import KVCache
 from ..sampling import cfg_mix
+from ..triton_step import empty_cuda_cache
 from ..understanding import text_embeddings
 
 DEFAULT_IMAGE_PROMPTS: tuple[str, ...] = (
@@ -495,7 +496,7 @@ def run_eval(
     del reference_model
     gc.collect()
     if dev.type == "cuda":
-        torch.cuda.empty_cache()
+        empty_cuda_cache()
     log(f"             measured in {time.perf_counter() - t0:.1f}s")
 
     t1 = time.perf_counter()
