@@ -25,8 +25,9 @@ Arithmetic: one program owns a BLOCK_M x BLOCK_N output tile over the whole K, i
 - fp8 weights are read as raw bytes and decoded arithmetically (sign, 4-bit exponent with bias 7, 3-bit
   mantissa, subnormals; 0x7F / 0xFF are NaN) into fp32 bit patterns: this path works on every GPU and in the
   interpreter (whose native float8 conversion gets NaN wrong) and is the tested one. On a GPU with compute
-  capability >= 8.9 the native float8 load + conversion is used by default (`DequantLinear(fp8_native=False)`
-  keeps the decode path there too).
+  capability >= 8.9 the native conversion is used by default (`DequantLinear(fp8_native=False)` keeps the decode
+  path there too): the same bytes, reinterpreted as float8 (a bitcast, free) and converted by the hardware. Both
+  paths load bytes: Triton cannot give a masked float8 load its `other=0` ("cannot cast int32 to fp8e4nv").
 The reference (`dequant_gemm_ref`) is "dequantize in fp32, matmul in fp32 or wider".
 
 Batch invariance (as skinny_gemm.py): BLOCK_M is a constant (16), the tile (BLOCK_N, BLOCK_K, warps, stages) is
@@ -217,8 +218,9 @@ def _rowscale_kernel(x_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, scale_ptr, bias
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                      FP8: tl.constexpr, FP8_NATIVE: tl.constexpr, PROLOGUE: tl.constexpr, HAS_DELTA: tl.constexpr,
                      HAS_BIAS: tl.constexpr, IEEE: tl.constexpr, DOT_FP32: tl.constexpr):
-    """int8 (FP8 False) or fp8 e4m3fn (FP8 True; w_ptr holds raw bytes unless FP8_NATIVE) with a scale per row
-    of W (per output column); x through `gemm_prologue.a_tile` (PROLOGUE)."""
+    """int8 (FP8 False) or fp8 e4m3fn (FP8 True; w_ptr holds its raw bytes, decoded by the GPU's float8 conversion
+    if FP8_NATIVE, else bit by bit) with a scale per row of W (per output column); x through `gemm_prologue.a_tile`
+    (PROLOGUE)."""
     pid_m = tl.program_id(0)  # fastest-varying: the M blocks of one weight tile are scheduled together
     pid_n = tl.program_id(1)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -232,8 +234,11 @@ def _rowscale_kernel(x_ptr, delta_ptr, norm_w_ptr, h_ptr, w_ptr, scale_ptr, bias
                             PROLOGUE, HAS_DELTA)  # [BLOCK_M, BLOCK_K]
         sq += tile_sq
         wq = tl.load(w_ptr + cols[:, None] * stride_wn + (k0 + ks)[None, :], mask=(cols[:, None] < N) & k_ok[None, :],
-                     other=0)  # [BLOCK_N, BLOCK_K] int8 / fp8 / raw fp8 bytes
-        if FP8 and not FP8_NATIVE:
+                     other=0)  # [BLOCK_N, BLOCK_K] int8, or fp8 as raw bytes (uint8)
+        if FP8 and FP8_NATIVE:  # a free reinterpretation; the GPU's own e4m3 conversion follows (sm_89+).
+            # Bytes, not a float8 pointer: Triton cannot cast the masked load's `other` (an int) to fp8e4nv.
+            w = wq.to(tl.float8e4nv, bitcast=True)
+        elif FP8:
             w = _e4m3fn_to_f32(wq)
         else:
             w = wq
@@ -314,7 +319,8 @@ def _configs(table: list[tuple[int, int, int, int]], max_k: int | None = None) -
 class DequantLinear:
     """The launcher, owning its tile tuners (built on first use on a GPU, one per device, kernel and int4 group
     size; fixed wide tiles in the interpreter). `fp8_native`: None = native float8 conversion on GPUs with compute
-    capability >= 8.9, bit decode elsewhere; False = always the bit decode; True = always native (GPU only).
+    capability >= 8.9, bit decode elsewhere (the interpreter included); False = always the bit decode; True = always
+    native (a GPU without float8 (< sm_89) cannot compile it; the interpreter runs it with NaN bytes decoded wrong).
     `store`: where chosen tiles persist (default: the user cache for the device's GPU + versions,
     `tuning.TileChoices`); `bench`: the timer `tuning.PersistentTuner` calls (default: triton.testing.do_bench).
     Passing a `bench` also sends interpreter / CPU calls through the tuned launch (tests, with a fake timer)."""
@@ -343,10 +349,10 @@ class DequantLinear:
         return self._tuners[key]
 
     def _use_fp8_native(self, x: torch.Tensor) -> bool:
+        if self.fp8_native is not None:  # the caller's choice, also off a GPU (tests record / run that variant)
+            return self.fp8_native
         if interpreting() or not x.is_cuda:
             return False
-        if self.fp8_native is not None:
-            return self.fp8_native
         return torch.cuda.get_device_capability(x.device) >= (8, 9)
 
     def __call__(self, *, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
@@ -433,7 +439,7 @@ class DequantLinear:
             interp_k = min(group_size, 128)
         else:
             native = fmt == "fp8" and self._use_fp8_native(x)
-            w = qweight.view(torch.uint8) if fmt == "fp8" and not native else qweight
+            w = qweight.view(torch.uint8) if fmt == "fp8" else qweight  # fp8: bytes on both paths (see the kernel)
             args = (*a_args, w, scales, bias_arg, y, m, n, k, x2.stride(0), w.stride(0), y.stride(0), eps)
             common.update(FP8=fmt == "fp8", FP8_NATIVE=native)
             interp_k = 128

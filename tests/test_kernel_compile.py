@@ -4,21 +4,32 @@ L4 (sm_89, Ada), H100 / H200 (sm_90, Hopper).
 The interpreter tests prove the arithmetic, not that Triton can compile a kernel for a GPU (an op the
 interpreter accepts may not lower, a tile may need more shared memory than a GPU has). Here the launchers run
 once in the interpreter with `interpreting()` patched to False, so they pick their GPU launch parameters (tiles,
-DOT_FP32 off, every tuned config through a timer that only runs it), on Janus-1.3B-like widths; each launch is
-recorded (kernel, argument types, constexprs, num_warps / num_stages), then `tests/aot_compile.py` compiles them
-for each target in a subprocess (Triton's ahead-of-time path: TTIR -> PTX -> cubin with the bundled ptxas).
-Checks: every launch compiles for every target; a fixed launch (attention, norms, RoPE, sampler) fits the
-target's shared memory per block; each tuned kernel has at least one config that fits (the tuner skips the
-configs a GPU cannot launch). On a CUDA machine the kernel tests compile for the real GPU already: skipped.
+DOT_FP32 off, every tuned config through a timer that only runs it, the fp8 GEMM's bit decode (sm_80) and its
+native float8 variant (sm_89+)), on Janus-1.3B-like widths; each launch is recorded as the GPU JIT specializes it
+(Triton's own binder: argument types, `tt.divisibility=16` on 16-byte aligned pointers and multiple-of-16 ints,
+ints equal to 1 as constexprs; CPU tensors are 64-byte aligned and views keep a GPU tensor's offsets, so the hints
+are the GPU's), then `tests/aot_compile.py` compiles them for each target in a subprocess (Triton's ahead-of-time
+path: TTIR -> PTX -> cubin with the bundled ptxas). Without the hints the pipelined loads stay narrow and the
+shared memory figures come out several times too low.
+Checks: every launch compiles for every target it can run on (the native fp8 variant from sm_89 on) with its
+hints; a fixed launch (attention, norms, RoPE, sampler) fits the target's shared memory per block; each tuned
+kernel has at least one config that fits (the tuner skips the configs a GPU cannot launch). On a CUDA machine the
+kernel tests compile for the real GPU already: skipped.
+
+By hand (e.g. another Triton for the compile, installed aside in FOLDER):
+    python tests/test_kernel_compile.py launches.json      # record (the installed Triton's interpreter)
+    PYTHONPATH=FOLDER python tests/aot_compile.py launches.json sm_89 sm_90
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,39 +42,44 @@ pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the 
 
 # opt-in shared memory per thread block (bytes): A100 163 KiB, L4 99 KiB, H100 / H200 227 KiB
 SHARED_LIMIT = {"sm_80": 163 * 1024, "sm_89": 99 * 1024, "sm_90": 227 * 1024}
-POINTER_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32", torch.int32: "*i32",
-                 torch.int64: "*i64", torch.uint8: "*u8", torch.int8: "*i8", torch.float8_e4m3fn: "*fp8e4nv",
-                 torch.bool: "*i1"}
 TUNED = ("_skinny_gemm_kernel", "_rowscale_kernel", "_int4_kernel")
 HIDDEN, HEAD_DIM = 2048, 128  # Janus-1.3B
+FLOAT8_ARCH = 89  # float8 e4m3 (fp8e4nv) exists from Ada (sm_89) on; the launcher picks native fp8 only there
 
 
-def scalar_type(value) -> str:
-    if isinstance(value, bool):
-        return "i1"
-    if isinstance(value, int):
-        return "i32" if -2**31 <= value < 2**31 else "i64"
-    if isinstance(value, float):
-        return "fp32"
-    raise TypeError(f"unexpected kernel argument {value!r}")
+@functools.cache
+def jit_binder(fn) -> Callable:
+    """Triton's own argument binder for `fn` (an interpreted kernel), built as the GPU JIT builds it for CUDA: it
+    returns (bound arguments, specialization per parameter, launch options)."""
+    from triton.backends import backends
+    from triton.runtime.jit import KernelParam, create_function_from_signature
+
+    signature = inspect.signature(fn.fn)
+    no_spec = fn.kwargs.get("do_not_specialize") or ()
+    no_align = fn.kwargs.get("do_not_specialize_on_alignment") or ()
+    params = [KernelParam(i, p, i in no_spec or p.name in no_spec, i in no_align or p.name in no_align)
+              for i, p in enumerate(signature.parameters.values())]
+    return create_function_from_signature(signature, params, backends["nvidia"].compiler)
 
 
 def describe(fn, args: tuple, kwargs: dict) -> dict:
-    """A recorded launch: argument types by name, constexpr values, launch options."""
-    params = inspect.signature(fn.fn).parameters
-    kwargs = dict(kwargs)
-    options = {"num_warps": kwargs.pop("num_warps", 4), "num_stages": kwargs.pop("num_stages", 3)}
-    bound = dict(zip(params, args), **kwargs)
-    signature, constexprs = {}, {}
-    for name, param in params.items():
-        value = bound[name]
-        if "constexpr" in str(param.annotation):
+    """A recorded launch as the GPU JIT specializes it: the type of each argument by name ("constexpr" for declared
+    constexprs and for ints equal to 1), constexpr values, the attribute descriptor of each specialized argument
+    ("D": `tt.divisibility=16`, for a 16-byte aligned pointer or a multiple-of-16 int), launch options, and the
+    oldest GPU that can run it (`min_arch`)."""
+    bound, specialization, options = jit_binder(fn)(*args, **kwargs)
+    signature, constexprs, attrs = {}, {}, {}
+    for (name, value), (kind, attr) in zip(bound.items(), specialization):
+        signature[name] = kind
+        if kind == "constexpr":
             constexprs[name] = value
-        else:
-            signature[name] = POINTER_TYPES[value.dtype] if isinstance(value, torch.Tensor) else scalar_type(value)
+        elif attr:  # "" (not divisible) and None (not specialized: floats, bools, do_not_specialize) add nothing
+            attrs[name] = attr
+    options = {"num_warps": 4, "num_stages": 3, **options}  # the JIT's defaults for CUDA
+    native_fp8 = bool(constexprs.get("FP8_NATIVE")) or "*fp8e4nv" in signature.values()
     launch = {"module": fn.fn.__module__, "kernel": fn.fn.__name__, "signature": signature, "constexprs": constexprs,
-              "options": options}
-    launch["key"] = json.dumps({k: launch[k] for k in ("kernel", "signature", "constexprs", "options")},
+              "attrs": attrs, "options": options, "min_arch": FLOAT8_ARCH if native_fp8 else 0}
+    launch["key"] = json.dumps({k: launch[k] for k in ("kernel", "signature", "constexprs", "attrs", "options")},
                                sort_keys=True)
     return launch
 
@@ -96,8 +112,10 @@ def run_launchers(store_dir: Path) -> None:
     gemm.norm_linear(x=x, delta=x.clone(), norm_weight=torch.ones(HIDDEN, dtype=bf16), eps=1e-6, weight=w)
     gemm.silu_linear(gate_up=torch.randn(rows, 2 * HIDDEN, generator=gen).to(bf16), weight=w)
     SkinnyLinear(store=store, configs=CONFIGS[:1], bench=run_once)(x=x.float(), weight=w.float())  # IEEE dots
-    dequant = DequantLinear(store=store, bench=run_once)
-    for fmt, kw in (("int8", {}), ("fp8", {}), ("int4", dict(group_size=128, with_zeros=True))):
+    decode = DequantLinear(store=store, bench=run_once)  # fp8: the bit decode, what an A100 (sm_80) runs
+    native = DequantLinear(fp8_native=True, store=store, bench=run_once)  # fp8 on an L4 / H100 (sm_89+)
+    for dequant, fmt, kw in ((decode, "int8", {}), (decode, "fp8", {}), (native, "fp8", {}),
+                             (decode, "int4", dict(group_size=128, with_zeros=True))):
         weight = make_quantized(fmt, n, HIDDEN, gen, **kw)
         dequant(x=x, fmt=fmt, **weight)
         dequant.norm_linear(x=x, delta=x.clone(), norm_weight=torch.ones(HIDDEN, dtype=bf16), eps=1e-6, fmt=fmt,
@@ -125,9 +143,9 @@ def run_launchers(store_dir: Path) -> None:
                out_rows=torch.zeros(images, dtype=torch.int32))
 
 
-@pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> list[dict]:
-    """Record the launches, compile them for every target (one subprocess per target), return the result rows."""
+def record_launches(folder: Path) -> list[dict]:
+    """Run the launchers in the interpreter on GPU launch parameters (tile choices stored in `folder`) and return
+    each distinct launch of a janus_rt kernel, described as the GPU JIT specializes it."""
     from triton.runtime.interpreter import InterpretedFunction
 
     from janus_rt.kernels import cfg_sample, decode_attention, dequant_gemm, skinny_gemm
@@ -145,8 +163,15 @@ def compiled(tmp_path_factory) -> list[dict]:
         mp.setattr(InterpretedFunction, "run", recording)
         for module in (skinny_gemm, dequant_gemm, decode_attention, cfg_sample):
             mp.setattr(module, "interpreting", lambda: False)
-        folder = tmp_path_factory.mktemp("aot")
         run_launchers(folder)
+    return list(launches.values())
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> list[dict]:
+    """Record the launches, compile them for every target (one subprocess per target), return the result rows."""
+    folder = tmp_path_factory.mktemp("aot")
+    launches = {launch["key"]: launch for launch in record_launches(folder)}
     path = folder / "launches.json"
     path.write_text(json.dumps(list(launches.values())))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -185,16 +210,40 @@ def test_every_kernel_was_recorded(compiled) -> None:
     for kernel in ("_rowscale_kernel", "_int4_kernel"):
         assert {row["launch"]["constexprs"].get("PROLOGUE") for row in compiled
                 if row["launch"]["kernel"] == kernel} == {0, 1, 2}, kernel
+    fp8 = {(row["launch"]["constexprs"]["PROLOGUE"], row["launch"]["constexprs"]["FP8_NATIVE"]) for row in compiled
+           if row["launch"]["kernel"] == "_rowscale_kernel" and row["launch"]["constexprs"]["FP8"]}
+    assert fp8 == {(p, native) for p in (0, 1, 2) for native in (False, True)}, "bit decode and native fp8"
     assert {row["launch"]["constexprs"].get("FUSED_MERGE") for row in compiled
             if row["launch"]["kernel"] == "_split_kernel"} == {False, True}
     assert not any(row["launch"]["constexprs"].get("DOT_FP32") for row in compiled), "GPU launches only"
 
 
 def test_every_launch_compiles_for_every_target(compiled) -> None:
+    """Every launch compiles once for every target that can run it: all of them, the native fp8 variant from sm_89
+    on (an A100 has no float8 conversion; the launcher gives it the bit decode)."""
     failed = [f"{row['target']} {row['launch']['kernel']} {row['launch']['constexprs']}: {row['error']}"
               for row in compiled if not row["ok"]]
     assert not failed, "\n".join(failed)
-    assert {row["target"] for row in compiled} == set(SHARED_LIMIT)
+    launches = {row["key"]: row["launch"] for row in compiled}
+    expected = sorted((key, target) for key, launch in launches.items() for target in SHARED_LIMIT
+                      if int(target.removeprefix("sm_")) >= launch["min_arch"])
+    assert sorted((row["key"], row["target"]) for row in compiled) == expected
+    assert {launch["min_arch"] for launch in launches.values()} == {0, FLOAT8_ARCH}
+
+
+def test_launches_carry_the_gpu_jits_hints(compiled) -> None:
+    """The recorded launches are the GPU JIT's: divisibility hints on the aligned pointers (every tensor here is a
+    fresh allocation or a view at a multiple of 16 bytes) and on the multiple-of-16 widths, none on the batch size
+    (`do_not_specialize`, never a constexpr either), and the compiled kernels carry them (hints counted in the TTIR)."""
+    for row in compiled:
+        launch = row["launch"]
+        name = f"{launch['kernel']} {launch['constexprs']}"
+        pointers = {arg for arg, kind in launch["signature"].items() if kind.startswith("*")}
+        assert {arg for arg in pointers if launch["attrs"].get(arg) != "D"} == set(), name
+        if launch["kernel"] in TUNED:
+            assert launch["signature"]["M"] == "i32" and "M" not in launch["attrs"], name
+            assert launch["attrs"]["N"] == launch["attrs"]["K"] == "D", name  # N = 32, K = 2048
+        assert row["hints"] == len(launch["attrs"]), f"{row['target']} {name}: the compiled kernel lost hints"
 
 
 def test_launches_fit_shared_memory(compiled) -> None:
@@ -207,9 +256,19 @@ def test_launches_fit_shared_memory(compiled) -> None:
         ok = row["shared"] <= limit
         if launch["kernel"] in TUNED:
             c = launch["constexprs"]
-            group = (row["target"], launch["kernel"], c.get("PROLOGUE"), str(launch["signature"]))
+            group = (row["target"], launch["kernel"], c.get("PROLOGUE"), c.get("FP8_NATIVE"), str(launch["signature"]))
             fits[group] = fits.get(group, False) or ok
         elif not ok:
             too_big.append(f"{row['target']} {launch['kernel']}: {row['shared']} B > {limit} B")
     assert not too_big, "\n".join(too_big)
     assert fits and all(fits.values()), [g for g, ok in fits.items() if not ok]
+
+
+if __name__ == "__main__":  # record the launches to a file, for tests/aot_compile.py by hand (module doc)
+    import tempfile
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tiles:
+        recorded = record_launches(Path(tiles))
+    Path(sys.argv[1]).write_text(json.dumps(recorded))
+    print(f"{len(recorded)} launches -> {sys.argv[1]}")
