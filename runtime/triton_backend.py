@@ -52,6 +52,14 @@ def prepare_triton(device: torch.device) -> bool:
         import janus_rt.kernels.decode_attention  # noqa: F401
     except ImportError as e:
         raise InputError(f"backend 'triton' needs the triton package ({e}); pip install triton") from None
+    import numpy
+    import triton
+
+    from janus_rt.kernels.interpret import interpreter_problem
+
+    problem = interpreter_problem(triton.__version__, numpy.__version__)
+    if problem:
+        raise InputError(f"backend 'triton' on CPU: {problem}")
     return True
 
 
