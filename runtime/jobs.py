@@ -137,22 +137,35 @@ class ChatJob:
 
 
 class TextDeltas:
-    """Incremental detokenization: the new text each token adds, holding back an unfinished UTF-8 sequence."""
+    """Incremental detokenization: the new text each token adds, holding back an unfinished UTF-8 sequence.
+
+    Each call decodes a short window, never the whole answer (which made streaming O(n^2) in the answer's
+    length): the ids from `prefix` to the end, where [prefix, read) are the tokens of the text returned last (kept
+    as context, so that a decoder which treats a sequence's first token specially treats both decodes alike) and
+    [read, end) the tokens not yet returned. The new text is what the window decodes to beyond [prefix, read)'s
+    text. While the window ends inside a UTF-8 sequence (the decode ends in U+FFFD) or adds no text (a skipped
+    special token), nothing is returned and the window grows; once text comes out, it slides forward. The pieces
+    join to the full decode of the ids."""
 
     def __init__(self, tokenizer: JanusTokenizer):
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.sent = 0  # characters already returned
+        self.prefix = 0  # first id of the window: the tokens of the text returned last start here
+        self.read = 0  # ids before this one have been returned as text
 
     def add(self, tid: int) -> str:
         self.ids.append(tid)
-        text = self.tokenizer.decode(self.ids)
-        if text.endswith("\ufffd"):
-            return ""
-        piece, self.sent = text[self.sent:], len(text)
-        return piece
+        return self._advance(final=False)
 
     def flush(self) -> str:
-        text = self.tokenizer.decode(self.ids)
-        piece, self.sent = text[self.sent:], len(text)
-        return piece
+        """What is left after the last token (an unfinished UTF-8 sequence comes out as U+FFFD, as in a full
+        decode)."""
+        return self._advance(final=True)
+
+    def _advance(self, final: bool) -> str:
+        returned = self.tokenizer.decode(self.ids[self.prefix:self.read])
+        window = self.tokenizer.decode(self.ids[self.prefix:])
+        if not final and (window.endswith("\ufffd") or len(window) <= len(returned)):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return window[len(returned):]
