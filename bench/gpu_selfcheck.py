@@ -127,7 +127,7 @@ def attention_check(device: torch.device, dtype: torch.dtype, shapes: Shapes, la
                   "equals_two_launch_merge": torch.equal(first, two_launch), "max_abs_err_vs_fp64": err})
 
 
-def concurrent_capture_check(model, cfg, special: SpecialIds, max_seq_len: int) -> Check:
+def concurrent_capture_check(model, special: SpecialIds, max_seq_len: int) -> Check:
     """Two engines over the same weights take their first image at the same moment (first captures at once)."""
     prompt = image_prompt_ids(special, 32, 0)
     params = SamplingParams(temperature=1.0, cfg_weight=5.0, seed=7)
@@ -213,7 +213,7 @@ def run(arch: str, image_grid: int | None, launches: int | None, seed: int) -> t
     special = SpecialIds.for_vocab(cfg.llm.vocab_size)
     model = build_random_model(cfg, device, dtype, seed)
     max_seq_len = seq_len_for(700 + cfg.image_tokens_per_image, cfg.llm.max_position_embeddings)
-    checks.append(concurrent_capture_check(model, cfg, special, max_seq_len))
+    checks.append(concurrent_capture_check(model, special, max_seq_len))
     checks.append(lag_and_chat_check(model, cfg, special, max_seq_len))
     env = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "dtype": str(dtype),
            "arch": arch, "image_grid": image_grid, "torch": torch.__version__}

@@ -152,6 +152,7 @@ class TextDeltas:
         self.ids: list[int] = []
         self.prefix = 0  # first id of the window: the tokens of the text returned last start here
         self.read = 0  # ids before this one have been returned as text
+        self.returned = ""  # the decode of ids [prefix, read): fixed until the window slides
 
     def add(self, tid: int) -> str:
         self.ids.append(tid)
@@ -163,9 +164,10 @@ class TextDeltas:
         return self._advance(final=True)
 
     def _advance(self, final: bool) -> str:
-        returned = self.tokenizer.decode(self.ids[self.prefix:self.read])
         window = self.tokenizer.decode(self.ids[self.prefix:])
-        if not final and (window.endswith("\ufffd") or len(window) <= len(returned)):
+        if not final and (window.endswith("\ufffd") or len(window) <= len(self.returned)):
             return ""
+        piece = window[len(self.returned):]
         self.prefix, self.read = self.read, len(self.ids)
-        return window[len(returned):]
+        self.returned = self.tokenizer.decode(self.ids[self.prefix:self.read])
+        return piece

@@ -152,8 +152,10 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         model = _load(args)
         try:
-            if args.warmup:
-                steps = model.warmup()
+            if args.warmup:  # before the port opens: say so, and show progress on a terminal
+                print("warming up   every decode bucket, then the common shapes (the port opens after)",
+                      file=sys.stderr, flush=True)
+                steps = model.warmup(progress=sys.stderr.isatty())
                 buckets = sum(st.batch for st in steps if st.kind == "buckets")
                 shapes = sum(st.kind != "buckets" for st in steps)
                 print(f"warmed up    {buckets} decode buckets and {shapes} shapes in "
