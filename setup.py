@@ -43,5 +43,5 @@ setup(
                 "onnxruntime>=1.18", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27",
                 "ray[serve]>=2.60"],
     },
-    entry_points={"console_scripts": ["janus-rt=janus_rt.cli:main"]},
+    entry_points={"console_scripts": ["janus-rt=janus_rt.cli.main:main"]},
 )

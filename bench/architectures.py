@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from janus_rt.config import JanusConfig, check_consistency, parse_official
-from janus_rt.tiny import TinySpec, official_config
+from janus_rt.model.config import JanusConfig, check_consistency, parse_official
+from janus_rt.checkpoint.tiny import TinySpec, official_config
 
 
 def release_config(d: int, language_config: dict) -> dict:
@@ -44,7 +44,7 @@ LANGUAGE_7B = {"max_position_embeddings": 16384, "model_type": "llama", "num_hid
 CONFIG_1B = release_config(2048, LANGUAGE_1B)
 CONFIG_7B = release_config(4096, LANGUAGE_7B)
 
-# The tiny test shape (`janus_rt.tiny` defaults) with the full 5-level VQ decoder (384 px images), as
+# The tiny test shape (`janus_rt.checkpoint.tiny` defaults) with the full 5-level VQ decoder (384 px images), as
 # `janus-rt demo` builds it; 448 vocabulary rows, as its tokenizer rounds up to.
 TINY_VOCAB = 448
 TINY_SPEC = TinySpec(vq_mults=(1, 1, 2, 2, 4))

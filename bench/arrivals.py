@@ -32,10 +32,10 @@ import torch
 
 from janus_rt.api import Janus
 from janus_rt.engine import Request, SamplingParams
-from janus_rt.understanding import TextRequest
+from janus_rt.model.prefill import TextRequest
 
-from .engines import submit_together
-from .text_bench import UNREACHABLE_EOS
+from janus_rt.bench.engines import submit_together
+from janus_rt.bench.text_bench import UNREACHABLE_EOS
 
 KINDS = ("image", "chat")
 PERCENTILES = (50, 95, 99)

@@ -1,4 +1,4 @@
-"""`janus-rt bench`: the subcommand's flags and handler (runtime/cli.py only wires these in)."""
+"""`janus-rt bench`: the subcommand's flags and handler (runtime/cli/main.py only wires these in)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _backends(text: str) -> tuple[str, ...]:
     """Backend labels; a triton[FUSIONS] variant must name known fusions."""
-    from .engines import backend_variant
+    from janus_rt.bench.engines import backend_variant
 
     names = _names(text)
     for name in names:
@@ -110,7 +110,7 @@ def _quant_formats(text: str) -> tuple[str, ...]:
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `bench` subcommand to the `janus-rt` subparsers."""
-    from .architectures import ARCHITECTURES
+    from janus_rt.bench.architectures import ARCHITECTURES
 
     p = sub.add_parser("bench", help="benchmark a real Janus architecture with random weights (card, tables, JSON)",
                        description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,8 +177,8 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Handler of `janus-rt bench`: run, print the report (last line JSON), write --out."""
-    from .harness import BenchOptions, run_bench
-    from .report import render
+    from janus_rt.bench.harness import BenchOptions, run_bench
+    from janus_rt.bench.report import render
 
     if args.text_tokens < 2:
         raise InputError(f"--text-tokens must be >= 2 (the first token is TTFT, the rest are timed), got {args.text_tokens}")

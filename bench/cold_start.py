@@ -90,10 +90,10 @@ def child_main(argv: list[str] | None = None, t0: float | None = None, w0: float
     from janus_rt.api import resolve_device, resolve_dtype
     from janus_rt.engine import SamplingParams
 
-    from .engines import make_janus
-    from .harness import BenchOptions, bench_config, image_seq_len
-    from .random_weights import build_random_model
-    from .workload import SpecialIds, image_prompt_ids
+    from janus_rt.bench.engines import make_janus
+    from janus_rt.bench.harness import BenchOptions, bench_config, image_seq_len
+    from janus_rt.bench.random_weights import build_random_model
+    from janus_rt.bench.workload import SpecialIds, image_prompt_ids
 
     t_import = perf_counter()
     device = resolve_device(args.device)

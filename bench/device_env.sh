@@ -14,7 +14,7 @@ for entry in "$PWD"/runtime/*; do
 done
 ln -s "$PWD/export" "$JANUS_RT_PKG/janus_rt/export" && ln -s "$PWD/bench" "$JANUS_RT_PKG/janus_rt/bench" || return 2
 export PYTHONPATH="$JANUS_RT_PKG${PYTHONPATH:+:$PYTHONPATH}"
-janus-rt() { "${PY[@]}" -c 'import sys; from janus_rt.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+janus-rt() { "${PY[@]}" -c 'import sys; from janus_rt.cli.main import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 "${PY[@]}" -m janus_rt.bench.import_check --under "$JANUS_RT_PKG" || {
     echo "device_env.sh: janus_rt does not import whole from $JANUS_RT_PKG (see above)" >&2
     return 1

@@ -24,9 +24,9 @@ from janus_rt.api import Janus, make_backend, parse_fusions
 from janus_rt.engine import EngineConfig, Request
 from janus_rt.engine.pool import plan_rows
 from janus_rt.errors import InputError
-from janus_rt.fast_decode import Fusions
+from janus_rt.backends.triton_ops import Fusions
 from janus_rt.timing import PhaseTimer
-from janus_rt.triton_step import empty_cuda_cache
+from janus_rt.backends.triton_step import empty_cuda_cache
 
 SEQ_ALIGN = 64  # KV rows are sized to a multiple of this many slots (at most the model's context)
 
@@ -38,7 +38,7 @@ def seq_len_for(need: int, context: int) -> int:
 
 def backend_variant(label: str) -> tuple[str, Fusions | None]:
     """A bench backend label -> (janus-rt backend, triton fusions). "triton[all]", "triton[norm+silu]": the triton
-    backend with those optional fused kernels (`janus_rt.fast_decode.Fusions`); a plain name: its default."""
+    backend with those optional fused kernels (`janus_rt.backends.triton_ops.Fusions`); a plain name: its default."""
     label = label.strip()
     if not label.endswith("]") or "[" not in label:
         return label, None

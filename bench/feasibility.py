@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from janus_rt.config import JanusConfig
+from janus_rt.model.config import JanusConfig
 from janus_rt.errors import InputError
-from janus_rt.info import count_parameters
-from janus_rt.model import JanusModel
+from janus_rt.checkpoint.info import count_parameters
+from janus_rt.model.janus import JanusModel
 
-from .engines import backend_variant
+from janus_rt.bench.engines import backend_variant
 
 INTERPRETER_ARCHS = ("tiny",)  # architectures the Triton interpreter runs in seconds
 GB = 1e9

@@ -36,23 +36,23 @@ import torch
 
 from janus_rt import __version__ as janus_rt_version
 from janus_rt.api import resolve_device, resolve_dtype
-from janus_rt.config import JanusConfig
+from janus_rt.model.config import JanusConfig
 from janus_rt.engine import EngineError
 from janus_rt.errors import InputError
-from janus_rt.info import count_parameters
-from janus_rt.model import JanusModel
-from janus_rt.triton_step import empty_cuda_cache
+from janus_rt.checkpoint.info import count_parameters
+from janus_rt.model.janus import JanusModel
+from janus_rt.backends.triton_step import empty_cuda_cache
 
-from . import roofline
-from .architectures import architecture_config
-from .arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
-from .engines import backend_variant, make_janus, release_memory, seq_len_for
-from .feasibility import backends_for_device, check_host_memory, host_bytes_available, parameter_count
-from .variants import compare_variants, roofline_targets
-from .image_bench import ImageMeasurement, measure_image_row
-from .random_weights import build_random_model
-from .text_bench import TextMeasurement, measure_text_row
-from .workload import SpecialIds, image_prompt_ids, understanding_request
+from janus_rt.bench import roofline
+from janus_rt.bench.architectures import architecture_config
+from janus_rt.bench.arrivals import ArrivalSpec, chat_workload, image_workload, run_arrivals
+from janus_rt.bench.engines import backend_variant, make_janus, release_memory, seq_len_for
+from janus_rt.bench.feasibility import backends_for_device, check_host_memory, host_bytes_available, parameter_count
+from janus_rt.bench.variants import compare_variants, roofline_targets
+from janus_rt.bench.image_bench import ImageMeasurement, measure_image_row
+from janus_rt.bench.random_weights import build_random_model
+from janus_rt.bench.text_bench import TextMeasurement, measure_text_row
+from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
 
 Log = Callable[[str], None]
 HF_REPEATS = 1  # transformers takes ~30 s per image on an H100: one timed run after its warm-up
@@ -326,7 +326,7 @@ def measure_arrivals(model, backend: str, spec: ArrivalSpec, cfg: JanusConfig, o
 def run_transformers(model, cfg: JanusConfig, card: dict, opts: BenchOptions, special: SpecialIds, elem: int,
                      prompt: list[int], notes: list[str], log: Log) -> tuple[list[dict], list[dict]]:
     """The transformers rows (same random weights); failures become notes, since this column is optional."""
-    from . import hf_baseline
+    from janus_rt.bench import hf_baseline
 
     if not hf_baseline.transformers_version():
         notes.append("transformers column skipped: transformers (with JanusForConditionalGeneration) is not installed")
@@ -521,7 +521,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
                      f"({opts.image_grid ** 2} tokens per image instead of 576)")
     cold: dict = {}
     if opts.cold_start:  # first, in new processes, while this one holds nothing on the device
-        from .cold_start import cold_start_notes, run_cold_start
+        from janus_rt.bench.cold_start import cold_start_notes, run_cold_start
 
         notes += cold_start_notes(device)
         cold["cold_start"] = run_cold_start(opts, device, dtype, notes, log, threads=torch.get_num_threads())
@@ -598,7 +598,7 @@ def run_bench(opts: BenchOptions, log: Log = _stderr, argv: list[str] | None = N
         compare_to_float(text_rows, "batch", label)
         quant["quant_targets"] = quant_targets(opts, card, image_rows)
     if opts.cold_start:
-        from .cold_start import cold_start_targets
+        from janus_rt.bench.cold_start import cold_start_targets
 
         cold["cold_start_targets"] = cold_start_targets(opts, card, cold["cold_start"])
     compare_variants(image_rows, "images")  # triton[...] rows vs plain triton (same batch and weights)

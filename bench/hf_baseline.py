@@ -13,15 +13,15 @@ import statistics
 
 import torch
 
-from janus_rt.config import JanusConfig
-from janus_rt.model import JanusModel
-from janus_rt.understanding import TextRequest
-from janus_rt.weights import key_mapper
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.janus import JanusModel
+from janus_rt.model.prefill import TextRequest
+from janus_rt.checkpoint.weights import key_mapper
 
-from .image_bench import ImageMeasurement
-from .text_bench import TextMeasurement
-from .timers import peak_memory_gb, reset_peak_memory, timed
-from .workload import SpecialIds
+from janus_rt.bench.image_bench import ImageMeasurement
+from janus_rt.bench.text_bench import TextMeasurement
+from janus_rt.bench.timers import peak_memory_gb, reset_peak_memory, timed
+from janus_rt.bench.workload import SpecialIds
 
 
 def transformers_version() -> str | None:

@@ -22,7 +22,7 @@ from janus_rt.engine import EngineConfig, SamplingParams
 from janus_rt.engine.core import Engine
 from janus_rt.engine.request import Group
 
-from .architectures import architecture_config
+from janus_rt.bench.architectures import architecture_config
 
 PROMPT = list(range(1, 33))  # 32 prompt ids
 

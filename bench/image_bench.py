@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from janus_rt.api import Janus
 from janus_rt.engine import SamplingParams
 
-from .engines import run_alone
-from .timers import peak_memory_gb, reset_peak_memory, timed
+from janus_rt.bench.engines import run_alone
+from janus_rt.bench.timers import peak_memory_gb, reset_peak_memory, timed
 
 
 @dataclass

@@ -26,13 +26,13 @@ import torch
 from janus_rt.api import resolve_device, resolve_dtype
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
-from janus_rt.triton_step import StepGraph, bucket
+from janus_rt.backends.triton_step import StepGraph, bucket
 
-from .architectures import architecture_config
-from .engines import backend_variant, make_janus, seq_len_for, submit_together
-from .random_weights import build_random_model
-from .timers import timed
-from .workload import SpecialIds, image_prompt_ids, understanding_request
+from janus_rt.bench.architectures import architecture_config
+from janus_rt.bench.engines import backend_variant, make_janus, seq_len_for, submit_together
+from janus_rt.bench.random_weights import build_random_model
+from janus_rt.bench.timers import timed
+from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
 
 PROMPT_TOKENS = 32
 TEXT_TOKENS = 8  # new tokens per text request while the step is captured

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from janus_rt.config import JanusConfig
-from janus_rt.model import JanusModel, build_empty_model
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.janus import JanusModel, build_empty_model
 
 WEIGHT_STD = 0.02  # matrices, convolutions, embeddings (the usual transformer init)
 NORM_NOISE = 0.02  # norm weights ~ 1 + N(0, NORM_NOISE)

@@ -1,4 +1,4 @@
-"""`janus-rt bench-serve`: the subcommand's flags and handler (runtime/cli.py only wires these in)."""
+"""`janus-rt bench-serve`: the subcommand's flags and handler (runtime/cli/main.py only wires these in)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ and never printed. Needs httpx: pip install 'janus-rt[serve]'."""
 
 def _levels(text: str) -> tuple[int, ...]:
     """'1,4,16' -> (1, 4, 16); at least one level, each an integer >= 1 (the bench's own list parser)."""
-    from .cli import _int_list
+    from janus_rt.bench.cli import _int_list
 
     values = _int_list(text)
     if not values:
@@ -80,7 +80,7 @@ def add_bench_serve_parser(sub: argparse._SubParsersAction) -> argparse.Argument
 
 def run_bench_serve_command(args: argparse.Namespace) -> int:
     """Handler of `janus-rt bench-serve`: check, run every level, print the table (last line JSON), --json-out."""
-    from .serve_load import LoadSpec, format_report, require_httpx, run, write_json_atomic
+    from janus_rt.bench.serve_load import LoadSpec, format_report, require_httpx, run, write_json_atomic
 
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     spec = LoadSpec(url=args.url, kind=args.kind, concurrency=args.concurrency, requests=args.requests,

@@ -40,7 +40,7 @@ import numpy as np
 from janus_rt import __version__ as janus_rt_version
 from janus_rt.errors import InputError
 
-from .report import table
+from janus_rt.bench.report import table
 
 try:  # the `serve` extra; `require_httpx` says how to install it
     import httpx

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from janus_rt.api import Janus
 from janus_rt.engine import SamplingParams
-from janus_rt.understanding import TextRequest
+from janus_rt.model.prefill import TextRequest
 
-from .engines import run_alone
-from .timers import peak_memory_gb, reset_peak_memory, timed
+from janus_rt.bench.engines import run_alone
+from janus_rt.bench.timers import peak_memory_gb, reset_peak_memory, timed
 
 UNREACHABLE_EOS = -1  # no sampled id equals it: every request decodes max_new_tokens
 

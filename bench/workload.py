@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from janus_rt.config import JanusConfig
-from janus_rt.understanding import TextRequest, expand_placeholders
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.prefill import TextRequest, expand_placeholders
 
 IMAGE_PROMPT_TOKENS = 32  # "<|User|>: {a one-sentence prompt}\n\n<|Assistant|>:<begin_of_image>" is ~20-40 tokens
 TEXT_PROMPT_TOKENS = 64  # system prompt + roles + question around the image, without the image's 578 ids

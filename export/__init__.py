@@ -11,8 +11,8 @@ Modules, one component each: `graphs` (export wrappers), `specs` (graph table: n
 TensorRT 10 build), `graph_backend` (the engine's step primitives over the graphs), `loading` (backend dispatch).
 """
 
-from .check import check_export, format_report
-from .loading import load_engine
-from .onnx_export import export_onnx
+from janus_rt.export.check import check_export, format_report
+from janus_rt.export.loading import load_engine
+from janus_rt.export.onnx_export import export_onnx
 
 __all__ = ["export_onnx", "check_export", "format_report", "load_engine"]

@@ -1,7 +1,7 @@
 """The step backend of the exported graphs (ONNX Runtime or TensorRT): janus-rt's engine drives them.
 
 A graph engine only runs graphs (`engine.run(name, {input: tensor}) -> {output: tensor}` on its device); the
-CFG batch layout, positions, attention masks and sampling (`janus_rt.sampling`) stay here, in torch, and
+CFG batch layout, positions, attention masks and sampling (`janus_rt.kernels.reference_sampling`) stay here, in torch, and
 follow the torch backend group for group, so greedy runs give the same tokens. The KV cache travels as the
 `past_key_values.{i}.*` inputs / `present.{i}.*` outputs of the transformer graph, so it is per-group state
 (`group.state`) rather than a pool; each group of a step runs its own graph calls (ONNX graphs have fixed
@@ -15,12 +15,12 @@ from typing import Protocol
 
 import torch
 
-from ..config import JanusConfig
-from ..engine.primitives import seeded_generator
-from ..engine.request import Group
-from ..generation import cfg_prompt_tokens
-from ..sampling import sample_head_logits
-from .graphs import past_names, present_names
+from janus_rt.model.config import JanusConfig
+from janus_rt.engine.primitives import seeded_generator
+from janus_rt.engine.request import Group
+from janus_rt.model.cfg_rows import cfg_prompt_tokens
+from janus_rt.kernels.reference_sampling import sample_head_logits
+from janus_rt.export.graphs import past_names, present_names
 
 
 class GraphEngine(Protocol):

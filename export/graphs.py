@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..heads import GenHead, MlpProjector
-from ..llm import LanguageModel
-from ..siglip import SigLIPTower
-from ..vq import VQDecoder
+from janus_rt.model.heads import GenHead, MlpProjector
+from janus_rt.model.llm import LanguageModel
+from janus_rt.model.siglip import SigLIPTower
+from janus_rt.model.vq import VQDecoder
 
 
 def past_names(layers: int) -> list[str]:
@@ -38,7 +38,7 @@ def present_names(layers: int) -> list[str]:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm with fp32 statistics, as Hugging Face Llama (and runtime/llm.py)."""
+    """RMSNorm with fp32 statistics, as Hugging Face Llama (and runtime/model/llm.py)."""
     x32 = x.float()
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(x.dtype)
@@ -84,7 +84,7 @@ class TransformerGraph(nn.Module):
     inputs_embeds `[B, T, D]`; positions `[B, T]` int64 (RoPE positions per row); attention_mask `[B, P+T]`
     int64, 1 = real token, 0 = left padding; past `[B, Hkv, P, hd]` per layer and kind (see `past_names`).
     Key j is visible to new token t when it is causal (j <= P + t) and not padding, or when j is t itself
-    (a padded query attends to itself, so no row is fully masked), exactly as runtime/llm.py.
+    (a padded query attends to itself, so no row is fully masked), exactly as runtime/model/llm.py.
     hidden_states `[B, T, D]` are final-normed; apply `lm_head` or `gen_head` to the rows you need.
     """
 

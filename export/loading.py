@@ -13,10 +13,10 @@ from typing import Sequence
 
 import torch
 
-from ..config import load_config
-from ..errors import CheckpointError, InputError
-from ..tokenizer import JanusTokenizer
-from . import manifest as mf
+from janus_rt.model.config import load_config
+from janus_rt.errors import CheckpointError, InputError
+from janus_rt.checkpoint.tokenizer import JanusTokenizer
+from janus_rt.export import manifest as mf
 
 ENGINE_BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -32,8 +32,8 @@ def ensure_export(path: Path, dtype: str | torch.dtype | None, progress: bool) -
     if not (path / "config.json").is_file():
         raise CheckpointError(f"{path}: neither an export directory ({mf.MANIFEST}) nor a checkpoint (config.json); "
                               f"pass the folder written by `janus-rt export --model CHECKPOINT --out DIR`")
-    from ..api import load
-    from .onnx_export import export_onnx, normalize_dtype
+    from janus_rt.api import load
+    from janus_rt.export.onnx_export import export_onnx, normalize_dtype
 
     name = normalize_dtype(dtype or "float32")
     target = export_cache_dir() / f"{mf.checkpoint_hash(path, progress)[:16]}-{name}"
@@ -44,20 +44,20 @@ def ensure_export(path: Path, dtype: str | torch.dtype | None, progress: bool) -
 def load_engine(path: str | Path, backend: str, device: str | torch.device | None, dtype: str | torch.dtype | None,
                 providers: Sequence[str] | None, chat_format: str, progress: bool, engine_config=None):
     """A `Janus` whose step backend executes the exported graphs with ONNX Runtime or TensorRT."""
-    from ..api import Janus
-    from .graph_backend import GraphBackend
+    from janus_rt.api import Janus
+    from janus_rt.export.graph_backend import GraphBackend
 
     if backend not in ENGINE_BACKENDS:
         raise InputError(f"backend {backend!r} is not an engine backend; choose one of {', '.join(ENGINE_BACKENDS)}")
     if backend == "tensorrt":  # fail before any export work when TensorRT cannot run here
-        from .trt_builder import gpu_identity, import_tensorrt
+        from janus_rt.export.trt_builder import gpu_identity, import_tensorrt
 
         import_tensorrt()
         gpu_identity()
     export_dir = ensure_export(Path(path).expanduser(), dtype, progress)
     manifest = mf.read_manifest(export_dir)
     if dtype is not None:
-        from .onnx_export import normalize_dtype
+        from janus_rt.export.onnx_export import normalize_dtype
 
         if normalize_dtype(dtype) != manifest["dtype"]:
             raise InputError(f"{export_dir / mf.MANIFEST}: this export is {manifest['dtype']}, not {normalize_dtype(dtype)}; "
@@ -66,11 +66,11 @@ def load_engine(path: str | Path, backend: str, device: str | torch.device | Non
     cfg = load_config(export_dir)
     tokenizer = JanusTokenizer(export_dir)
     if backend == "onnxruntime":
-        from .ort_engine import OrtEngine, resolve_providers
+        from janus_rt.export.ort_engine import OrtEngine, resolve_providers
 
         engine = OrtEngine(export_dir, manifest, resolve_providers(providers, device))
     else:
-        from .trt_runner import TrtEngine
+        from janus_rt.export.trt_runner import TrtEngine
 
         if providers is not None:
             raise InputError("providers= is an ONNX Runtime option; backend='tensorrt' takes none")

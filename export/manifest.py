@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..checkpoint import find_weight_files
-from ..errors import CheckpointError
+from janus_rt.checkpoint.files import find_weight_files
+from janus_rt.errors import CheckpointError
 
 MANIFEST = "manifest.json"
 FORMAT = "janus-rt-export"

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..api import Janus
-from ..errors import CheckpointError, InputError
-from . import manifest as mf
-from .specs import DTYPE_ALIASES, EXPORT_DTYPES, TRACE_SIZES, GraphSpec, build_module, graph_specs, random_inputs
+from janus_rt.api import Janus
+from janus_rt.errors import CheckpointError, InputError
+from janus_rt.export import manifest as mf
+from janus_rt.export.specs import DTYPE_ALIASES, EXPORT_DTYPES, TRACE_SIZES, GraphSpec, build_module, graph_specs, random_inputs
 
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript-based, dynamo=False)"
@@ -131,12 +131,12 @@ def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "f
     """Export every graph of a torch-backend `Janus` to `out_dir` in `dtype`, with `manifest.json`."""
     import onnx
 
-    from .. import __version__
+    from janus_rt import __version__
 
     if janus.model is None:
         raise InputError(f"export needs the torch modules: load the checkpoint with backend='torch' "
                          f"(this model runs on backend {janus.backend!r})")
-    from ..quant.linear import QuantLinear
+    from janus_rt.quant.linear import QuantLinear
 
     if any(isinstance(m, QuantLinear) for m in janus.model.modules()):
         raise InputError(f"{janus.path} is quantized; the ONNX export takes float checkpoints only: export the float "

@@ -13,10 +13,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, InputError
-from .manifest import MANIFEST, REEXPORT, check_graph_io
-from .onnx_export import META_GRAPH, META_SOURCE
-from .specs import DTYPES
+from janus_rt.errors import CheckpointError, InputError
+from janus_rt.export.manifest import MANIFEST, REEXPORT, check_graph_io
+from janus_rt.export.onnx_export import META_GRAPH, META_SOURCE
+from janus_rt.export.specs import DTYPES
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16",

@@ -21,9 +21,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import JanusConfig
-from ..model import JanusModel
-from . import graphs
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.janus import JanusModel
+from janus_rt.export import graphs
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
                                   "int64": torch.int64}

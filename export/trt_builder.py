@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, InputError, JanusRTError
+from janus_rt.errors import CheckpointError, InputError, JanusRTError
 
 Range = tuple[int, int, int]  # min, opt, max
 WORKSPACE_BYTES = 4 << 30

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
-from .specs import DTYPES
-from .trt_builder import build_engines, import_tensorrt
+from janus_rt.errors import InputError
+from janus_rt.export.specs import DTYPES
+from janus_rt.export.trt_builder import build_engines, import_tensorrt
 
 
 class TrtEngine:

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .interpret import interpreting
+from janus_rt.kernels.interpret import interpreting
 
 @triton.jit
 def _guided_chunk(logits_ptr, stride_row, p, idx, in_vocab, weight, CFG: tl.constexpr):
@@ -225,7 +225,7 @@ def cfg_sample_ref(logits: torch.Tensor, cfg_weight: torch.Tensor | None, temper
     The kernel's draw is random; the reference gives the distribution it must sample from (and the argmax
     for temperature-0 rows), built with the torch backend's own filters.
     """
-    from janus_rt.sampling import filter_top_k, filter_top_p
+    from janus_rt.kernels.reference_sampling import filter_top_k, filter_top_p
 
     x = logits.float()
     if cfg_weight is not None:

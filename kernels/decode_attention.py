@@ -43,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .interpret import interpreting
+from janus_rt.kernels.interpret import interpreting
 
 
 @triton.jit(do_not_specialize=["num_splits"])  # one compiled kernel for every S_max

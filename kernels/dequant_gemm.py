@@ -55,9 +55,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
-from .interpret import interpreting
-from .tuning import PersistentTuner, TileChoices
+from janus_rt.kernels.gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
+from janus_rt.kernels.interpret import interpreting
+from janus_rt.kernels.tuning import PersistentTuner, TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
 FORMATS = ("int8", "int4", "fp8")

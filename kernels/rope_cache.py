@@ -99,7 +99,7 @@ def rope_cache_ref(qkv: torch.Tensor, positions: torch.Tensor, theta: float, key
                    values: torch.Tensor, num_heads: int, cache_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The torch backend's arithmetic (llm.rope_cos_sin / apply_rope) in the inputs' dtype; k and v of (r, t)
     are written at keys/values[cache_rows[r], :, positions[r, t]] (cache_rows None: row r)."""
-    from janus_rt.llm import apply_rope, rope_cos_sin
+    from janus_rt.model.llm import apply_rope, rope_cos_sin
 
     rows, new_tokens, _ = qkv.shape
     _, num_kv_heads, _, head_dim = keys.shape

@@ -8,13 +8,13 @@
 
 import torch as _torch
 
-from .kernels.interpret import enable_interpreter_if_no_gpu as _enable_interpreter_if_no_gpu
+from janus_rt.kernels.interpret import enable_interpreter_if_no_gpu as _enable_interpreter_if_no_gpu
 
 # Triton kernels can only run in its interpreter without a GPU, and that must be chosen before triton is imported.
 _enable_interpreter_if_no_gpu(_torch.cuda.is_available())
 
-from .api import ChatResult, ImageResult, Janus, load  # noqa: E402
-from .errors import CheckpointError, InputError, JanusRTError  # noqa: E402
+from janus_rt.api import ChatResult, ImageResult, Janus, load  # noqa: E402
+from janus_rt.errors import CheckpointError, InputError, JanusRTError  # noqa: E402
 
 __version__ = "0.1.0"
 

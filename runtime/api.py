@@ -11,24 +11,24 @@ from typing import TYPE_CHECKING, Literal, Sequence, Union
 import numpy as np
 import torch
 
-from .checkpoint import find_weight_files
-from .config import JanusConfig, load_config
-from .errors import CheckpointError, InputError
-from .engine import Engine, EngineConfig, SamplingParams, StepBackend
-from .images import ImageLike, postprocess, preprocess
-from .hub import resolve_model_path
-from .info import count_parameters, describe
-from .jobs import ChatJob, ChatResult, ImageJob, ImageResult
-from .model import JanusModel, build_empty_model
-from .prompts import ChatFormat, generation_prompt, understanding_prompt
-from .spelling import API, Spelling
-from .tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
-from .understanding import TextRequest, expand_placeholders
-from .weights import load_weights
+from janus_rt.checkpoint.files import find_weight_files
+from janus_rt.model.config import JanusConfig, load_config
+from janus_rt.errors import CheckpointError, InputError
+from janus_rt.engine import Engine, EngineConfig, SamplingParams, StepBackend
+from janus_rt.requests.images import ImageLike, postprocess, preprocess
+from janus_rt.checkpoint.hub import resolve_model_path
+from janus_rt.checkpoint.info import count_parameters, describe
+from janus_rt.jobs import ChatJob, ChatResult, ImageJob, ImageResult
+from janus_rt.model.janus import JanusModel, build_empty_model
+from janus_rt.requests.prompts import ChatFormat, generation_prompt, understanding_prompt
+from janus_rt.spelling import API, Spelling
+from janus_rt.checkpoint.tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
+from janus_rt.model.prefill import TextRequest, expand_placeholders
+from janus_rt.checkpoint.weights import load_weights
 
 if TYPE_CHECKING:
-    from .fast_decode import Fusions
-    from .quant import QuantSpec
+    from janus_rt.backends.triton_ops import Fusions
+    from janus_rt.quant import QuantSpec
 
 BACKENDS = ("torch", "triton", "onnxruntime", "tensorrt")  # the last two run exported graphs (janus_rt.export)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -147,10 +147,10 @@ class Janus:
     def warmup(self, image_batches: Sequence[int] = (1, 2, 4, 8), text_batches: Sequence[int] = (1, 2, 4),
                progress: bool = False) -> list:
         """Build every decode bucket the engine can reach (compile, tune, capture), then run the common shapes, before
-        the first request (`runtime/warmup.py`);
+        the first request (`runtime/backends/warmup.py`);
         returns `WarmupStep(kind, batch, seconds)` for each shape. Call it on an idle model (a server: before
         it opens its port)."""
-        from .warmup import warm_up
+        from janus_rt.backends.warmup import warm_up
 
         return warm_up(self, image_batches, text_batches, progress=progress)
 
@@ -397,7 +397,7 @@ def load(
     and the two heads while loading; a folder written by `janus-rt quantize` loads quantized as it is.
     `warmup=True` builds every reachable decode bucket (compile, tune, capture) before returning (`Janus.warmup`).
     `fusions` (backend "triton"): the decode step's optional fused kernels, "none" (default), "all" or a list of
-    norm, silu, attn (`janus_rt.fast_decode.Fusions`; not yet the default: see bench/NOTES.md).
+    norm, silu, attn (`janus_rt.backends.triton_ops.Fusions`; not yet the default: see bench/NOTES.md).
     """
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")
@@ -408,7 +408,7 @@ def load(
         if quantize is not None:
             raise InputError(f"quantize= works with the torch and triton backends, not {backend!r} (export a float "
                              "checkpoint instead)", param="quantize")
-        from .export import load_engine
+        from janus_rt.export import load_engine
 
         loaded = load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
         if warmup:
@@ -438,18 +438,18 @@ def load(
 def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: torch.dtype,
                  quantize: "str | QuantSpec | None", progress: bool) -> JanusModel:
     """The loaded model: float, quantized while loading (`quantize=`), or a quantized folder as stored."""
-    from .quant.checkpoint import read_quant_block
+    from janus_rt.quant.checkpoint import read_quant_block
 
     block = read_quant_block(path)
     if block is not None:
-        from .quant.loading import build_quantized_from_folder
+        from janus_rt.quant.loading import build_quantized_from_folder
 
         if quantize is not None:
             raise InputError(f"{path} is already quantized ({block['format']}); load it without quantize=",
                              param="quantize")
         return build_quantized_from_folder(path, cfg, dev, dt, progress)
     if quantize is not None:
-        from .quant.loading import as_spec, build_quantized_at_load
+        from janus_rt.quant.loading import as_spec, build_quantized_at_load
 
         return build_quantized_at_load(weights, cfg, as_spec(quantize), dev, dt, progress)
     model = build_empty_model(cfg, dev, dt)
@@ -459,7 +459,7 @@ def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: t
 
 def parse_fusions(fusions: "str | Fusions | None", backend: str) -> "Fusions | None":
     """`fusions=` of `load`, checked: a `Fusions`, or None (the backend's default)."""
-    from .fast_decode import Fusions
+    from janus_rt.backends.triton_ops import Fusions
 
     if fusions is None or isinstance(fusions, Fusions):
         parsed = fusions
@@ -478,11 +478,11 @@ def make_backend(backend: str, model: JanusModel, fusions: "Fusions | None" = No
     """The step backend of a torch-module backend over a loaded model (`fusions`: the triton backend's optional
     fused kernels, None for its default)."""
     if backend == "torch":
-        from .torch_backend import TorchBackend
+        from janus_rt.backends.eager import TorchBackend
 
         return TorchBackend(model)
     if backend == "triton":
-        from .triton_backend import TritonBackend
+        from janus_rt.backends.triton import TritonBackend
 
         return TritonBackend(model) if fusions is None else TritonBackend(model, fusions=fusions)
     raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .engine.request import Request
-from .tokenizer import JanusTokenizer
+from janus_rt.engine.request import Request
+from janus_rt.checkpoint.tokenizer import JanusTokenizer
 
 
 @dataclass

@@ -100,7 +100,7 @@ def official_from_hf(hf_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_official(tmp_path_factory):
     """A tiny random official-layout checkpoint (safetensors), as `janus-rt demo` builds."""
-    from janus_rt.tiny import write_tiny_checkpoint
+    from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from janus_rt.tiny import TinySpec, build_tokenizer
-from janus_rt.tokenizer import BEGIN_OF_IMAGE, BOS, EOS, IMAGE_PLACEHOLDER, PAD
+from janus_rt.checkpoint.tiny import TinySpec, build_tokenizer
+from janus_rt.checkpoint.tokenizer import BEGIN_OF_IMAGE, BOS, EOS, IMAGE_PLACEHOLDER, PAD
 
 # Small but structurally complete: GQA in the LLM, a 2-level VQ decoder (48 px images), 576 image tokens.
 HF_TEXT = dict(model_type="llama", hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
@@ -141,7 +141,7 @@ def official_config_from_hf(hf_config: dict) -> dict:
 
 
 def write_official_from_hf(hf_dir: Path, hf_model, out: Path, weights_format: str = "bin") -> Path:
-    from janus_rt.tiny import save_weights
+    from janus_rt.checkpoint.tiny import save_weights
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach() for k, v in hf_model.state_dict().items()}

@@ -26,7 +26,7 @@ import pytest
 
 import janus_rt
 from janus_rt.serve.settings import ServeSettings
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
 STARTUP_TIMEOUT_S = 60.0
 

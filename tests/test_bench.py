@@ -25,8 +25,8 @@ from janus_rt.bench.arrivals import ArrivalSpec, percentile, summarize
 from janus_rt.bench.harness import BenchOptions, bench_config, measure_arrivals, run_bench, speedups
 from janus_rt.bench.random_weights import build_random_model, fill_random_
 from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
-from janus_rt.cli import main
-from janus_rt.model import build_empty_model
+from janus_rt.cli.main import main
+from janus_rt.model.janus import build_empty_model
 from oracle import transformers_oracle
 
 BF16 = 2
@@ -147,7 +147,7 @@ def test_transformers_twin_holds_identical_weights() -> None:
     from janus_rt.bench.engines import make_janus
     from janus_rt.bench.hf_baseline import build_hf_twin
     from janus_rt.engine import SamplingParams
-    from janus_rt.weights import key_mapper
+    from janus_rt.checkpoint.weights import key_mapper
 
     cfg = architecture_config("tiny")
     model = build_random_model(cfg, torch.device("cpu"), torch.float32, seed=1)
@@ -257,7 +257,7 @@ def test_backend_variants_name_fusions(capsys: pytest.CaptureFixture[str]) -> No
     """triton[FUSIONS] labels pick the triton backend's fused kernels; anything else is refused by name."""
     from janus_rt.bench.engines import backend_variant
     from janus_rt.errors import InputError
-    from janus_rt.fast_decode import Fusions
+    from janus_rt.backends.triton_ops import Fusions
 
     assert backend_variant("torch") == ("torch", None)
     assert backend_variant("triton[all]") == ("triton", Fusions(True, True, True))

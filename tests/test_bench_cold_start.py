@@ -23,7 +23,7 @@ import torch
 
 from janus_rt.bench import cold_start
 from janus_rt.bench.harness import BenchOptions
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 
 SMOKE = ["bench", "--arch", "tiny", "--image-grid", "6", "--images", "none", "--text-batches", "none", "--no-hf",
          "--backends", "torch", "--repeats", "1"]

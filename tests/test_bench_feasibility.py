@@ -12,7 +12,7 @@ import torch
 
 from janus_rt.bench.architectures import architecture_config
 from janus_rt.bench.feasibility import backends_for_device, check_host_memory, host_bytes_available, parameter_count
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 from janus_rt.errors import InputError
 
 CPU = torch.device("cpu")

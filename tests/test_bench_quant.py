@@ -20,7 +20,7 @@ import torch
 
 from janus_rt.bench import harness
 from janus_rt.bench.harness import BenchOptions, bench_config, run_bench
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 from janus_rt.errors import InputError
 from janus_rt.quant import QuantSpec
 from janus_rt.quant.model import step_weight_bytes

@@ -33,7 +33,7 @@ pytest.importorskip("httpx")
 import janus_rt  # noqa: E402
 from janus_rt.bench.arrivals import percentile as sorted_percentile  # noqa: E402
 from janus_rt.bench.serve_load import LoadSpec, check_url, is_loopback, percentile, run  # noqa: E402
-from janus_rt.cli import main  # noqa: E402
+from janus_rt.cli.main import main  # noqa: E402
 from janus_rt.errors import InputError  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
 from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 import janus_rt
 from janus_rt.bench.architectures import CONFIG_1B, CONFIG_7B, LANGUAGE_7B
-from janus_rt.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig, load_config
+from janus_rt.model.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig, load_config
 from janus_rt.errors import CheckpointError
-from janus_rt.tiny import TinySpec, official_key_shapes, random_state_dict, write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import TinySpec, official_key_shapes, random_state_dict, write_tiny_checkpoint
 from oracle import transformers_oracle
 
 FORMATS = ("safetensors", "bin", "sharded-safetensors", "sharded-bin")
@@ -283,7 +283,7 @@ def unused_param_count() -> int:
 
 
 def meta_param_count(cfg: JanusConfig) -> int:
-    from janus_rt.model import JanusModel
+    from janus_rt.model.janus import JanusModel
 
     with torch.device("meta"):
         model = JanusModel(cfg)

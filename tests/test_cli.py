@@ -1,6 +1,6 @@
 """The `janus-rt` command line: help, demo, generate, chat, info and its error handling.
 
-Commands run in-process through `janus_rt.cli.main` (output captured with capsys); one real subprocess call
+Commands run in-process through `janus_rt.cli.main.main` (output captured with capsys); one real subprocess call
 proves the console script is installed. Outputs are compared with the library API on the same tiny checkpoint.
 """
 
@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 import janus_rt
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -368,7 +368,7 @@ def test_num_images_is_bounded_and_the_bound_is_in_help(tiny_model: janus_rt.Jan
 def test_pixels_are_decoded_in_bounded_chunks(tiny_model: janus_rt.Janus, monkeypatch: pytest.MonkeyPatch) -> None:
     """Device memory of the VQ decode must not grow with the number of images of one call."""
     from janus_rt.api import VQ_DECODE_CHUNK
-    from janus_rt.images import postprocess
+    from janus_rt.requests.images import postprocess
 
     backend = tiny_model.step_backend
     tokens = torch.randint(0, tiny_model.config.vq.codebook_size, (VQ_DECODE_CHUNK + 3, tiny_model.config.image_tokens_per_image))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.llm import KVCache
+from janus_rt.model.llm import KVCache
 
 
 @pytest.fixture(scope="module")

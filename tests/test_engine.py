@@ -26,7 +26,7 @@ import janus_rt
 from janus_rt.api import make_backend
 from janus_rt.engine import EngineConfig, EngineError, SamplingParams
 from janus_rt.errors import InputError
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 from faults import fail_decode_at
 
 PROMPTS = ["a red fox in the snow", "a lighthouse at night", "green apples", "an old map of the sea"]
@@ -143,9 +143,9 @@ def test_list_of_prompts_is_in_order_and_equals_single_calls(shared) -> None:
 
 def test_seeded_images_match_the_reference_stream(shared) -> None:
     """A request's draw is the reference's: manual_seed(seed), one multinomial over its images per step."""
-    from janus_rt.generation import cfg_prompt_tokens
-    from janus_rt.llm import KVCache
-    from janus_rt.sampling import cfg_mix
+    from janus_rt.model.cfg_rows import cfg_prompt_tokens
+    from janus_rt.model.llm import KVCache
+    from janus_rt.kernels.reference_sampling import cfg_mix
 
     m = make(shared)
     model = shared[0]

@@ -29,13 +29,13 @@ from safetensors.torch import load_file, save_file
 
 import janus_rt
 from janus_rt import CheckpointError, InputError
-from janus_rt.config import load_config
-from janus_rt.images import preprocess
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.model.config import load_config
+from janus_rt.requests.images import preprocess
+from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
 api = importlib.import_module("janus_rt.api")
 engine_core = importlib.import_module("janus_rt.engine.core")
-torch_backend = importlib.import_module("janus_rt.torch_backend")
+torch_backend = importlib.import_module("janus_rt.backends.eager")
 
 
 class ModelWorkStarted(Exception):

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 from janus_rt.errors import InputError
 from janus_rt.quant.evaluate import (EvalSettings, PromptSet, compare, evaluate_pair, format_table,
                                      measure_reference, relative_errors, summary, table_rows, token_agreement,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 from janus_rt.export import check_export, export_onnx, format_report
 from janus_rt.export import manifest as mf
 from janus_rt.export import onnx_export

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.cli import main
+from janus_rt.cli.main import main
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.export import export_onnx
 from janus_rt.export import manifest as mf
 from janus_rt.export import onnx_export
-from janus_rt.tiny import write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -70,7 +70,7 @@ def test_corrupt_manifest(export_copy):
 
 
 def test_manifest_of_another_checkpoint_with_another_tokenizer(export_copy, tmp_path):
-    other_ckpt = write_tiny_checkpoint(tmp_path / "other", janus_rt.tiny.TinySpec(pro=False))
+    other_ckpt = write_tiny_checkpoint(tmp_path / "other", janus_rt.checkpoint.tiny.TinySpec(pro=False))
     other = export_onnx(janus_rt.load(other_ckpt, device="cpu", dtype="float32"), tmp_path / "other-export").path
     shutil.copyfile(other / "manifest.json", export_copy / "manifest.json")
     with pytest.raises(CheckpointError, match="another checkpoint") as e:

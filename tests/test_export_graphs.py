@@ -14,7 +14,7 @@ import torch
 import janus_rt
 from janus_rt.export import graphs
 from janus_rt.export.specs import build_module
-from janus_rt.llm import KVCache
+from janus_rt.model.llm import KVCache
 
 
 def close(a: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> bool:

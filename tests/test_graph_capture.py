@@ -22,12 +22,12 @@ import torch
 from kernel_utils import DEVICE  # sets TRITON_INTERPRET before triton is imported
 
 import janus_rt
-from janus_rt import triton_step
+from janus_rt.backends import triton_step
 from janus_rt.api import make_backend
 from janus_rt.engine import EngineConfig
-from janus_rt.tiny import write_tiny_checkpoint
-from janus_rt.triton_backend import TritonBackend
-from janus_rt.triton_step import CAPTURE_LOCK, StepGraph, capture_graph
+from janus_rt.checkpoint.tiny import write_tiny_checkpoint
+from janus_rt.backends.triton import TritonBackend
+from janus_rt.backends.triton_step import CAPTURE_LOCK, StepGraph, capture_graph
 
 
 @dataclass

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.llm import KVCache
-from janus_rt.understanding import text_embeddings
+from janus_rt.model.llm import KVCache
+from janus_rt.model.prefill import text_embeddings
 
 ATOL, RTOL = 2e-4, 1e-4
 
@@ -36,7 +36,7 @@ def close(ours: torch.Tensor, ref: torch.Tensor) -> None:
 
 
 def pixels_of(m, *images) -> torch.Tensor:
-    from janus_rt.images import preprocess
+    from janus_rt.requests.images import preprocess
 
     return torch.stack([preprocess(img, m.config.image_processor) for img in images])
 
@@ -85,7 +85,7 @@ def test_generation_head_logits_teacher_forced(pair):
 
 def hf_greedy_text(hf, tok, requests, max_new_tokens: int, **sampling) -> list[list[int]]:
     """transformers' generate (greedy unless `sampling` says otherwise) on left-padded rows; new tokens before EOS."""
-    from janus_rt.tokenizer import EOS, PAD
+    from janus_rt.checkpoint.tokenizer import EOS, PAD
 
     eos, pad = tok.token_to_id(EOS), tok.token_to_id(PAD)
     width = max(len(r.ids) for r in requests)

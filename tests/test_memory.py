@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
 PROBE = r"""
 import json, sys, threading, time

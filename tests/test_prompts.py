@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from janus_rt.prompts import generation_prompt, understanding_prompt
-from janus_rt.tiny import TinySpec, build_tokenizer, write_tiny_checkpoint
-from janus_rt.tokenizer import BOS, JanusTokenizer
-from janus_rt.understanding import expand_placeholders
+from janus_rt.requests.prompts import generation_prompt, understanding_prompt
+from janus_rt.checkpoint.tiny import TinySpec, build_tokenizer, write_tiny_checkpoint
+from janus_rt.checkpoint.tokenizer import BOS, JanusTokenizer
+from janus_rt.model.prefill import expand_placeholders
 from oracle import transformers_oracle
 
 SYSTEM = ("You are a helpful language and vision assistant. You are able to understand the visual content that the "

@@ -19,14 +19,14 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.cli import main
-from janus_rt.config import load_config
+from janus_rt.cli.main import main
+from janus_rt.model.config import load_config
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.quant import QuantSpec
 from janus_rt.quant.formats import quantize_fp8, quantize_int4, quantize_int8
 from janus_rt.quant.linear import QuantLinear
 from janus_rt.quant.model import quantize_model, quantized_module_names
-from janus_rt.tiny import write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 
 
 # ------------------------------------------------------------------------ an independent reading of the bytes
@@ -260,7 +260,7 @@ def test_export_refuses_a_quantized_model(ckpt: Path, tmp_path: Path) -> None:
 
 def test_quantizing_while_loading_keeps_few_float_layers_alive(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Peak memory: at most a couple of float weights of quantized layers exist at any time while loading."""
-    import janus_rt.weights as weights
+    import janus_rt.checkpoint.weights as weights
 
     live: list[weakref.ref] = []
     peak = {"n": 0}

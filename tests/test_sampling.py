@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import janus_rt
-from janus_rt.sampling import cfg_mix, filter_top_k, filter_top_p, sample
+from janus_rt.kernels.reference_sampling import cfg_mix, filter_top_k, filter_top_p, sample
 from oracle import transformers_oracle
 
 

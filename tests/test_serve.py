@@ -38,9 +38,9 @@ from PIL import Image  # noqa: E402
 
 import janus_rt  # noqa: E402
 from janus_rt.errors import InputError  # noqa: E402
-from janus_rt.prompts import conversation_prompt  # noqa: E402
+from janus_rt.requests.prompts import conversation_prompt  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
-from janus_rt.tiny import write_tiny_checkpoint  # noqa: E402
+from janus_rt.checkpoint.tiny import write_tiny_checkpoint  # noqa: E402
 from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures
 from faults import fail_decode_at  # noqa: E402
 
@@ -485,7 +485,7 @@ def test_settings_are_validated() -> None:
 
 
 def test_serve_help_teaches_with_examples() -> None:
-    out = subprocess.run([sys.executable, "-m", "janus_rt.cli", "serve", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "janus_rt.cli.main", "serve", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for needle in ("--max-queue", "--request-timeout", "--api-key", "JANUS_RT_API_KEY", "curl", "/v1/chat/completions"):
         assert needle in out.stdout
@@ -514,7 +514,7 @@ def test_a_missing_serve_extra_says_how_to_install_it(monkeypatch) -> None:
     (["--ray", "--replicas", "0"], "--replicas must be an integer >= 1"),
 ])
 def test_ray_flags_are_checked_before_anything_starts(tmp_path, capsys, flags, message) -> None:
-    from janus_rt.cli import main
+    from janus_rt.cli.main import main
 
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt")
     assert main(["serve", "--model", str(ckpt), "--device", "cpu", *flags]) == 2
@@ -537,7 +537,7 @@ def test_a_missing_ray_extra_says_how_to_install_it(monkeypatch) -> None:
 def test_sigterm_finishes_the_in_flight_request_and_exits_0(tmp_path) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt")  # what the CLI gives: 24x24 grid, 576 steps an image
     env = {**os.environ, "JANUS_RT_API_KEY": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli", "serve", "--model", str(ckpt), "--device", "cpu",
+    proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli.main", "serve", "--model", str(ckpt), "--device", "cpu",
                              "--port", "0", "--grace-period", "60", "--warmup"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:

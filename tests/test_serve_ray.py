@@ -29,7 +29,7 @@ pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install
 httpx = pytest.importorskip("httpx", reason="the server tests need the serve extra: pip install 'janus-rt[serve]'")
 
 import janus_rt  # noqa: E402
-from janus_rt.tiny import write_tiny_checkpoint  # noqa: E402
+from janus_rt.checkpoint.tiny import write_tiny_checkpoint  # noqa: E402
 
 IMAGES = "/v1/images/generations"
 CHAT = "/v1/chat/completions"
@@ -56,7 +56,7 @@ class RayServer:
         env = {**os.environ, "JANUS_RT_API_KEY": "", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "janus_rt.cli", "serve", "--model", str(ckpt), "--device", "cpu", "--dtype",
+            [sys.executable, "-m", "janus_rt.cli.main", "serve", "--model", str(ckpt), "--device", "cpu", "--dtype",
              "float32", "--port", str(port), "--ray", "--replicas", "2", "--grace-period", "60"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: list[str] = []

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from janus_rt.jobs import TextDeltas
-from janus_rt.tiny import TinySpec, build_tokenizer
-from janus_rt.tokenizer import JanusTokenizer
+from janus_rt.checkpoint.tiny import TinySpec, build_tokenizer
+from janus_rt.checkpoint.tokenizer import JanusTokenizer
 
 
 class CountingTokenizer:

@@ -25,8 +25,8 @@ import janus_rt
 from janus_rt.api import make_backend
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
-from janus_rt.fast_decode import Fusions
-from janus_rt.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.backends.triton_ops import Fusions
+from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 from janus_rt.timing import PhaseTimer
 
 
@@ -155,7 +155,7 @@ def test_joining_mid_decode_equals_solo(pair) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter check is for CPU-only machines")
 def test_interpreter_must_precede_triton(monkeypatch: pytest.MonkeyPatch, pair) -> None:
-    from janus_rt import triton_backend
+    from janus_rt.backends import triton as triton_backend
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(InputError, match="TRITON_INTERPRET=1"):
@@ -163,7 +163,7 @@ def test_interpreter_must_precede_triton(monkeypatch: pytest.MonkeyPatch, pair) 
 
 
 def test_cli_chat_with_triton_backend(ckpt: Path, capsys: pytest.CaptureFixture) -> None:
-    from janus_rt.cli import main
+    from janus_rt.cli.main import main
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     argv = ["chat", "--model", str(ckpt), "--device", device, "--dtype", "float32", "--max-new-tokens", "3", "Hi"]

@@ -4,10 +4,10 @@
 (pool.py) sizes the KV rows; `StepBackend` (primitives.py) is what a backend implements.
 """
 
-from .core import Engine, EngineError
-from .params import SamplingParams
-from .pool import EngineConfig
-from .primitives import StepBackend
-from .request import Group, Request
+from janus_rt.engine.core import Engine, EngineError
+from janus_rt.engine.params import SamplingParams
+from janus_rt.engine.pool import EngineConfig
+from janus_rt.engine.primitives import StepBackend
+from janus_rt.engine.request import Group, Request
 
 __all__ = ["Engine", "EngineConfig", "EngineError", "Group", "Request", "SamplingParams", "StepBackend"]

@@ -30,13 +30,13 @@ from typing import Iterator
 
 import torch
 
-from ..config import JanusConfig
-from ..errors import InputError
-from ..timing import PhaseTimer
-from .params import SamplingParams
-from .pool import EngineConfig, RowPool, plan_rows
-from .primitives import StepBackend, StepMarker, step_marker_source
-from .request import EngineStats, Group, Request
+from janus_rt.model.config import JanusConfig
+from janus_rt.errors import InputError
+from janus_rt.timing import PhaseTimer
+from janus_rt.engine.params import SamplingParams
+from janus_rt.engine.pool import EngineConfig, RowPool, plan_rows
+from janus_rt.engine.primitives import StepBackend, StepMarker, step_marker_source
+from janus_rt.engine.request import EngineStats, Group, Request
 
 
 IDLE_EXIT_S = 5.0  # an engine thread with nothing to do for this long exits; the next submission starts one

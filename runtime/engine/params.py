@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from ..errors import InputError
-from ..spelling import API, Spelling
+from janus_rt.errors import InputError
+from janus_rt.spelling import API, Spelling
 
 IMAGE_DEFAULTS = {"temperature": 1.0, "top_k": None, "cfg_weight": 5.0}  # the reference's generation defaults
 CHAT_DEFAULTS = {"temperature": 0.0, "top_k": 50, "max_new_tokens": 512}  # transformers' generate, as the reference

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import LLMConfig
-from ..errors import InputError
-from ..spelling import API, Spelling
+from janus_rt.model.config import LLMConfig
+from janus_rt.errors import InputError
+from janus_rt.spelling import API, Spelling
 
 GiB = 1 << 30
 

@@ -23,9 +23,9 @@ from typing import Callable, Protocol
 
 import torch
 
-from ..config import JanusConfig
-from ..model import JanusModel
-from .request import Group
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.janus import JanusModel
+from janus_rt.engine.request import Group
 
 
 class StepBackend(Protocol):

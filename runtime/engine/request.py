@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Iterator, Literal
 
 import torch
 
-from .params import SamplingParams
+from janus_rt.engine.params import SamplingParams
 
 Kind = Literal["image", "text"]
 _ids = itertools.count(1)

@@ -8,6 +8,6 @@
 The fused dequant-GEMMs of the triton backend live in `janus_rt.kernels.dequant_gemm`.
 """
 
-from .formats import FORMATS, QuantSpec
+from janus_rt.quant.formats import FORMATS, QuantSpec
 
 __all__ = ["FORMATS", "QuantSpec"]

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import __version__
-from ..checkpoint import find_weight_files, iter_tensors
-from ..errors import CheckpointError, InputError
-from .formats import QuantSpec
-from .model import quantized_module_names
+from janus_rt import __version__
+from janus_rt.checkpoint.files import find_weight_files, iter_tensors
+from janus_rt.errors import CheckpointError, InputError
+from janus_rt.quant.formats import QuantSpec
+from janus_rt.quant.model import quantized_module_names
 
 QUANT_KEY = "quantization"
 WEIGHTS_FILE = "model.safetensors"

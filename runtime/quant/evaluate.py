@@ -42,13 +42,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..api import Janus
-from ..errors import InputError
-from ..generation import cfg_prompt_tokens
-from ..llm import KVCache
-from ..sampling import cfg_mix
-from ..triton_step import empty_cuda_cache
-from ..understanding import text_embeddings
+from janus_rt.api import Janus
+from janus_rt.errors import InputError
+from janus_rt.model.cfg_rows import cfg_prompt_tokens
+from janus_rt.model.llm import KVCache
+from janus_rt.kernels.reference_sampling import cfg_mix
+from janus_rt.backends.triton_step import empty_cuda_cache
+from janus_rt.model.prefill import text_embeddings
 
 DEFAULT_IMAGE_PROMPTS: tuple[str, ...] = (
     "a red fox sitting in the snow, golden hour",
@@ -473,9 +473,9 @@ def run_eval(
 ) -> dict:
     """Load the float model, measure it, free it; load the quantized one (`quantize=fmt` while loading, or the
     folder `quantized`), compare; write `out/side_by_side_K.png` and `out/report.json`. Returns the report."""
-    from .. import load
-    from ..api import resolve_device, resolve_dtype
-    from ..engine import EngineConfig
+    from janus_rt import load
+    from janus_rt.api import resolve_device, resolve_dtype
+    from janus_rt.engine import EngineConfig
 
     prompts, settings = prompts or PromptSet(), settings or EvalSettings()
     out = Path(out)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import InputError
+from janus_rt.errors import InputError
 
 FORMATS = ("int8", "int4", "fp8")
 FP8_MAX = 448.0  # largest finite float8_e4m3fn

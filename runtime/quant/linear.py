@@ -3,7 +3,7 @@
 Its buffers are the stored tensors (`qweight`, `scales`, optional `zeros`, optional `bias`), so a model's
 `state_dict` is the quantized checkpoint. `forward` is the torch path: dequantize to float32, cast to the
 activation dtype, `F.linear` (the reference every other backend is checked against). The triton backend
-calls `kernel_args()` and runs the fused dequant-GEMM instead (`runtime/fast_decode.py`).
+calls `kernel_args()` and runs the fused dequant-GEMM instead (`runtime/backends/triton_ops.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .formats import QuantSpec, quantize_weight
+from janus_rt.quant.formats import QuantSpec, quantize_weight
 
 
 class QuantLinear(nn.Module):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 
-from ..config import JanusConfig
-from ..errors import InputError
-from ..model import JanusModel, build_empty_model
-from .checkpoint import load_quantized_weights, read_quant_block, spec_of
-from .formats import QuantSpec
-from .model import install_empty_quant_linears, quantize_on_complete, quantized_weight_names
+from janus_rt.model.config import JanusConfig
+from janus_rt.errors import InputError
+from janus_rt.model.janus import JanusModel, build_empty_model
+from janus_rt.quant.checkpoint import load_quantized_weights, read_quant_block, spec_of
+from janus_rt.quant.formats import QuantSpec
+from janus_rt.quant.model import install_empty_quant_linears, quantize_on_complete, quantized_weight_names
 
 
 def as_spec(quantize: str | QuantSpec) -> QuantSpec:
@@ -53,7 +53,7 @@ def build_quantized_from_folder(path: Path, cfg: JanusConfig, device: torch.devi
 def build_quantized_at_load(weights, cfg: JanusConfig, spec: QuantSpec, device: torch.device, dtype: torch.dtype,
                             progress: bool) -> JanusModel:
     """A float checkpoint's model, each target linear quantized as soon as it is read (see module docstring)."""
-    from ..weights import load_weights
+    from janus_rt.checkpoint.weights import load_weights
 
     check_format_supported(spec, device)
     model = build_empty_model(cfg, device, dtype, skip=quantized_weight_names(cfg))

@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import JanusConfig
-from .formats import QuantSpec
-from .linear import QuantLinear
+from janus_rt.model.config import JanusConfig
+from janus_rt.quant.formats import QuantSpec
+from janus_rt.quant.linear import QuantLinear
 
 HEADS = ("lm_head", "gen_head.proj", "gen_head.out")
 LAYER_LINEARS = ("attn.qkv_proj", "attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")
@@ -95,7 +95,7 @@ TEXT_STEP_MODULES = ("llm.layers", "llm.norm", "lm_head")  # one text decode ste
 
 def step_weight_bytes(cfg: JanusConfig, dtype: torch.dtype, spec: QuantSpec | None = None) -> dict[str, int]:
     """Weight bytes one decode step reads ({"image", "text"}), float in `dtype` or quantized to `spec`."""
-    from ..model import JanusModel
+    from janus_rt.model.janus import JanusModel
 
     with torch.device("meta"):
         model = JanusModel(cfg).to(dtype)

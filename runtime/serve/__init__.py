@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import InputError
-from .settings import ServeSettings
+from janus_rt.errors import InputError
+from janus_rt.serve.settings import ServeSettings
 
 __all__ = ["ServeSettings", "build_app", "require_serve_extra"]
 
@@ -44,6 +44,6 @@ def require_serve_extra() -> None:
 def build_app(model, settings: ServeSettings | None = None):  # noqa: ANN001, ANN201 - see app.build_app
     """`janus_rt.serve.app.build_app`, imported on first use (it needs the `serve` extra)."""
     require_serve_extra()
-    from .app import build_app as build
+    from janus_rt.serve.app import build_app as build
 
     return build(model, settings or ServeSettings())

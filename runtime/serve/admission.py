@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Callable, TypeVar
 
-from ..api import Janus
-from ..engine import EngineError
-from ..errors import InputError
-from .errors import APIError, from_input_error
+from janus_rt.api import Janus
+from janus_rt.engine import EngineError
+from janus_rt.errors import InputError
+from janus_rt.serve.errors import APIError, from_input_error
 
 Job = TypeVar("Job")
 

@@ -35,19 +35,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from ..api import Janus, check_generation_args
-from ..engine import EngineError, SamplingParams
-from ..errors import InputError
-from ..jobs import ChatJob
-from .admission import Admission
-from .errors import APIError, from_input_error, invalid
-from .messages import build_conversation
-from .metrics import ServerMetrics
-from .responses import ChatIds, finish_reason, images_body, sse
-from .schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
-from .settings import ServeSettings
-from .waiting import ClientGone, await_job, engine_failure, wait_for_disconnect
+from janus_rt import __version__
+from janus_rt.api import Janus, check_generation_args
+from janus_rt.engine import EngineError, SamplingParams
+from janus_rt.errors import InputError
+from janus_rt.jobs import ChatJob
+from janus_rt.serve.admission import Admission
+from janus_rt.serve.errors import APIError, from_input_error, invalid
+from janus_rt.serve.messages import build_conversation
+from janus_rt.serve.metrics import ServerMetrics
+from janus_rt.serve.responses import ChatIds, finish_reason, images_body, sse
+from janus_rt.serve.schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
+from janus_rt.serve.settings import ServeSettings
+from janus_rt.serve.waiting import ClientGone, await_job, engine_failure, wait_for_disconnect
 
 IMAGES_ROUTE = "/v1/images/generations"
 CHAT_ROUTE = "/v1/chat/completions"

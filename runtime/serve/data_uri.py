@@ -13,7 +13,7 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
-from .errors import APIError, invalid
+from janus_rt.serve.errors import APIError, invalid
 
 
 def decode_data_uri_image(uri: str, max_pixels: int, param: str) -> Image.Image:

@@ -6,7 +6,7 @@ image part standing as one `<image_placeholder>`, so a user message `[image, tex
 `"<image_placeholder>\\n" + text`: exactly what `m.chat(text, image=...)` builds. Images are numbered in
 message order. A leading system message replaces the reference's understanding system prompt (an empty
 one means none); then user and assistant messages alternate, starting and ending with user
-(`janus_rt.prompts.conversation_prompt`).
+(`janus_rt.requests.prompts.conversation_prompt`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 from PIL import Image
 
-from ..errors import InputError
-from ..prompts import ChatFormat, TurnRole, conversation_prompt
-from ..tokenizer import IMAGE_PLACEHOLDER
-from .data_uri import decode_data_uri_image
-from .errors import from_input_error, invalid
-from .schemas import ChatMessage
+from janus_rt.errors import InputError
+from janus_rt.requests.prompts import ChatFormat, TurnRole, conversation_prompt
+from janus_rt.checkpoint.tokenizer import IMAGE_PLACEHOLDER
+from janus_rt.serve.data_uri import decode_data_uri_image
+from janus_rt.serve.errors import from_input_error, invalid
+from janus_rt.serve.schemas import ChatMessage
 
 
 @dataclass

@@ -27,8 +27,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..errors import InputError
-from .settings import ServeSettings
+from janus_rt.errors import InputError
+from janus_rt.serve.settings import ServeSettings
 
 APP_NAME = "janus-rt"
 PASS_THROUGH_REQUESTS = 1024  # requests Ray lets into one replica beyond its queue bound (the app admits or 429s)
@@ -113,8 +113,8 @@ def serve_application(model_args: argparse.Namespace, settings: ServeSettings, p
             import torch
 
             torch.set_num_threads(plan.cpu_per_replica)  # replicas share the machine's cores
-        from ..cli import _load
-        from .app import build_app
+        from janus_rt.cli.main import _load
+        from janus_rt.serve.app import build_app
 
         model = _load(model_args)
         if getattr(model_args, "warmup", False):

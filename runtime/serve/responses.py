@@ -11,7 +11,7 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from ..jobs import ChatResult
+from janus_rt.jobs import ChatResult
 
 
 def png_b64(image: np.ndarray) -> str:

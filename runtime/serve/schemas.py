@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import APIError, invalid
+from janus_rt.serve.errors import APIError, invalid
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InputError
+from janus_rt.errors import InputError
 
 API_KEY_ENV = "JANUS_RT_API_KEY"  # read by the CLI when --api-key is not given
 MiB = 1 << 20

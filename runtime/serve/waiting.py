@@ -13,9 +13,9 @@ from typing import Any, Awaitable, Callable
 
 from starlette.requests import Request
 
-from ..engine import EngineError
-from .errors import APIError
-from .metrics import ServerMetrics
+from janus_rt.engine import EngineError
+from janus_rt.serve.errors import APIError
+from janus_rt.serve.metrics import ServerMetrics
 
 
 class ClientGone(Exception):

@@ -11,9 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .api import MAX_IMAGES_PER_CALL
-from .errors import InputError, JanusRTError
-from .spelling import CLI
+from janus_rt.api import MAX_IMAGES_PER_CALL
+from janus_rt.errors import InputError, JanusRTError
+from janus_rt.spelling import CLI
 
 EPILOG = """examples:
   janus-rt demo                                   # tiny random model, no weights needed
@@ -31,7 +31,7 @@ def version_line() -> str:
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from janus_rt import __version__
 
     def installed(name: str) -> str:
         try:
@@ -172,19 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default=None, help="keep the demo checkpoint and images here (default: a temp dir)")
     d.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
-    from .bench.cli import add_bench_parser  # the bench subcommand lives in janus_rt.bench
+    from janus_rt.bench.cli import add_bench_parser  # the bench subcommand lives in janus_rt.bench
 
     add_bench_parser(sub)
-    from .bench.serve_cli import add_bench_serve_parser  # `bench-serve`: load test of a running server
+    from janus_rt.bench.serve_cli import add_bench_serve_parser  # `bench-serve`: load test of a running server
 
     add_bench_serve_parser(sub)
-    from .quant.cli import add_quantize_parser  # `quantize` lives in janus_rt.quant
+    from janus_rt.cli.quant import add_quantize_parser  # `quantize` lives in janus_rt.quant
 
     add_quantize_parser(sub)
-    from .quant.cli import add_eval_quant_parser  # `eval-quant`: quantized vs float outputs
+    from janus_rt.cli.quant import add_eval_quant_parser  # `eval-quant`: quantized vs float outputs
 
     add_eval_quant_parser(sub)
-    from .serve.cli import add_serve_parser  # the serve subcommand lives in janus_rt.serve
+    from janus_rt.cli.serve import add_serve_parser  # the serve subcommand lives in janus_rt.serve
 
     add_serve_parser(sub)
     return parser
@@ -222,9 +222,9 @@ def save_pngs(images, out: Path, stem: str) -> list[Path]:
 
 
 def _load(args):
-    from . import load
-    from .engine import EngineConfig
-    from .hub import resolve_model_path
+    from janus_rt import load
+    from janus_rt.engine import EngineConfig
+    from janus_rt.checkpoint.hub import resolve_model_path
 
     engine = args.backend in ("onnxruntime", "tensorrt")
     if engine and args.quantize is not None:
@@ -236,7 +236,7 @@ def _load(args):
     m = load(args.model if engine else resolve_model_path(args.model), device=args.device, dtype=args.dtype,
              chat_format=args.chat_format, progress=show_progress(), backend=args.backend, providers=providers,
              engine=config, quantize=args.quantize, fusions=args.fusions)
-    from .quant.model import weight_format
+    from janus_rt.quant.model import weight_format
 
     fmt = weight_format(m.model) if m.model is not None else None
     print(f"backend      {m.step_backend.describe_mode()}{f'; {fmt} weights' if fmt else ''}", file=sys.stderr)
@@ -258,9 +258,9 @@ def check_out_folder(out: Path) -> None:
 
 def _check_before_loading(args: argparse.Namespace) -> list:
     """Every check that needs no model, before the (slow) load, in flag names; returns the decoded --image files."""
-    from .api import check_chat_args, check_generation_args, resolve_device
-    from .engine import EngineConfig
-    from .images import read_image_file
+    from janus_rt.api import check_chat_args, check_generation_args, resolve_device
+    from janus_rt.engine import EngineConfig
+    from janus_rt.requests.images import read_image_file
 
     top_k = args.top_k or None
     if args.command == "generate":
@@ -304,8 +304,8 @@ def cmd_chat(args) -> int:
 def cmd_info(args) -> int:
     import torch
 
-    from .hub import resolve_model_path
-    from .info import checkpoint_info
+    from janus_rt.checkpoint.hub import resolve_model_path
+    from janus_rt.checkpoint.info import checkpoint_info
 
     info = checkpoint_info(resolve_model_path(args.model), getattr(torch, args.dtype) if args.dtype else None)
     if args.json:
@@ -331,7 +331,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .api import resolve_device
+    from janus_rt.api import resolve_device
 
     resolve_device(args.device, CLI)  # before anything is written
     if args.out:
@@ -345,8 +345,8 @@ def run_demo(work: Path, device: str, kept: bool) -> int:
     """The demo's work in `work`; `kept` says whether the folder outlives the run (`--out`)."""
     import numpy as np
 
-    from . import load
-    from .tiny import TinySpec, write_tiny_checkpoint
+    from janus_rt import load
+    from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
     print("janus-rt demo: the weights are RANDOM (a tiny model built here); outputs are noise, but every step of a")
     print("real run executes: checkpoint files -> strict loading -> SigLIP + chat, and CFG image generation -> VQ decode.")
@@ -384,20 +384,20 @@ def run_demo(work: Path, device: str, kept: bool) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve.cli import run_serve
+    from janus_rt.cli.serve import run_serve
 
     return run_serve(args)
 
 
 def cmd_bench(args) -> int:
-    from .bench.cli import run_bench_command
+    from janus_rt.bench.cli import run_bench_command
 
     return run_bench_command(args)
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
     """'1,2,4' -> (1, 2, 4); 'none' -> () (the bench's list parser)."""
-    from .bench.cli import _int_list
+    from janus_rt.bench.cli import _int_list
 
     return _int_list(text)
 
@@ -419,30 +419,30 @@ def cmd_warmup(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from .quant.cli import run_quantize
+    from janus_rt.cli.quant import run_quantize
 
     return run_quantize(args)
 
 
 def cmd_eval_quant(args) -> int:
-    from .quant.cli import run_eval_quant
+    from janus_rt.cli.quant import run_eval_quant
 
     return run_eval_quant(args)
 
 
 def cmd_bench_serve(args) -> int:
-    from .bench.serve_cli import run_bench_serve_command
+    from janus_rt.bench.serve_cli import run_bench_serve_command
 
     return run_bench_serve_command(args)
 
 
 def cmd_export(args) -> int:
-    from . import load
-    from .export import check_export, export_onnx, format_report
-    from .hub import resolve_model_path
+    from janus_rt import load
+    from janus_rt.export import check_export, export_onnx, format_report
+    from janus_rt.checkpoint.hub import resolve_model_path
 
     if args.trt:  # fail before the slow part when TensorRT cannot run here
-        from .export.trt_builder import gpu_identity, import_tensorrt
+        from janus_rt.export.trt_builder import gpu_identity, import_tensorrt
 
         import_tensorrt()
         gpu_identity()
@@ -458,7 +458,7 @@ def cmd_export(args) -> int:
         print(format_report(rows))
         status = 0 if all(r.ok for r in rows) else 1
     if args.trt:
-        from .export.trt_builder import build_engines
+        from janus_rt.export.trt_builder import build_engines
 
         for graph, (path, _) in build_engines(result.path, result.manifest, max_batch=args.max_batch,
                                               progress=True).items():

@@ -14,8 +14,8 @@ import socket
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from .settings import API_KEY_ENV, MiB, ServeSettings
+from janus_rt.errors import InputError
+from janus_rt.serve.settings import API_KEY_ENV, MiB, ServeSettings
 
 SERVE_EPILOG = f"""examples:
   janus-rt serve --model ~/models/Janus-Pro-1B                       # http://127.0.0.1:8000
@@ -43,7 +43,7 @@ are data: URIs only (the server never fetches a URL). needs: pip install 'janus-
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     """The `serve` subcommand and its flags (model flags shared with generate / chat)."""
-    from ..cli import _add_model_args
+    from janus_rt.cli.main import _add_model_args
 
     defaults = ServeSettings()
     p = subparsers.add_parser(
@@ -123,16 +123,16 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check the flags, bind, load the model, serve until SIGTERM / Ctrl-C; 0 after a graceful stop."""
-    from . import require_serve_extra
+    from janus_rt.serve import require_serve_extra
 
     require_serve_extra()
     import uvicorn
 
-    from ..api import resolve_device
-    from ..cli import _load
-    from ..engine import EngineConfig
-    from ..spelling import CLI
-    from .app import build_app
+    from janus_rt.api import resolve_device
+    from janus_rt.cli.main import _load
+    from janus_rt.engine import EngineConfig
+    from janus_rt.spelling import CLI
+    from janus_rt.serve.app import build_app
 
     settings = settings_from_args(args)
     EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
@@ -140,7 +140,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.backend not in ("onnxruntime", "tensorrt"):
         resolve_device(args.device, CLI)
     if args.ray:
-        from .ray_app import run_ray_serve
+        from janus_rt.serve.ray_app import run_ray_serve
 
         if settings.port == 0:
             raise InputError("--port 0 (any free port) does not work with --ray: Ray's proxy needs a fixed --port")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .config import read_json
-from .errors import CheckpointError
+from janus_rt.model.config import read_json
+from janus_rt.errors import CheckpointError
 
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .config import ImageProcessorConfig
-from .errors import InputError
+from janus_rt.model.config import ImageProcessorConfig
+from janus_rt.errors import InputError
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .engine.params import SamplingParams
+    from janus_rt.engine.params import SamplingParams
 
 
 def cfg_mix(logits: torch.Tensor, cfg_weight: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import GenHeadConfig, MlpConfig
+from janus_rt.model.config import GenHeadConfig, MlpConfig
 
 
 class MlpProjector(nn.Module):

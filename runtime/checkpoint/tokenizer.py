@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import read_json
-from .errors import CheckpointError
+from janus_rt.model.config import read_json
+from janus_rt.errors import CheckpointError
 
 BOS = "<｜begin▁of▁sentence｜>"  # fullwidth bar U+FF5C, U+2581
 EOS = "<｜end▁of▁sentence｜>"

@@ -20,15 +20,15 @@ from contextlib import nullcontext
 
 import torch
 
-from .engine.request import Group
-from .errors import InputError
-from .fast_decode import Fusions, StepOps
-from .generation import cfg_prompt_tokens, decode_tokens
-from .kernels.interpret import INTERPRETER_LOCK
-from .kv_rows import KVRows
-from .model import JanusModel
-from .triton_step import StepGraph, bucket, reachable_buckets
-from .understanding import text_embeddings
+from janus_rt.engine.request import Group
+from janus_rt.errors import InputError
+from janus_rt.backends.triton_ops import Fusions, StepOps
+from janus_rt.model.cfg_rows import cfg_prompt_tokens, decode_tokens
+from janus_rt.kernels.interpret import INTERPRETER_LOCK
+from janus_rt.backends.kv_rows import KVRows
+from janus_rt.model.janus import JanusModel
+from janus_rt.backends.triton_step import StepGraph, bucket, reachable_buckets
+from janus_rt.model.prefill import text_embeddings
 
 
 def prepare_triton(device: torch.device) -> bool:

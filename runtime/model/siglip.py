@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VisionConfig
+from janus_rt.model.config import VisionConfig
 
 
 class VisionAttention(nn.Module):

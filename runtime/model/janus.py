@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import JanusConfig
-from .heads import GenHead, MlpProjector
-from .llm import LanguageModel, empty_embedding
-from .siglip import SigLIPTower
-from .vq import VQDecoder
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.heads import GenHead, MlpProjector
+from janus_rt.model.llm import LanguageModel, empty_embedding
+from janus_rt.model.siglip import SigLIPTower
+from janus_rt.model.vq import VQDecoder
 
 
 class JanusModel(nn.Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import JanusModel
+from janus_rt.model.janus import JanusModel
 
 
 def cfg_prompt_tokens(prompt_ids: list[int], pad_id: int, num_images: int, device: torch.device) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import CheckpointError
+from janus_rt.errors import CheckpointError
 
 Layout = Literal["official", "hf"]
 

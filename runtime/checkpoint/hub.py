@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import CheckpointError
+from janus_rt.errors import CheckpointError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub parses HF_HUB_OFFLINE

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.request import Group
-from .fast_decode import StepOps, gen_head, mlp_projector, transformer_step
-from .kv_rows import KVRows
-from .model import JanusModel
+from janus_rt.engine.request import Group
+from janus_rt.backends.triton_ops import StepOps, gen_head, mlp_projector, transformer_step
+from janus_rt.backends.kv_rows import KVRows
+from janus_rt.model.janus import JanusModel
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # row counts a step is padded to: one graph each, never re-captured
 

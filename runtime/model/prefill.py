@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import JanusModel
+from janus_rt.model.janus import JanusModel
 
 
 @dataclass(frozen=True)

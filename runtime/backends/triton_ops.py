@@ -16,8 +16,8 @@ from torch import nn
 
 from janus_rt.kernels.counters import ArrivalCounters
 
-from .heads import GenHead, MlpProjector
-from .llm import KVCache, LanguageModel, RMSNorm
+from janus_rt.model.heads import GenHead, MlpProjector
+from janus_rt.model.llm import KVCache, LanguageModel, RMSNorm
 
 Linear = Callable[[torch.Tensor, nn.Linear], torch.Tensor]  # (x, layer) -> layer(x), maybe by another kernel
 
@@ -84,7 +84,7 @@ class StepOps:
     @staticmethod
     def _quant_args(x: torch.Tensor, layer: nn.Module) -> dict | None:
         """The dequant-GEMM's weight arguments of a `QuantLinear` (bias in x's dtype), None for a float layer."""
-        from .quant.linear import QuantLinear
+        from janus_rt.quant.linear import QuantLinear
 
         if not isinstance(layer, QuantLinear):
             return None

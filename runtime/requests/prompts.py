@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from .errors import InputError
-from .tokenizer import BEGIN_OF_IMAGE, EOS, IMAGE_PLACEHOLDER, PRO_ASSISTANT, PRO_USER
+from janus_rt.errors import InputError
+from janus_rt.checkpoint.tokenizer import BEGIN_OF_IMAGE, EOS, IMAGE_PLACEHOLDER, PRO_ASSISTANT, PRO_USER
 
 ChatFormat = Literal["pro", "legacy"]
 

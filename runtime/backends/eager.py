@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from .config import JanusConfig
-from .engine.primitives import seeded_generator
-from .engine.request import Group
-from .generation import cfg_prompt_tokens, decode_tokens
-from .kv_rows import KVRows
-from .model import JanusModel
-from .sampling import sample_head_logits
-from .understanding import text_embeddings
+from janus_rt.model.config import JanusConfig
+from janus_rt.engine.primitives import seeded_generator
+from janus_rt.engine.request import Group
+from janus_rt.model.cfg_rows import cfg_prompt_tokens, decode_tokens
+from janus_rt.backends.kv_rows import KVRows
+from janus_rt.model.janus import JanusModel
+from janus_rt.kernels.reference_sampling import sample_head_logits
+from janus_rt.model.prefill import text_embeddings
 
 
 class TorchBackend:

@@ -18,8 +18,8 @@ from typing import Literal
 
 import torch
 
-from .config import JanusConfig, parse_official
-from .tokenizer import BEGIN_OF_IMAGE, BOS, END_OF_IMAGE, EOS, IMAGE_PLACEHOLDER, PAD, PRO_ASSISTANT, PRO_USER
+from janus_rt.model.config import JanusConfig, parse_official
+from janus_rt.checkpoint.tokenizer import BEGIN_OF_IMAGE, BOS, END_OF_IMAGE, EOS, IMAGE_PLACEHOLDER, PAD, PRO_ASSISTANT, PRO_USER
 
 WeightsFormat = Literal["safetensors", "bin", "sharded-safetensors", "sharded-bin"]
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputError
+from janus_rt.errors import InputError
 
 if TYPE_CHECKING:
-    from .api import Janus
+    from janus_rt.api import Janus
 
 WARMUP_IMAGES = (1, 2, 4, 8)  # images in flight: 2, 4, 8, 16 rows
 WARMUP_TEXT = (1, 2, 4)  # answers in flight

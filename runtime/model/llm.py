@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import LLMConfig
+from janus_rt.model.config import LLMConfig
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from .config import LLMConfig
-from .engine.request import Group
-from .llm import KVCache
+from janus_rt.model.config import LLMConfig
+from janus_rt.engine.request import Group
+from janus_rt.model.llm import KVCache
 
 
 class KVRows:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VQConfig
+from janus_rt.model.config import VQConfig
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
-from .formats import FORMATS, QuantSpec
+from janus_rt.errors import InputError
+from janus_rt.quant.formats import FORMATS, QuantSpec
 
 QUANTIZE_EPILOG = """examples:
   janus-rt quantize --model ~/models/Janus-Pro-7B --out ~/models/Janus-Pro-7B-int4 --format int4
@@ -48,12 +48,12 @@ def add_quantize_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from .. import load
-    from ..api import resolve_device
-    from ..hub import resolve_model_path
-    from ..info import stored_dtype
-    from ..spelling import CLI
-    from .checkpoint import check_out_dir, write_quantized
+    from janus_rt import load
+    from janus_rt.api import resolve_device
+    from janus_rt.checkpoint.hub import resolve_model_path
+    from janus_rt.checkpoint.info import stored_dtype
+    from janus_rt.spelling import CLI
+    from janus_rt.quant.checkpoint import check_out_dir, write_quantized
 
     try:
         spec = QuantSpec(args.format, args.group_size, not args.no_zero_point, not args.no_clip_search)
@@ -109,7 +109,7 @@ real model survives quantization. Run it on your real checkpoint.
 
 
 def add_eval_quant_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .evaluate import DEFAULT_IMAGE_TOKENS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
+    from janus_rt.quant.evaluate import DEFAULT_IMAGE_TOKENS, DEFAULT_MAX_NEW_TOKENS, DEFAULT_SEED
 
     p = subparsers.add_parser("eval-quant", help="measure a quantized model against the float one (logits error, "
                                                  "token agreement, side-by-side images)",
@@ -144,7 +144,7 @@ def add_eval_quant_parser(subparsers: argparse._SubParsersAction) -> None:
 def _config_without_quantization(model_dir: Path) -> dict | None:
     import json
 
-    from .checkpoint import QUANT_KEY
+    from janus_rt.quant.checkpoint import QUANT_KEY
 
     try:
         raw = json.loads((model_dir / "config.json").read_text())
@@ -156,15 +156,15 @@ def _config_without_quantization(model_dir: Path) -> dict | None:
 def check_eval_quant_args(args: argparse.Namespace):
     """Every check that needs no model, before the slow loads; returns (model dir, quantized dir or None, format,
     out folder, prompt set, settings, device)."""
-    from ..api import resolve_device
-    from ..cli import check_out_folder
-    from ..config import load_config
-    from ..hub import resolve_model_path
-    from ..spelling import CLI
-    from .checkpoint import read_quant_block
-    from .evaluate import EvalSettings, PromptSet
-    from .formats import QuantSpec
-    from .loading import check_format_supported
+    from janus_rt.api import resolve_device
+    from janus_rt.cli.main import check_out_folder
+    from janus_rt.model.config import load_config
+    from janus_rt.checkpoint.hub import resolve_model_path
+    from janus_rt.spelling import CLI
+    from janus_rt.quant.checkpoint import read_quant_block
+    from janus_rt.quant.evaluate import EvalSettings, PromptSet
+    from janus_rt.quant.formats import QuantSpec
+    from janus_rt.quant.loading import check_format_supported
 
     settings = EvalSettings(image_tokens=None if args.all_image_tokens else args.image_tokens,
                             max_new_tokens=args.max_new_tokens, seed=args.seed)
@@ -210,7 +210,7 @@ def check_eval_quant_args(args: argparse.Namespace):
 def run_eval_quant(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import format_table, run_eval, summary
+    from janus_rt.quant.evaluate import format_table, run_eval, summary
 
     model_dir, quantized, fmt, out, prompts, settings, device = check_eval_quant_args(args)
     report = run_eval(model_dir, fmt, out, quantized=quantized, device=device, dtype=args.dtype, prompts=prompts,

@@ -1,0 +1,1 @@
+"""Checkpoint folders: weight files, strict key mapping, tokenizer, hub ids, summaries, tiny demo checkpoints."""

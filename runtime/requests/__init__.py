@@ -1,0 +1,1 @@
+"""Request preparation: prompts, pixels, validation; what the engine takes."""
