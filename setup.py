@@ -1,8 +1,12 @@
 """Install janus-rt: the `janus_rt` namespace is mapped from the top-level folders."""
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-VERSION = "0.1.0"
+# the version's one home is runtime/version.py, read as text: importing janus_rt here would need torch
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path("runtime/version.py").read_text(encoding="utf-8"), re.M).group(1)
 ROOTS = {"janus_rt": "runtime", "janus_rt.export": "export", "janus_rt.bench": "bench"}
 # every folder with an __init__.py under a root is a subpackage (janus_rt.engine, janus_rt.serve, ...)
 PACKAGES = [name for root, folder in ROOTS.items() for name in [root] + [f"{root}.{sub}" for sub in find_packages(folder)]]

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from janus_rt.model.config import JanusConfig, check_consistency, parse_official
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.config_layouts import parse_official
+from janus_rt.model.config_loading import check_consistency
 from janus_rt.checkpoint.tiny import TinySpec, official_config
 
 

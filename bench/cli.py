@@ -1,4 +1,5 @@
-"""`janus-rt bench`: the subcommand's flags and handler (runtime/cli/main.py only wires these in)."""
+"""`janus-rt bench`: the subcommand's flags and handler (runtime/cli/main.py lists it and imports this module only
+when it runs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import json
 import sys
 from pathlib import Path
 
+from janus_rt.bench.architectures import ARCHITECTURES
+from janus_rt.bench.engines import backend_variant
+from janus_rt.bench.harness import run_bench
+from janus_rt.bench.options import BenchOptions
+from janus_rt.bench.report import render
+from janus_rt.cli.common import int_list
 from janus_rt.errors import InputError
+from janus_rt.quant.formats import FORMATS
 
 DESCRIPTION = """\
 Benchmark janus-rt on a real Janus architecture with RANDOM weights (nothing is downloaded).
@@ -62,27 +70,12 @@ examples:
   janus-rt bench --images none --text-batches none --no-hf --backends triton --cold-start   # new process -> image"""
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    """'1,4,16' -> (1, 4, 16); 'none' or '' -> ()."""
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {text!r}")
-    return values
-
-
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def _backends(text: str) -> tuple[str, ...]:
     """Backend labels; a triton[FUSIONS] variant must name known fusions."""
-    from janus_rt.bench.engines import backend_variant
-
     names = _names(text)
     for name in names:
         try:
@@ -94,8 +87,6 @@ def _backends(text: str) -> tuple[str, ...]:
 
 def _quant_formats(text: str) -> tuple[str, ...]:
     """'int8,int4' -> ('int8', 'int4'); 'none' or '' -> (); an unknown or repeated format is refused."""
-    from janus_rt.quant.formats import FORMATS
-
     if text.strip().lower() in ("", "none"):
         return ()
     names = tuple(x.strip().lower() for x in text.split(","))
@@ -108,22 +99,19 @@ def _quant_formats(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench` subcommand to the `janus-rt` subparsers."""
-    from janus_rt.bench.architectures import ARCHITECTURES
-
-    p = sub.add_parser("bench", help="benchmark a real Janus architecture with random weights (card, tables, JSON)",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    """The `bench` subcommand's description, examples and flags."""
+    p.description, p.epilog, p.formatter_class = DESCRIPTION, EPILOG, argparse.RawDescriptionHelpFormatter
     p.add_argument("--arch", default="janus-1.3b", choices=ARCHITECTURES,
                    help="janus-1.3b (= Janus-Pro-1B shape), janus-pro-7b, or tiny for a CPU smoke run "
                         "(default janus-1.3b)")
-    p.add_argument("--images", type=_int_list, default=(1, 4, 16),
+    p.add_argument("--images", type=int_list, default=(1, 4, 16),
                    help="images per generate call, comma-separated (default 1,4,16); 'none' skips image generation")
     p.add_argument("--backends", type=_backends, default=("triton", "torch"),
                    help="janus-rt backends to time, comma-separated (default triton,torch); triton[FUSIONS] times the "
                         "triton backend with optional fused kernels: all, or norm, silu, attn joined by '+' "
                         "(e.g. triton,triton[all],triton[norm+silu])")
-    p.add_argument("--text-batches", type=_int_list, default=(1, 8),
+    p.add_argument("--text-batches", type=int_list, default=(1, 8),
                    help="chat rows per call for understanding, comma-separated (default 1,8); 'none' skips it")
     p.add_argument("--text-tokens", type=int, default=128, help="new tokens per chat row, EOS unreachable (default 128)")
     p.add_argument("--repeats", type=int, default=2, help="timed runs per row after the warm-up; the median is "
@@ -134,9 +122,9 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="weights/activations dtype (default bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--no-hf", dest="hf", action="store_false",
                    help="skip the transformers column (it takes ~30 s per image on an H100)")
-    p.add_argument("--hf-images", type=_int_list, default=(1,),
+    p.add_argument("--hf-images", type=int_list, default=(1,),
                    help="images per call for the transformers column (default 1)")
-    p.add_argument("--hf-text-batches", type=_int_list, default=(1,),
+    p.add_argument("--hf-text-batches", type=int_list, default=(1,),
                    help="understanding batches for the transformers column (default 1)")
     p.add_argument("--image-grid", type=int, default=None,
                    help="smoke runs only: an image-token grid of this side (e.g. 6 -> 36 tokens per image) instead of "
@@ -172,14 +160,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                         "(default 900)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights, prompts and sampling (default 0)")
     p.add_argument("--out", default=None, help="also write the JSON result to this file")
-    return p
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
     """Handler of `janus-rt bench`: run, print the report (last line JSON), write --out."""
-    from janus_rt.bench.harness import BenchOptions, run_bench
-    from janus_rt.bench.report import render
-
     if args.text_tokens < 2:
         raise InputError(f"--text-tokens must be >= 2 (the first token is TTFT, the rest are timed), got {args.text_tokens}")
     if args.repeats < 1:

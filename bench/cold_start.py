@@ -5,7 +5,8 @@ and two NEW Python processes (`child_command`) with `JANUS_RT_CACHE_DIR=<dir>` (
 tile choices, ...) and `TRITON_CACHE_DIR=<dir>/triton` (Triton's compiled kernels):
 
   - "cold disk": both caches empty, as on a freshly installed machine;
-  - "warm disk": a second process over what the first one left (the case the issue's goal is about).
+  - "warm disk": a second process over what the first one left (the case the issue's goal is about:
+    `goals.cold_start_targets` judges it).
 
 Each child is bounded (`timeout_s`); one that fails, times out or prints no result becomes a note (after a
 failed cold run the warm one is skipped). The folder is removed afterwards. The OS file cache (torch's
@@ -50,7 +51,6 @@ SCHEMA = "janus-rt-cold-start/1"
 CACHE_ENV = ENV_CACHE_DIR  # janus-rt's cache folder variable (kernels/tuning.py reads it)
 TRITON_ENV = "TRITON_CACHE_DIR"
 CACHES = ("cold disk", "warm disk")
-GOAL_S = 2.0  # the issue's goal: warm-disk first image <= 2 s more than a warm image (Janus-1.3B, bf16, GPU)
 TAIL_CHARS = 600  # of a failed child's stderr, in its note
 
 # The child's first lines: its clock starts before torch or janus_rt is imported.
@@ -86,14 +86,15 @@ def child_main(argv: list[str] | None = None, t0: float | None = None, w0: float
 
     import torch
 
-    import janus_rt  # noqa: F401  (the package import: interpreter choice, kernels, api)
-    from janus_rt.api import resolve_device, resolve_dtype
-    from janus_rt.engine import SamplingParams
+    # start-up time: these imports are what a cold start measures (t_import), so they run here, timed
+    import janus_rt  # noqa: F401  # start-up time: the package import (interpreter choice, kernels, api)
+    from janus_rt.backends.choice import resolve_device, resolve_dtype  # start-up time: measured
+    from janus_rt.engine import SamplingParams  # start-up time: measured
 
-    from janus_rt.bench.engines import make_janus
-    from janus_rt.bench.harness import BenchOptions, bench_config, image_seq_len
-    from janus_rt.bench.random_weights import build_random_model
-    from janus_rt.bench.workload import SpecialIds, image_prompt_ids
+    from janus_rt.bench.engines import make_janus  # start-up time: measured
+    from janus_rt.bench.options import BenchOptions, bench_config, image_seq_len  # start-up time: measured
+    from janus_rt.bench.random_weights import build_random_model  # start-up time: measured
+    from janus_rt.bench.workload import SpecialIds, image_prompt_ids  # start-up time: measured
 
     t_import = perf_counter()
     device = resolve_device(args.device)
@@ -274,22 +275,6 @@ def cold_start_notes(device) -> list[str]:
         notes.append("cold start on a CPU is a smoke test: no Triton compile, tuning or graph capture to cache; "
                      "its times are CPU times")
     return notes
-
-
-def cold_start_targets(opts, card: dict, rows: list[dict]) -> list[dict]:
-    """The issue's goal (warm-disk first image <= 2 s over a warm image, Janus-1.3B, bf16, GPU) on the fastest
-    janus-rt backend that has a warm-disk row."""
-    if opts.arch != "janus-1.3b" or opts.image_grid or card["dtype"] != "bfloat16" or card["gpu"] is None:
-        return []
-    warm = {r["backend"]: r for r in rows if r["cache"] == "warm disk"}
-    backend = next((b for b in ("triton", "torch") if b in warm), None)
-    if backend is None:
-        backend = next((b for b in ("triton", "torch") if b in opts.backends), None)
-    if backend is None:
-        return []
-    value = warm.get(backend, {}).get("first_minus_warm_s")
-    return [{"backend": backend, "target": "warm-disk cold start: first image - warm image", "value": value,
-             "goal": GOAL_S, "unit": "s", "met": None if value is None else value <= GOAL_S}]
 
 
 if __name__ == "__main__":

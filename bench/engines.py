@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 
-from janus_rt.api import Janus, make_backend, parse_fusions
+from janus_rt.api import Janus
+
+from janus_rt.backends.choice import make_backend, parse_fusions
 from janus_rt.engine import EngineConfig, Request
 from janus_rt.engine.pool import plan_rows
 from janus_rt.errors import InputError
 from janus_rt.backends.triton_ops import Fusions
 from janus_rt.timing import PhaseTimer
-from janus_rt.backends.triton_step import empty_cuda_cache
+from janus_rt.backends.graph_capture import empty_cuda_cache
 
 SEQ_ALIGN = 64  # KV rows are sized to a multiple of this many slots (at most the model's context)
 

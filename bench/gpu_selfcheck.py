@@ -36,11 +36,11 @@ from janus_rt.engine.core import MAX_STEPS_IN_FLIGHT
 from janus_rt.kernels.decode_attention import decode_attention, decode_attention_ref
 from janus_rt.kernels.skinny_gemm import CONFIGS, SkinnyLinear, skinny_gemm_ref
 from janus_rt.kernels.tuning import Tile, TileChoices
-from janus_rt.backends.triton_step import capture_graph
+from janus_rt.backends.graph_capture import capture_graph
 
 from janus_rt.bench.architectures import ARCHITECTURES
 from janus_rt.bench.engines import make_janus, seq_len_for
-from janus_rt.bench.harness import BenchOptions, bench_config
+from janus_rt.bench.options import BenchOptions, bench_config
 from janus_rt.bench.random_weights import build_random_model
 from janus_rt.bench.text_bench import UNREACHABLE_EOS
 from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request

@@ -22,6 +22,7 @@ from janus_rt.bench.image_bench import ImageMeasurement
 from janus_rt.bench.text_bench import TextMeasurement
 from janus_rt.bench.timers import peak_memory_gb, reset_peak_memory, timed
 from janus_rt.bench.workload import SpecialIds
+from janus_rt.engine.params import IMAGE_DEFAULTS
 
 
 def transformers_version() -> str | None:
@@ -148,7 +149,7 @@ def hf_generate_images(hf, prompt_ids: list[int], num_images: int, cfg_weight: f
                        num_return_sequences=num_images, max_new_tokens=None)
 
 
-def measure_hf_image_row(hf, prompt_ids: list[int], num_images: int, repeats: int, cfg_weight: float = 5.0,
+def measure_hf_image_row(hf, prompt_ids: list[int], num_images: int, repeats: int, cfg_weight: float = IMAGE_DEFAULTS.cfg_weight,
                          temperature: float = 1.0, exclude_gb: float = 0.0) -> ImageMeasurement:
     """Time transformers generating `num_images` images; it has no phase marks, so ms/step = total / 576.
 

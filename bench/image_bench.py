@@ -17,6 +17,7 @@ from janus_rt.engine import SamplingParams
 
 from janus_rt.bench.engines import run_alone
 from janus_rt.bench.timers import peak_memory_gb, reset_peak_memory, timed
+from janus_rt.engine.params import IMAGE_DEFAULTS
 
 
 @dataclass
@@ -56,7 +57,7 @@ class ImageMeasurement:
 
 
 def measure_image_row(m: Janus, prompt_ids: list[int], pad_id: int, num_images: int, repeats: int,
-                      cfg_weight: float = 5.0, temperature: float = 1.0, seed: int = 0) -> ImageMeasurement:
+                      cfg_weight: float = IMAGE_DEFAULTS.cfg_weight, temperature: float = IMAGE_DEFAULTS.temperature, seed: int = 0) -> ImageMeasurement:
     """Time `m`'s engine generating `num_images` images (2 CFG rows each) for `prompt_ids`, then their VQ decode."""
     device = m.device
     steps = m.config.image_tokens_per_image

@@ -32,7 +32,7 @@ def module_names(package_dir: Path, package: str = "janus_rt") -> list[str]:
 
 def check(under: Path | None) -> tuple[list[str], list[str], list[str]]:
     """(imported, missing optional extras as 'module: package', failures as 'module: error')."""
-    import janus_rt
+    import janus_rt  # start-up time: importing the package (after --under puts it on the path) is what this checks
 
     root = Path(janus_rt.__file__).parent
     imported, extras, failures = [], [], []

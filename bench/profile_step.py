@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from janus_rt.api import resolve_device, resolve_dtype
+from janus_rt.backends.choice import resolve_device, resolve_dtype
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.backends.triton_step import StepGraph, bucket

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from janus_rt.model.config import JanusConfig, LLMConfig, MlpConfig
-from janus_rt.backends.triton_step import empty_cuda_cache
+from janus_rt.backends.graph_capture import empty_cuda_cache
 
 # Datasheet HBM/GDDR bandwidth in GB/s (1e9 bytes/s), matched against torch.cuda.get_device_name, first hit wins.
 DATASHEET_GBPS: tuple[tuple[str, float], ...] = (

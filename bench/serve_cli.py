@@ -1,4 +1,5 @@
-"""`janus-rt bench-serve`: the subcommand's flags and handler (runtime/cli/main.py only wires these in)."""
+"""`janus-rt bench-serve`: the subcommand's flags and handler (runtime/cli/main.py lists it and imports this module
+only when it runs)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import argparse
 import os
 from pathlib import Path
 
+from janus_rt.bench.serve_load import LoadSpec, require_httpx, run
+from janus_rt.bench.serve_report import format_report
+from janus_rt.cli.common import int_list
 from janus_rt.errors import InputError
+from janus_rt.files import atomic_write_json
 from janus_rt.serve.settings import API_KEY_ENV
 
 DESCRIPTION = """\
@@ -43,19 +48,16 @@ and never printed. Needs httpx: pip install 'janus-rt[serve]'."""
 
 
 def _levels(text: str) -> tuple[int, ...]:
-    """'1,4,16' -> (1, 4, 16); at least one level, each an integer >= 1 (the bench's own list parser)."""
-    from janus_rt.bench.cli import _int_list
-
-    values = _int_list(text)
+    """'1,4,16' -> (1, 4, 16); at least one level, each an integer >= 1 (the CLI's list parser)."""
+    values = int_list(text)
     if not values:
         raise argparse.ArgumentTypeError(f"give at least one concurrency level such as 1,4,16, got {text!r}")
     return values
 
 
-def add_bench_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the `bench-serve` subcommand to the `janus-rt` subparsers."""
-    p = sub.add_parser("bench-serve", help="load-test a running `janus-rt serve` (throughput, latency, TTFT, errors)",
-                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_bench_serve_args(p: argparse.ArgumentParser) -> None:
+    """The `bench-serve` subcommand's description, examples and flags."""
+    p.description, p.epilog, p.formatter_class = DESCRIPTION, EPILOG, argparse.RawDescriptionHelpFormatter
     p.add_argument("--url", default="http://127.0.0.1:8000",
                    help="base URL of the server (default http://127.0.0.1:8000; loopback only unless --allow-remote)")
     p.add_argument("--kind", choices=("image", "chat"), default="image",
@@ -75,13 +77,10 @@ def add_bench_serve_parser(sub: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a URL that is not this machine (a load test hits a server hard: only your own)")
     p.add_argument("--json-out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
-    return p
 
 
 def run_bench_serve_command(args: argparse.Namespace) -> int:
     """Handler of `janus-rt bench-serve`: check, run every level, print the table (last line JSON), --json-out."""
-    from janus_rt.bench.serve_load import LoadSpec, format_report, require_httpx, run, write_json_atomic
-
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     spec = LoadSpec(url=args.url, kind=args.kind, concurrency=args.concurrency, requests=args.requests,
                     timeout_s=args.timeout, max_seconds=args.max_seconds, n=args.n, max_tokens=args.max_tokens,
@@ -93,5 +92,5 @@ def run_bench_serve_command(args: argparse.Namespace) -> int:
     result = run(spec)
     print(format_report(result), flush=True)
     if out is not None:
-        write_json_atomic(out, result)
+        atomic_write_json(out, result, allow_nan=False)
     return 0

@@ -10,8 +10,7 @@ A level's result (a JSON-ready dict): requests planned, sent, ok, errors by kind
 "timeout", "connect", "transport", "bad_response", "incomplete", or "stream:CODE" for an error event inside
 a 200 stream; only kinds that occurred), wall seconds, requests/s and images/s or output tokens/s, latency
 p50/p95/p99 in ms over the successful requests, and for chat the TTFT percentiles and the mean per-request
-tokens/s (completion tokens / end-to-end latency). `format_report` renders a table; its last line is the
-whole result as one JSON object, as `janus-rt bench` prints.
+tokens/s (completion tokens / end-to-end latency). `serve_report.format_report` renders it.
 
 Only loopback addresses are accepted unless `allow_remote` is set: a load test aimed at someone else's
 server by a typo is a denial of service.
@@ -20,18 +19,14 @@ server by a typo is a denial of service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
-import os
 import platform
 import shlex
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -39,8 +34,6 @@ import numpy as np
 
 from janus_rt import __version__ as janus_rt_version
 from janus_rt.errors import InputError
-
-from janus_rt.bench.report import table
 
 try:  # the `serve` extra; `require_httpx` says how to install it
     import httpx
@@ -344,65 +337,3 @@ async def run_load(spec: LoadSpec) -> dict[str, Any]:
 def run(spec: LoadSpec) -> dict[str, Any]:
     """`run_load` on a fresh event loop (the CLI's entry point)."""
     return asyncio.run(run_load(spec))
-
-
-# ------------------------------------------------------------------------------------------- output
-def _cell(value: float | int | None, digits: int = 1) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
-
-
-def format_errors(errors: dict[str, int]) -> str:
-    return " ".join(f"{kind}:{count}" for kind, count in errors.items()) or "-"
-
-
-def format_table(result: dict[str, Any]) -> str:
-    """One row per concurrency level."""
-    chat = result["kind"] == "chat"
-    headers = ["concurrency", "sent", "ok", "errors", "wall s", "req/s", "out tok/s" if chat else "img/s",
-               "p50 ms", "p95 ms", "p99 ms"]
-    if chat:
-        headers += ["TTFT p50 ms", "TTFT p95 ms", "TTFT p99 ms", "tok/s/req"]
-    rows = []
-    for r in result["results"]:
-        lat = r["latency_ms"]
-        row = [str(r["concurrency"]), str(r["sent"]), str(r["ok"]), format_errors(r["errors"]), _cell(r["wall_s"], 2),
-               _cell(r["requests_per_s"], 2), _cell(r["output_tokens_per_s" if chat else "images_per_s"], 2),
-               _cell(lat["p50"]), _cell(lat["p95"]), _cell(lat["p99"])]
-        if chat:
-            row += [_cell(r["ttft_ms"]["p50"]), _cell(r["ttft_ms"]["p95"]), _cell(r["ttft_ms"]["p99"]),
-                    _cell(r["tokens_per_s_per_request"])]
-        rows.append(row)
-    return table(headers, rows)
-
-
-def format_report(result: dict[str, Any]) -> str:
-    """Heading, table, notes, the command; the last line is the result as one JSON object."""
-    s = result["settings"]
-    what = (f"{s['n']} image(s) per request" if result["kind"] == "image"
-            else f"streamed chat, max_tokens {s['max_tokens']}")
-    lines = [f"janus-rt bench-serve  {result['kind']} at {result['url']}: {s['requests']} requests per level, {what}; "
-             f"timeout {s['timeout_s']:g} s per request, {s['max_seconds']:g} s per level",
-             format_table(result)]
-    for r in result["results"]:
-        if r["stopped_at_time_bound"]:
-            lines.append(f"  concurrency {r['concurrency']}: stopped at the {s['max_seconds']:g} s bound; "
-                         f"{r['not_sent']} request(s) never sent, those in flight counted as timeout")
-    lines.append(f"command: {result['command']}")
-    return "\n".join(lines) + "\n" + json.dumps(result, separators=(",", ":"), allow_nan=False)
-
-
-def write_json_atomic(path: Path, result: dict[str, Any]) -> None:
-    """Write `result` (indented JSON) to `path` through a temp file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

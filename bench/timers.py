@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import torch
 
-from janus_rt.backends.triton_step import empty_cuda_cache
+from janus_rt.backends.graph_capture import empty_cuda_cache
 
 T = TypeVar("T")
 

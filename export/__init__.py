@@ -8,11 +8,13 @@
 Modules, one component each: `graphs` (export wrappers), `specs` (graph table: names, dtypes, axes),
 `onnx_export` (tracing, atomic export dir), `manifest` (manifest.json, hashes, verification), `check`
 (`--check` numerics), `ort_engine` / `trt_runner` (graph execution), `trt_builder` (profiles, engine cache,
-TensorRT 10 build), `graph_backend` (the engine's step primitives over the graphs), `loading` (backend dispatch).
+TensorRT 10 build), `graph_backend` (the engine's step primitives over the graphs), `loading` (an export folder ->
+what `janus_rt.load` builds a `Janus` from), `source` (what export reads from a loaded model). The stage never
+imports the facade (`janus_rt.api`): `janus_rt.load` imports it.
 """
 
 from janus_rt.export.check import check_export, format_report
-from janus_rt.export.loading import load_engine
+from janus_rt.export.loading import open_export
 from janus_rt.export.onnx_export import export_onnx
 
-__all__ = ["export_onnx", "check_export", "format_report", "load_engine"]
+__all__ = ["export_onnx", "check_export", "format_report", "open_export"]

@@ -18,12 +18,13 @@ from typing import Sequence
 
 import torch
 
-from janus_rt.api import Janus
 from janus_rt.errors import InputError
 from janus_rt.model.llm import KVCache
 from janus_rt.model.janus import JanusModel
 from janus_rt.export.graphs import past_names, present_names
 from janus_rt.export.manifest import read_manifest, verify_files
+from janus_rt.export.ort_engine import OrtEngine, resolve_providers
+from janus_rt.export.source import ExportSource
 from janus_rt.export.specs import graph_specs, random_inputs
 
 TOLERANCES = {"float32": (1e-4, 1e-4), "float16": (5e-3, 5e-3), "bfloat16": (2e-2, 2e-2)}
@@ -71,18 +72,16 @@ def reference_outputs(model: JanusModel, graph: str, inputs: dict[str, torch.Ten
     raise InputError(f"no torch reference for graph {graph!r}")
 
 
-def fp32_model(janus: Janus) -> JanusModel:
+def fp32_model(janus: ExportSource) -> JanusModel:
     if janus.model is None:
         raise InputError("--check compares with the torch modules: pass a model loaded with backend='torch'")
     return janus.model if janus.dtype == torch.float32 else copy.deepcopy(janus.model).float()
 
 
 @torch.no_grad()
-def check_export(export_dir: str | Path, janus: Janus, providers: Sequence[str] | None = None,
+def check_export(export_dir: str | Path, janus: ExportSource, providers: Sequence[str] | None = None,
                  seed: int | None = None) -> list[CheckRow]:
     """One row per graph of the export: ONNX Runtime against the torch fp32 modules on random inputs."""
-    from janus_rt.export.ort_engine import OrtEngine, resolve_providers
-
     export_dir = Path(export_dir)
     manifest = read_manifest(export_dir)
     verify_files(export_dir, manifest, full_hash=True)

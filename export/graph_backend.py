@@ -18,7 +18,7 @@ import torch
 from janus_rt.model.config import JanusConfig
 from janus_rt.engine.primitives import seeded_generator
 from janus_rt.engine.request import Group
-from janus_rt.model.cfg_rows import cfg_prompt_tokens
+from janus_rt.model.cfg_rows import ROWS_PER_IMAGE, cfg_prompt_tokens, pair_rows
 from janus_rt.kernels.reference_sampling import sample_head_logits
 from janus_rt.export.graphs import past_names, present_names
 
@@ -75,7 +75,7 @@ class GraphBackend:
 
     def _records(self, group: Group) -> torch.Tensor:
         """The group's token records `[images, max_seq_len]` (a view)."""
-        step = 2 if group.kind == "image" else 1
+        step = ROWS_PER_IMAGE if group.kind == "image" else 1
         return self.tokens[group.first_row:group.first_row + group.rows:step]
 
     @torch.inference_mode()
@@ -108,7 +108,7 @@ class GraphBackend:
         dev, step, state = self.device, group.steps_done, group.state
         last = self._records(group)[:, step - 1].to(dev)  # [P]
         if group.kind == "image":
-            ids = last.repeat_interleave(2)[:, None]  # [2P, 1]
+            ids = pair_rows(last)[:, None]  # [2P, 1]
             embeds = self.engine.run("gen_embed", {"image_token_ids": ids})["inputs_embeds"]  # [2P, 1, D]
         else:
             embeds = self._embed_text(last[:, None])  # [1, 1, D]

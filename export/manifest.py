@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from janus_rt.checkpoint.files import find_weight_files
 from janus_rt.errors import CheckpointError
+from janus_rt.files import atomic_write_json
 
 MANIFEST = "manifest.json"
 FORMAT = "janus-rt-export"
@@ -64,11 +65,7 @@ def file_record(path: Path) -> dict:
 
 
 def write_manifest(directory: Path, manifest: dict) -> Path:
-    path = directory / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(directory / MANIFEST, manifest, ensure_ascii=False)
 
 
 def read_manifest(directory: str | Path) -> dict:

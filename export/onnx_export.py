@@ -13,7 +13,6 @@ Graphs whose weights exceed `external_data_bytes` (any graph over 2 GB must) kee
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -23,10 +22,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from janus_rt.api import Janus
 from janus_rt.errors import CheckpointError, InputError
+from janus_rt.files import check_out_folder, staged_folder
 from janus_rt.export import manifest as mf
+from janus_rt.export.source import ExportSource
 from janus_rt.export.specs import DTYPE_ALIASES, EXPORT_DTYPES, TRACE_SIZES, GraphSpec, build_module, graph_specs, random_inputs
+from janus_rt.quant.linear import QuantLinear
+from janus_rt.version import __version__
 
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript-based, dynamo=False)"
@@ -41,12 +43,6 @@ class ExportResult:
     path: Path  # the export directory
     skipped: bool  # True when an identical export was already there (verified, not rewritten)
     manifest: dict
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def normalize_dtype(dtype: str | torch.dtype) -> str:
@@ -69,7 +65,7 @@ def onnx_io(path: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return pairs(v for v in model.graph.input if v.name not in inits), pairs(model.graph.output)
 
 
-def _trace(spec: GraphSpec, janus: Janus, dtype: str, target: Path, opset: int, external_data_bytes: int,
+def _trace(spec: GraphSpec, janus: ExportSource, dtype: str, target: Path, opset: int, external_data_bytes: int,
            metadata: dict[str, str]) -> list[str]:
     """Export one graph to `target` (plus `target.data` when large), stamped with `metadata`; return its files."""
     import onnx
@@ -107,14 +103,10 @@ def _trace(spec: GraphSpec, janus: Janus, dtype: str, target: Path, opset: int, 
 
 def _existing(out: Path, source_hash: str, dtype: str) -> dict | None:
     """The manifest of an identical export already in `out` (verified), None if `out` is empty or absent."""
-    if not out.exists():
+    state = check_out_folder(out, replaces="a janus-rt export",
+                             same_kind=lambda folder: (folder / mf.MANIFEST).is_file())
+    if state != "same kind":
         return None
-    if not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a directory; choose a folder")
-    if not any(out.iterdir()):
-        return None
-    if not (out / mf.MANIFEST).is_file():
-        raise InputError(f"--out {out}: not empty and not a janus-rt export; choose an empty or new folder")
     manifest = mf.read_manifest(out)
     if manifest["source"].get("sha256") != source_hash:
         raise CheckpointError(f"{out / mf.MANIFEST}: this folder holds an export of another checkpoint "
@@ -126,18 +118,14 @@ def _existing(out: Path, source_hash: str, dtype: str) -> dict | None:
     return manifest
 
 
-def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "float32", opset: int = OPSET,
+def export_onnx(janus: ExportSource, out_dir: str | Path, dtype: str | torch.dtype = "float32", opset: int = OPSET,
                 progress: bool = False, external_data_bytes: int = EXTERNAL_DATA_BYTES) -> ExportResult:
     """Export every graph of a torch-backend `Janus` to `out_dir` in `dtype`, with `manifest.json`."""
-    import onnx
-
-    from janus_rt import __version__
+    import onnx  # optional extra: onnx
 
     if janus.model is None:
         raise InputError(f"export needs the torch modules: load the checkpoint with backend='torch' "
                          f"(this model runs on backend {janus.backend!r})")
-    from janus_rt.quant.linear import QuantLinear
-
     if any(isinstance(m, QuantLinear) for m in janus.model.modules()):
         raise InputError(f"{janus.path} is quantized; the ONNX export takes float checkpoints only: export the float "
                          "checkpoint it was quantized from (`janus-rt quantize` recorded it as 'source' in config.json)")
@@ -147,9 +135,7 @@ def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "f
     existing = _existing(out, source_hash, dtype)
     if existing is not None:
         return ExportResult(out, True, existing)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-export-", dir=out.parent))
-    try:
+    with staged_folder(out) as staging:  # `out` is missing or empty here (checked by _existing)
         specs = graph_specs(janus.config, dtype)
         graph_entries = {}
         for spec in tqdm(list(specs.values()), desc="exporting ONNX graphs", unit="graph", disable=not progress):
@@ -184,12 +170,5 @@ def export_onnx(janus: Janus, out_dir: str | Path, dtype: str | torch.dtype = "f
             "files": files,
         }
         mf.write_manifest(staging, manifest)
-        staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
-        if out.exists():
-            out.rmdir()  # empty (checked above); a non-empty folder never reaches here
-        os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(out, False, manifest)
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from janus_rt.errors import CheckpointError, InputError, JanusRTError
+from janus_rt.files import atomic_write_bytes
 
 Range = tuple[int, int, int]  # min, opt, max
 WORKSPACE_BYTES = 4 << 30
@@ -136,16 +136,7 @@ def build_engine(onnx_path: Path, profiles: list[Profile], target: Path, workspa
     if serialized is None:
         raise JanusRTError(f"{onnx_path}: TensorRT failed to build an engine (see its log above); try a smaller "
                            "max_batch / context or more workspace")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(serialized)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_bytes(target, memoryview(serialized))
 
 
 def gpu_identity() -> tuple[str, tuple[int, int]]:

@@ -32,6 +32,8 @@ import triton
 import triton.language as tl
 
 from janus_rt.kernels.interpret import interpreting
+from janus_rt.kernels.reference_sampling import filter_top_k, filter_top_p
+
 
 @triton.jit
 def _guided_chunk(logits_ptr, stride_row, p, idx, in_vocab, weight, CFG: tl.constexpr):
@@ -225,8 +227,6 @@ def cfg_sample_ref(logits: torch.Tensor, cfg_weight: torch.Tensor | None, temper
     The kernel's draw is random; the reference gives the distribution it must sample from (and the argmax
     for temperature-0 rows), built with the torch backend's own filters.
     """
-    from janus_rt.kernels.reference_sampling import filter_top_k, filter_top_p
-
     x = logits.float()
     if cfg_weight is not None:
         cond, uncond = x[0::2], x[1::2]

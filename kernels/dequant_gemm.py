@@ -28,13 +28,14 @@ Arithmetic: one program owns a BLOCK_M x BLOCK_N output tile over the whole K, i
   capability >= 8.9 the native conversion is used by default (`DequantLinear(fp8_native=False)` keeps the decode
   path there too): the same bytes, reinterpreted as float8 (a bitcast, free) and converted by the hardware. Both
   paths load bytes: Triton cannot give a masked float8 load its `other=0` ("cannot cast int32 to fp8e4nv").
-The reference (`dequant_gemm_ref`) is "dequantize in fp32, matmul in fp32 or wider".
+The torch references (`dequantize`, `dequant_gemm_ref`: "dequantize in fp32, matmul in fp32 or wider") and the
+storage checks live beside this file in `reference_dequant.py` (torch only: `QuantLinear` runs them).
 
 Batch invariance (as skinny_gemm.py): BLOCK_M is a constant (16), the tile (BLOCK_N, BLOCK_K, warps, stages) is
 autotuned per (N, K) only (and per group size for int4, one tuner each), never per M, M is not a
 specialised argument and there is no split-K: every row is reduced along K in the same order by the same
 compiled kernel whatever M is and wherever the row sits in the batch, so a row's output is bitwise independent
-of its companions. The launcher's `tuning.PersistentTuner` picks a tile at the first eager call per (format,
+of its companions. The launcher's `tile_tuner.PersistentTuner` picks a tile at the first eager call per (format,
 N, K, dtypes): the choice stored in the user cache for this GPU + janus-rt + Triton versions, else the fastest
 config, timed once and stored; so all processes on one GPU and release run the same tile, hence the same bits
 (pin the CONFIGS lists to one entry to make that hold across GPUs and releases too).
@@ -57,123 +58,15 @@ import triton.language as tl
 
 from janus_rt.kernels.gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
 from janus_rt.kernels.interpret import interpreting
-from janus_rt.kernels.tuning import PersistentTuner, TileChoices
+from janus_rt.kernels.reference_dequant import check_weight, describe_tensor, weight_error
+# the formats and torch references, importable from here too (the kernel tests compare against them by this name)
+from janus_rt.kernels.reference_dequant import (FORMATS, dequant_gemm_ref, dequantize, dequantize_fp8,  # noqa: F401
+                                                dequantize_int4, dequantize_int8, unpack_int4)
+from janus_rt.kernels.tile_tuner import PersistentTuner
+from janus_rt.kernels.tuning import TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
-FORMATS = ("int8", "int4", "fp8")
 ACT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-# ---------------------------------------------------------------------------------------------- references
-
-
-def dequantize_int8(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int8 `[N, K]`, float32 scale `[N]` -> fp32 `[N, K]`."""
-    return qweight.float() * scale.float()[:, None]
-
-
-def unpack_int4(qweight: torch.Tensor) -> torch.Tensor:
-    """uint8 `[N, K_pad / 2]` -> the nibbles as int32 `[N, K_pad]` in k order (k = 2j low, k = 2j + 1 high)."""
-    q = qweight.to(torch.int32)
-    return torch.stack([q & 15, q >> 4], dim=-1).reshape(qweight.shape[0], 2 * qweight.shape[1])
-
-
-def dequantize_int4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
-                    in_features: int) -> torch.Tensor:
-    """Packed int4 `[N, K_pad / 2]`, fp16 scales and uint8 zeros (or None: 8) `[N, K_pad / G]` -> fp32
-    `[N, in_features]` (padding columns dropped)."""
-    q = unpack_int4(qweight)  # [N, K_pad]
-    z = zeros.to(torch.int32) if zeros is not None else torch.full_like(scales, 8, dtype=torch.int32)
-    w = (q - z.repeat_interleave(group_size, dim=1)).float() * scales.float().repeat_interleave(group_size, dim=1)
-    return w[:, :in_features]
-
-
-def dequantize_fp8(qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """float8_e4m3fn `[N, K]`, float32 scale `[N]` -> fp32 `[N, K]`."""
-    return qweight.float() * scale.float()[:, None]
-
-
-def dequant_gemm_ref(x: torch.Tensor, w_fp32: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x.float() @ w^T (+ bias): "dequantize, matmul in fp32" (pass float64 tensors for a wider reference)."""
-    x = x.float() if x.dtype != torch.float64 else x
-    w = w_fp32.to(x.dtype)
-    y = x @ w.T
-    return y + bias.to(y.dtype) if bias is not None else y
-
-
-# ---------------------------------------------------------------------------------------------- validation
-
-
-def _fail(fmt: str, msg: str) -> ValueError:
-    return ValueError(f"dequant_gemm[{fmt}]: {msg}")
-
-
-def _desc(t: torch.Tensor | None) -> str:
-    return "None" if t is None else f"{t.dtype} {list(t.shape)}"
-
-
-def _check_weight(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, fmt: str,
-                  group_size: int, in_features: int | None) -> tuple[int, int]:
-    """Validate a quantized weight; returns (N, K) with K the logical in_features."""
-    if fmt not in FORMATS:
-        raise ValueError(f"dequant_gemm: fmt must be one of {FORMATS}, got {fmt!r}")
-    if not isinstance(qweight, torch.Tensor) or qweight.dim() != 2:
-        got = _desc(qweight) if isinstance(qweight, torch.Tensor) else type(qweight).__name__
-        raise _fail(fmt, f"qweight must be a 2-D tensor, got {got}")
-    if qweight.stride(1) != 1 and qweight.numel() > 0:
-        raise _fail(fmt, f"qweight rows must be contiguous (stride(1) == 1), got strides {list(qweight.stride())}")
-    n = qweight.shape[0]
-    if not isinstance(scales, torch.Tensor):
-        raise _fail(fmt, f"scales must be a tensor, got {type(scales).__name__}")
-    if fmt in ("int8", "fp8"):
-        want = torch.int8 if fmt == "int8" else torch.float8_e4m3fn
-        if qweight.dtype != want:
-            raise _fail(fmt, f"qweight must be {want} [N, K], got {_desc(qweight)}")
-        if scales.dtype != torch.float32 or scales.shape != (n,) or not scales.is_contiguous():
-            raise _fail(fmt, f"scale must be a contiguous float32 tensor [{n}] (one per output row), got "
-                             f"{_desc(scales)}")
-        if zeros is not None:
-            raise _fail(fmt, f"zeros are for int4 only, got {_desc(zeros)}")
-        k = qweight.shape[1]
-        if in_features is not None and in_features != k:
-            raise _fail(fmt, f"in_features {in_features} != qweight's K {k}")
-        return n, k
-    # int4
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 16 \
-            or group_size & (group_size - 1):
-        raise _fail(fmt, f"group_size must be a power of two >= 16, got {group_size!r}")
-    if qweight.dtype != torch.uint8:
-        raise _fail(fmt, f"qweight must be uint8 [N, K_pad / 2] (two nibbles per byte), got {_desc(qweight)}")
-    k_pad = 2 * qweight.shape[1]
-    if k_pad % group_size:
-        raise _fail(fmt, f"qweight holds {k_pad} columns, not a multiple of group_size {group_size}")
-    if in_features is None:
-        in_features = k_pad
-    if in_features <= k_pad - group_size or in_features > k_pad:
-        raise _fail(fmt, f"in_features {in_features} does not pad to qweight's {k_pad} columns "
-                         f"(expected ceil(K / {group_size}) * {group_size} == {k_pad})")
-    groups = k_pad // group_size
-    if scales.dtype != torch.float16 or scales.shape != (n, groups) or (scales.stride(1) != 1 and n * groups):
-        raise _fail(fmt, f"scales must be float16 [{n}, {groups}] (N, K_pad / group_size) with contiguous rows, "
-                         f"got {_desc(scales)}")
-    if zeros is not None and (zeros.dtype != torch.uint8 or zeros.shape != (n, groups)
-                              or zeros.stride() != scales.stride()):
-        raise _fail(fmt, f"zeros must be None or uint8 [{n}, {groups}] laid out like scales, got {_desc(zeros)}")
-    return n, in_features
-
-
-def dequantize(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None, fmt: str = "int8",
-               group_size: int = 128, in_features: int | None = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The full weight `[N, K]` in `dtype` (torch; for prefill: dequantize once, then a regular GEMM)."""
-    n, k = _check_weight(qweight, scales, zeros, fmt, group_size, in_features)
-    if fmt == "int8":
-        w = dequantize_int8(qweight, scales)
-    elif fmt == "fp8":
-        w = dequantize_fp8(qweight, scales)
-    else:
-        w = dequantize_int4(qweight, scales, zeros, group_size, k)
-    return w.to(dtype)
 
 
 # ---------------------------------------------------------------------------------------------- kernels
@@ -322,7 +215,7 @@ class DequantLinear:
     capability >= 8.9, bit decode elsewhere (the interpreter included); False = always the bit decode; True = always
     native (a GPU without float8 (< sm_89) cannot compile it; the interpreter runs it with NaN bytes decoded wrong).
     `store`: where chosen tiles persist (default: the user cache for the device's GPU + versions,
-    `tuning.TileChoices`); `bench`: the timer `tuning.PersistentTuner` calls (default: triton.testing.do_bench).
+    `tuning.TileChoices`); `bench`: the timer `tile_tuner.PersistentTuner` calls (default: triton.testing.do_bench).
     Passing a `bench` also sends interpreter / CPU calls through the tuned launch (tests, with a fake timer)."""
 
     def __init__(self, fp8_native: bool | None = None, store: TileChoices | None = None, bench=None) -> None:
@@ -373,7 +266,7 @@ class DequantLinear:
         self._check_x(x, fmt)
         problem = norm_operands_problem(x, delta, norm_weight, x.shape[-1])
         if problem:
-            raise _fail(fmt, problem)
+            raise weight_error(fmt, problem)
         h = torch.empty_like(x) if delta is not None else x  # the residual stream after the add
         y = self._launch(PROLOGUE_NORM, x, delta, norm_weight, eps, qweight, scales, zeros, fmt, group_size,
                          in_features, bias, h=h)
@@ -386,8 +279,8 @@ class DequantLinear:
         (bitwise `fused_norm.silu_mul` then this GEMM)."""
         self._check_x(gate_up, fmt)
         if gate_up.shape[-1] % 2 or not gate_up.is_contiguous():
-            raise _fail(fmt, f"silu prologue: gate_up must be contiguous with an even last dimension, got "
-                             f"{_desc(gate_up)}")
+            raise weight_error(fmt, f"silu prologue: gate_up must be contiguous with an even last dimension, got "
+                                    f"{describe_tensor(gate_up)}")
         return self._launch(PROLOGUE_SILU, gate_up, None, None, 0.0, qweight, scales, zeros, fmt, group_size,
                             in_features, bias)
 
@@ -395,7 +288,7 @@ class DequantLinear:
     def _check_x(x: torch.Tensor, fmt: str) -> None:
         if not isinstance(x, torch.Tensor) or x.dtype not in ACT_DTYPES or x.dim() < 1:
             raise ValueError(f"dequant_gemm[{fmt}]: x must be a float32/bfloat16/float16 tensor [..., K], got "
-                             f"{_desc(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+                             f"{describe_tensor(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
 
     def _launch(self, prologue: int, x: torch.Tensor, delta: torch.Tensor | None, norm_weight: torch.Tensor | None,
                 eps: float, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, fmt: str,
@@ -406,16 +299,16 @@ class DequantLinear:
         k_in = width // 2 if prologue == PROLOGUE_SILU else width
         if fmt == "int4" and in_features is None:
             in_features = k_in
-        n, k = _check_weight(qweight, scales, zeros, fmt, group_size, in_features)
+        n, k = check_weight(qweight, scales, zeros, fmt, group_size, in_features)
         if k_in != k:
             what = ("gate_up's last dimension must be 2K" if prologue == PROLOGUE_SILU
                     else "x's last dimension must be K")
-            raise _fail(fmt, f"{what} = {k} (in_features), got {_desc(x)}")
+            raise weight_error(fmt, f"{what} = {k} (in_features), got {describe_tensor(x)}")
         for name, t in (("qweight", qweight), ("scales", scales), ("zeros", zeros), ("bias", bias)):
             if t is not None and t.device != x.device:
-                raise _fail(fmt, f"{name} is on {t.device}, x on {x.device}")
+                raise weight_error(fmt, f"{name} is on {t.device}, x on {x.device}")
         if bias is not None and (bias.shape != (n,) or not bias.is_contiguous() or not bias.dtype.is_floating_point):
-            raise _fail(fmt, f"bias must be a contiguous float tensor [{n}], got {_desc(bias)}")
+            raise weight_error(fmt, f"bias must be a contiguous float tensor [{n}], got {describe_tensor(bias)}")
         x2 = x.reshape(-1, width)  # [M, K] (or [M, 2K])
         if x2.stride(1) != 1:
             x2 = x2.contiguous()

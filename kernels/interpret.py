@@ -15,7 +15,8 @@ INTERPRETER_LOCK = threading.RLock()
 """Held by every janus-rt caller that runs Triton kernels in the interpreter (the triton backend's prefill, steps
 and bucket builds). The interpreter keeps a launch's grid and builder state in module globals, so two threads
 running kernels at once corrupt each other (seen: "y >= grid_dim[1]" from two engines in one process). Process-wide
-for that reason, like `triton_step.CAPTURE_LOCK`; compiled kernels on a GPU launch from any thread without it."""
+for that reason, like `backends.graph_capture.CAPTURE_LOCK`; compiled kernels on a GPU launch from any thread
+without it."""
 
 
 def interpreting() -> bool:

@@ -8,12 +8,26 @@ reference's tokens for the same seed on the same device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from janus_rt.engine.params import SamplingParams
+
+class SamplingRule(Protocol):
+    """The sampling fields a draw reads (`janus_rt.engine.params.SamplingParams` is one; the kernels import nothing
+    of janus_rt outside janus_rt.kernels, hence this protocol)."""
+
+    @property
+    def cfg_weight(self) -> float: ...  # images only: uncond + w * (cond - uncond)
+
+    @property
+    def temperature(self) -> float: ...  # 0 = argmax
+
+    @property
+    def top_k(self) -> int | None: ...  # None = off
+
+    @property
+    def top_p(self) -> float | None: ...  # None = off
 
 
 def cfg_mix(logits: torch.Tensor, cfg_weight: float) -> torch.Tensor:
@@ -57,7 +71,7 @@ def sample(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-def sample_head_logits(logits: torch.Tensor, image: bool, params: "SamplingParams",
+def sample_head_logits(logits: torch.Tensor, image: bool, params: SamplingRule,
                        generator: torch.Generator | None) -> torch.Tensor:
     """One group's draw from its head's logits, as the reference: images mix CFG in the logits' dtype
     (interleaved `[2P, V]` -> `[P]`), text samples fp32 logits `[B, V]` -> `[B]` (as transformers' generate)."""

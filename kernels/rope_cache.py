@@ -20,6 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
+from janus_rt.kernels.reference_rope import apply_rope, rope_cos_sin, rope_inv_freq
+
 
 @triton.jit
 def _rope_cache_kernel(qkv_ptr, pos_ptr, inv_freq_ptr, cache_rows_ptr, q_ptr, k_ptr, v_ptr,
@@ -97,10 +99,8 @@ def rope_cache(*, qkv: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Te
 
 def rope_cache_ref(qkv: torch.Tensor, positions: torch.Tensor, theta: float, keys: torch.Tensor,
                    values: torch.Tensor, num_heads: int, cache_rows: torch.Tensor | None = None) -> torch.Tensor:
-    """The torch backend's arithmetic (llm.rope_cos_sin / apply_rope) in the inputs' dtype; k and v of (r, t)
-    are written at keys/values[cache_rows[r], :, positions[r, t]] (cache_rows None: row r)."""
-    from janus_rt.model.llm import apply_rope, rope_cos_sin
-
+    """The torch backend's arithmetic (reference_rope.rope_cos_sin / apply_rope) in the inputs' dtype; k and v of
+    (r, t) are written at keys/values[cache_rows[r], :, positions[r, t]] (cache_rows None: row r)."""
     rows, new_tokens, _ = qkv.shape
     _, num_kv_heads, _, head_dim = keys.shape
     q, k, v = qkv.split([num_heads * head_dim, num_kv_heads * head_dim, num_kv_heads * head_dim], dim=-1)
@@ -115,5 +115,5 @@ def rope_cache_ref(qkv: torch.Tensor, positions: torch.Tensor, theta: float, key
 
 
 def inv_freq_of(head_dim: int, theta: float, device: torch.device) -> torch.Tensor:
-    """The RoPE frequencies exactly as llm.rope_cos_sin computes them, fp32 `[head_dim / 2]`."""
-    return 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=device).float() / head_dim))
+    """The kernel's `inv_freq` argument: the RoPE frequencies of the torch path (`reference_rope.rope_inv_freq`)."""
+    return rope_inv_freq(head_dim, theta, device)

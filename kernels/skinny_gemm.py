@@ -31,7 +31,7 @@ Batch invariance: BLOCK_M is a constant (16) and the tile shape (BLOCK_N, BLOCK_
 autotuned per (N, K) only, never per M, and M is not a specialised argument, so every row of A is reduced
 along K in the same order (the same K ranges, the same split order) by the same compiled kernel whatever M is
 and wherever the row sits in the batch: a row's output is bitwise independent of its companions. The tile is
-chosen at the first eager call for each (N, K, dtype, prologue) by the launcher's `tuning.PersistentTuner`: it
+chosen at the first eager call for each (N, K, dtype, prologue) by the launcher's `tile_tuner.PersistentTuner`: it
 reuses the choice stored in the user cache for this GPU + janus-rt + Triton versions, else times every config
 once and stores the fastest, so all processes on one GPU and release run the same tile, hence the same bits
 (pass `configs` with one entry to make that hold across GPUs and releases too).
@@ -57,7 +57,8 @@ import triton.language as tl
 from janus_rt.kernels.counters import ArrivalCounters
 from janus_rt.kernels.gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
 from janus_rt.kernels.interpret import interpreting
-from janus_rt.kernels.tuning import PersistentTuner, Tile, TileChoices
+from janus_rt.kernels.tile_tuner import PersistentTuner
+from janus_rt.kernels.tuning import Tile, TileChoices
 
 BLOCK_M = 16  # rows per program, fixed: a row's reduction order must not depend on M (see module doc)
 
@@ -152,7 +153,7 @@ CONFIGS = [  # (BLOCK_N, BLOCK_K, num_warps, num_stages, SPLIT_K) tried on a GPU
 class SkinnyLinear:
     """The launcher, owning its tile tuners (one per device and prologue, built on first use on a GPU; fixed wide
     tiles in the interpreter) and its split-K tile counters. `store`: where chosen tiles persist (default: the user
-    cache for the device's GPU + versions, `tuning.TileChoices`); `bench`: the timer `tuning.PersistentTuner` calls
+    cache for the device's GPU + versions, `tuning.TileChoices`); `bench`: the timer `tile_tuner.PersistentTuner` calls
     (default: triton.testing.do_bench); `configs`: the candidates (default CONFIGS). Passing a `bench` also sends
     interpreter / CPU calls through the tuned launch (tests, with a fake timer)."""
 

@@ -1,8 +1,10 @@
 """Tile choices that outlive the process: the decode GEMMs' autotuning, remembered per GPU and version.
 
 `triton.autotune` re-times every config for every weight shape in every new process (seconds before the first
-image). Here a launcher owns a `PersistentTuner` per kernel, which asks a `TileChoices` store first and times
-the configs only for a shape nobody has tuned yet on this GPU with these versions, then writes the winner down.
+image). Here a launcher owns a `PersistentTuner` per kernel (`tile_tuner.py`), which asks a `TileChoices` store
+(this file) first and times the configs only for a shape nobody has tuned yet on this GPU with these versions,
+then writes the winner down. This file: where the caches live, the GPU and version identity, `Tile`, the
+tuning keys, and the store.
 
 Where things live (`cache_dir()`): `$JANUS_RT_CACHE_DIR` if set, else `$XDG_CACHE_HOME/janus-rt`, else
 `~/.cache/janus-rt`.
@@ -31,19 +33,17 @@ No module-level mutable state: stores and tuners are objects the launchers own.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import torch
+from janus_rt import version
 
 try:  # advisory file lock around read-merge-replace (POSIX; elsewhere the merge alone narrows the race)
     import fcntl
@@ -100,21 +100,8 @@ def gpu_identity(device: Any = None) -> tuple[str, tuple[int, int] | None]:
 
 
 def janus_rt_version() -> str:
-    """janus_rt.__version__ (the installed distribution's version while the package is still importing)."""
-    try:
-        import janus_rt
-
-        version = getattr(janus_rt, "__version__", None)
-    except ImportError:  # pragma: no cover - kernels used on their own
-        version = None
-    if not version:
-        try:
-            from importlib.metadata import version as dist_version
-
-            version = dist_version("janus-rt")
-        except Exception:  # noqa: BLE001 - PackageNotFoundError or a broken install
-            version = "unknown"
-    return str(version)
+    """janus-rt's version, read at each call from its home (`janus_rt.version`, a module that imports nothing)."""
+    return str(version.__version__)
 
 
 def triton_version() -> str:
@@ -282,6 +269,7 @@ class TileChoices:
 
     def _write(self, path: Path, entries: Mapping[str, Mapping[str, int]]) -> None:
         data = {"format": FILE_FORMAT, "slug": path.stem, "entries": {k: dict(entries[k]) for k in sorted(entries)}}
+        # temp file + os.replace by hand, not janus_rt.files: janus_rt.kernels imports nothing else of janus_rt
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -306,109 +294,3 @@ class TileChoices:
                 yield
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-# ---------------------------------------------------------------------------------------------- the tuner
-
-
-def default_bench(fn: Callable[[], None]) -> float:
-    """Time fn on the GPU (triton.testing.do_bench: warm-up, then the mean over ~100 ms of runs, in ms)."""
-    import triton.testing
-
-    return float(triton.testing.do_bench(fn))
-
-
-def cuda_context_error() -> Exception | None:
-    """None while CUDA works (or this process has not used it); else the error a device synchronize raises.
-
-    After an illegal memory access, a device-side assert or a trap, the CUDA context is broken for good: every later
-    call fails with the same error (a "sticky" error), whatever it launches."""
-    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
-        return None
-    try:
-        torch.cuda.synchronize()
-    except Exception as e:  # noqa: BLE001 - whatever the driver reports is the answer
-        return e
-    return None
-
-
-class PersistentTuner:
-    """Chooses a kernel's launch config per key (weight shape + dtypes, never M), once per GPU + versions.
-
-    `choose(key_values, run, allowed)`: the choice made earlier in this process, else the one in `store`, else it
-    times every config (that `allowed` accepts, a rule of the key's values only) with `bench(fn)` where fn() runs
-    the config (it is `functools.partial(run, config)`, so a fake timer can read the config as `fn.args[0]`); lower
-    is faster; it keeps the fastest and stores it. A config whose run raises (compile error, out of shared memory,
-    ...) is skipped; if all fail, RuntimeError lists them. But when the device itself is broken after a config's
-    failure (`context_error()` returns the error: a sticky CUDA error), no config can run any more: the original
-    error is raised at once, not "every config failed". `run(config)` must be safe to repeat (the decode GEMMs
-    only write their output)."""
-
-    def __init__(self, kernel_name: str, kernel: Any, configs: Sequence[Any], store: TileChoices,
-                 bench: Callable[[Callable[[], None]], float] | None = None,
-                 context_error: Callable[[], Exception | None] = cuda_context_error) -> None:
-        self.kernel_name = kernel_name
-        self.kernel = kernel
-        self.configs = list(dict.fromkeys(Tile.parse(c) for c in configs))  # deduplicated, in order
-        if not self.configs:
-            raise ValueError(f"{kernel_name}: no configs to tune")
-        self.store = store
-        self.bench = bench if bench is not None else default_bench
-        self._digest = config_digest(self.configs)  # once: keys are built at every launch
-        self._chosen: dict[str, Tile] = {}
-        self.context_error = context_error
-
-    def key(self, key_values: Mapping[str, Any]) -> str:
-        return tuning_key(self.kernel_name, key_values, digest=self._digest)
-
-    def choose(self, key_values: Mapping[str, Any], run: Callable[[Tile], None],
-               allowed: Callable[[Tile], bool] | None = None) -> Tile:
-        key = self.key(key_values)
-        tile = self._chosen.get(key)
-        if tile is not None:
-            return tile
-        candidates = [t for t in self.configs if allowed is None or allowed(t)]
-        if not candidates:
-            raise ValueError(f"{self.kernel_name}: no config is allowed for {key}")
-        stored = self.store.get(key)
-        if stored is not None and Tile.parse(stored) in candidates:
-            tile = Tile.parse(stored)
-        else:
-            tile = self._tune(key, run, candidates)
-            self.store.put(key, tile)
-        self._chosen[key] = tile
-        return tile
-
-    def launch(self, key_values: Mapping[str, Any], grid: Callable[[Tile], tuple[int, ...]], *args: Any,
-               **common: Any) -> Tile:
-        """Choose the tile for `key_values` and launch `kernel[grid(tile)](*args, **tile.kwargs(), **common)`."""
-        def run(tile: Tile) -> None:
-            self.kernel[grid(tile)](*args, **tile.kwargs(), **common)
-
-        tile = self.choose(key_values, run)
-        run(tile)
-        return tile
-
-    def _tune(self, key: str, run: Callable[[Tile], None], candidates: list[Tile]) -> Tile:
-        times: dict[Tile, float] = {}
-        errors: list[str] = []
-        for tile in candidates:
-            try:
-                t = float(self.bench(functools.partial(run, tile)))
-            except Exception as e:  # noqa: BLE001 - a config that cannot compile / run here is skipped
-                broken = self.context_error()
-                if broken is not None:  # not this config's fault alone: nothing can run on this device any more
-                    raise RuntimeError(f"{self.kernel_name}: the device failed while timing config "
-                                       f"{tuple(tile.kwargs().values())} for {key} ({type(e).__name__}: "
-                                       f"{str(e).strip()[:300]}); the CUDA context is unusable after it ({broken}), "
-                                       f"so no other config was tried") from e
-                errors.append(f"{tuple(tile.kwargs().values())}: {type(e).__name__}: {str(e).strip()[:300]}")
-                continue
-            if math.isnan(t):
-                errors.append(f"{tuple(tile.kwargs().values())}: the benchmark returned NaN")
-                continue
-            times[tile] = t
-        if not times:
-            raise RuntimeError(f"{self.kernel_name}: every config failed for {key} "
-                               f"(BLOCK_N, BLOCK_K, num_warps, num_stages[, SPLIT_K]):\n  " + "\n  ".join(errors))
-        return min(times, key=times.__getitem__)  # ties: the earlier config

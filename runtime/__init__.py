@@ -15,7 +15,6 @@ _enable_interpreter_if_no_gpu(_torch.cuda.is_available())
 
 from janus_rt.api import ChatResult, ImageResult, Janus, load  # noqa: E402
 from janus_rt.errors import CheckpointError, InputError, JanusRTError  # noqa: E402
-
-__version__ = "0.1.0"
+from janus_rt.version import __version__  # noqa: E402
 
 __all__ = ["load", "Janus", "ImageResult", "ChatResult", "JanusRTError", "CheckpointError", "InputError", "__version__"]

@@ -12,89 +12,43 @@ import numpy as np
 import torch
 
 from janus_rt.checkpoint.files import find_weight_files
-from janus_rt.model.config import JanusConfig, load_config
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.config_loading import load_config
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.engine import Engine, EngineConfig, SamplingParams, StepBackend
-from janus_rt.requests.images import ImageLike, postprocess, preprocess
+from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
+from janus_rt.requests.images import ImageLike, postprocess
 from janus_rt.checkpoint.hub import resolve_model_path
 from janus_rt.checkpoint.info import count_parameters, describe
 from janus_rt.jobs import ChatJob, ChatResult, ImageJob, ImageResult
 from janus_rt.model.janus import JanusModel, build_empty_model
-from janus_rt.requests.prompts import ChatFormat, generation_prompt, understanding_prompt
-from janus_rt.spelling import API, Spelling
-from janus_rt.checkpoint.tokenizer import IMAGE_PLACEHOLDER, JanusTokenizer
-from janus_rt.model.prefill import TextRequest, expand_placeholders
+from janus_rt.requests.chat import Conversation, PreparedChat, check_chat_args, prepare_chat
+from janus_rt.requests.context import RequestContext
+from janus_rt.requests.image import PreparedImages, image_prompt_text, prepare_images
+from janus_rt.requests.prompts import ChatFormat
+from janus_rt.spelling import API
+from janus_rt.backends.choice import BACKENDS, make_backend, parse_fusions, resolve_device, resolve_dtype
+from janus_rt.checkpoint.tokenizer import JanusTokenizer
+from janus_rt.model.prefill import TextRequest
 from janus_rt.checkpoint.weights import load_weights
+from janus_rt.backends.warmup import warm_up
+from janus_rt.quant.checkpoint import read_quant_block
+from janus_rt.quant.loading import as_spec, build_quantized_at_load, build_quantized_from_folder
 
 if TYPE_CHECKING:
     from janus_rt.backends.triton_ops import Fusions
     from janus_rt.quant import QuantSpec
 
-BACKENDS = ("torch", "triton", "onnxruntime", "tensorrt")  # the last two run exported graphs (janus_rt.export)
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
 
 ImagesArg = Union[None, ImageLike, Sequence[ImageLike]]
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None:  # bf16 on CUDA like the reference; fp16 on pre-Ampere GPUs, which lack fast bf16
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if isinstance(dtype, torch.dtype):
-        if dtype not in DTYPES.values():
-            raise InputError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
-        return dtype
-    if dtype not in DTYPES:
-        raise InputError(f"dtype {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
+def _image_list(images: ImagesArg) -> list:
+    """None, one image or a list of them -> a list."""
+    return [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
 
 
-def resolve_device(device: str | torch.device | None, spelling: Spelling = API) -> torch.device:
-    """The torch device to run on (CUDA when available by default); refuses one this machine does not have."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise InputError(f"{spelling.setting('device', device)}: not a valid torch device ({e}); "
-                         f"use e.g. {spelling.setting('device', 'cuda')} or {spelling.setting('device', 'cpu')}",
-                         param="device") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"{spelling.setting('device', device)}: CUDA is not available on this machine; "
-                         f"use {spelling.setting('device', 'cpu')}", param="device")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InputError(f"{spelling.setting('device', device)}: this machine has {torch.cuda.device_count()} CUDA "
-                         f"device(s), numbered from 0", param="device")
-    return dev
-
-
-MAX_IMAGES_PER_CALL = 256  # images one generate call may ask for: tokens and pixels are held until it returns
 VQ_DECODE_CHUNK = 8  # images the VQ decoder turns into pixels at once (its activations grow with each image)
-
-
-def check_generation_args(num_images: int, cfg_weight: float, temperature: float, top_k: int | None,
-                          top_p: float | None, seed: int | None = None, num_prompts: int = 1,
-                          spelling: Spelling = API) -> SamplingParams:
-    """Validate `generate_images` arguments that need no model (the CLI calls this before loading one)."""
-    if not isinstance(num_images, int) or isinstance(num_images, bool) or num_images < 1:
-        raise InputError(f"{spelling.name('num_images')} must be an integer >= 1, got {num_images!r}",
-                         param="num_images")
-    if num_images * num_prompts > MAX_IMAGES_PER_CALL:
-        asked = f"{num_prompts} prompts x {num_images} images" if num_prompts > 1 else f"{num_images} images"
-        raise InputError(f"{spelling.name('num_images')}: {asked} is more than one call may ask for "
-                         f"({MAX_IMAGES_PER_CALL}: every image is held in memory until the call returns); "
-                         "split the work into several calls", param="num_images")
-    return SamplingParams.checked(spelling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                  cfg_weight=cfg_weight)
-
-
-def check_chat_args(max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-                    seed: int | None = None, spelling: Spelling = API) -> SamplingParams:
-    """Validate `chat` arguments that need no model (the CLI calls this before loading one)."""
-    return SamplingParams.checked(spelling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                  max_new_tokens=max_new_tokens)
 
 
 class Janus:
@@ -103,16 +57,17 @@ class Janus:
     Every call is thread-safe: concurrent calls (and `submit_*` jobs) share the engine's decode steps.
     """
 
-    def __init__(self, backend: StepBackend, tokenizer: JanusTokenizer, chat_format: ChatFormat, path: Path,
-                 engine: EngineConfig | None = None):
-        self.step_backend = backend
+    def __init__(self, step_backend: StepBackend, tokenizer: JanusTokenizer, chat_format: ChatFormat, path: Path,
+                 engine_config: EngineConfig | None = None):
+        self.step_backend = step_backend
         self.tokenizer = tokenizer
         self.chat_format: ChatFormat = chat_format
         self.path = path
-        self.engine = Engine(backend, engine)
+        self.engine = Engine(step_backend, engine_config)
 
     @property
     def backend(self) -> str:
+        """The backend's name ("torch", "triton", "onnxruntime", "tensorrt"); the object is `step_backend`."""
         return self.step_backend.name
 
     @property
@@ -150,64 +105,63 @@ class Janus:
         the first request (`runtime/backends/warmup.py`);
         returns `WarmupStep(kind, batch, seconds)` for each shape. Call it on an idle model (a server: before
         it opens its port)."""
-        from janus_rt.backends.warmup import warm_up
-
         return warm_up(self, image_batches, text_batches, progress=progress)
 
     # ----------------------------------------------------------------------------------------- generation
+    @property
+    def request_context(self) -> RequestContext:
+        """What preparing a request needs from this model (`janus_rt.requests`)."""
+        cfg = self.config
+        return RequestContext(self.tokenizer, self.chat_format, self.engine.capacity, cfg.image_tokens_per_image,
+                              cfg.vision.num_patches, cfg.image_processor)
+
     def image_prompt(self, prompt: str, raw: bool = False) -> str:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError("prompt must be a non-empty string")
-        if raw:
-            return prompt if prompt.endswith("<begin_of_image>") else prompt + "<begin_of_image>"
-        return generation_prompt(prompt, self.chat_format)
+        """`prompt` in this model's text-to-image format (`raw=True`: as given, `<begin_of_image>` appended)."""
+        return image_prompt_text(prompt, self.request_context, raw)
 
     def submit_images(
         self,
         prompt: str | Sequence[str],
         num_images: int = 1,
-        cfg_weight: float = 5.0,
-        temperature: float = 1.0,
+        cfg_weight: float = IMAGE_DEFAULTS.cfg_weight,
+        temperature: float = IMAGE_DEFAULTS.temperature,
         seed: int | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        top_k: int | None = IMAGE_DEFAULTS.top_k,
+        top_p: float | None = IMAGE_DEFAULTS.top_p,
         raw: bool = False,
     ) -> ImageJob:
         """Queue `generate_images` work and return at once: `job.result()`, `await job`, `job.cancel()`."""
-        single = isinstance(prompt, str)
-        if not single and (not isinstance(prompt, (list, tuple)) or not prompt):
-            raise InputError(f"prompt must be a non-empty string or a non-empty list of them, got {prompt!r}")
-        params = check_generation_args(num_images, cfg_weight, temperature, top_k, top_p, seed,
-                                       num_prompts=1 if single else len(prompt))
-        texts = [self.image_prompt(p, raw) for p in ([prompt] if single else prompt)]
-        steps = self.config.image_tokens_per_image
-        encoded = [self.tokenizer.encode(t) for t in texts]
-        for ids in encoded:
-            if len(ids) + steps - 1 > self.context_length:
-                raise InputError(
-                    f"prompt is {len(ids)} tokens; with {steps} image tokens that exceeds the context of "
-                    f"{self.context_length} tokens: shorten the prompt"
-                )
+        params = SamplingParams.checked(API, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                        cfg_weight=cfg_weight)
+        return self.submit_prepared(prepare_images(prompt, num_images, params, self.request_context, raw))
+
+    def submit_prepared(self, prepared: PreparedImages | PreparedChat) -> ImageJob | ChatJob:
+        """Queue a request made by `janus_rt.requests` (`prepare_images` / `prepare_chat`) and return its job."""
+        if isinstance(prepared, PreparedChat):
+            sp = self.tokenizer.special
+            handle = self.engine.submit_text(prepared.ids, prepared.pixel_values, sp.eos, sp.image_placeholder,
+                                             prepared.params)
+            return ChatJob(handle, prepared.prompt, self.tokenizer)
         pad = self.tokenizer.special.pad
         requests = []
         try:
-            for ids in encoded:
-                requests.append(self.engine.submit_images(ids, pad, num_images, params))
+            for ids in prepared.prompt_ids:
+                requests.append(self.engine.submit_images(ids, pad, prepared.num_images, prepared.params))
         except Exception:
             for r in requests:
                 r.cancel()
             raise
-        return ImageJob(requests, texts, single, self._decode)
+        return ImageJob(requests, prepared.texts, prepared.single, self._decode)
 
     def generate_images(
         self,
         prompt: str | Sequence[str],
         num_images: int = 1,
-        cfg_weight: float = 5.0,
-        temperature: float = 1.0,
+        cfg_weight: float = IMAGE_DEFAULTS.cfg_weight,
+        temperature: float = IMAGE_DEFAULTS.temperature,
         seed: int | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        top_k: int | None = IMAGE_DEFAULTS.top_k,
+        top_p: float | None = IMAGE_DEFAULTS.top_p,
         raw: bool = False,
         progress: bool = False,
     ) -> ImageResult:
@@ -246,40 +200,30 @@ class Janus:
 
     # ------------------------------------------------------------------------------------ understanding
     def chat_prompt(self, question: str, num_images: int, system_prompt: str | None = None, raw: bool = False) -> str:
-        if not isinstance(question, str) or not question.strip():
-            raise InputError("question must be a non-empty string")
-        if system_prompt is not None and not isinstance(system_prompt, str):
-            raise InputError(f"system_prompt must be a string or None, got {type(system_prompt).__name__}")
-        if raw:
-            return question
-        return understanding_prompt(question, num_images, self.chat_format, system_prompt)
+        """The full prompt of a question about `num_images` images in this model's chat format."""
+        return self._conversation(question, [None] * num_images, system_prompt, raw).prompt(self.request_context)
+
+    @staticmethod
+    def _conversation(question: object, images: list, system_prompt: str | None, raw: bool) -> Conversation:
+        return Conversation.preformatted(question, images) if raw else Conversation.question(question, images,
+                                                                                                  system_prompt)
 
     def chat_inputs(
         self, question: str, images: ImagesArg = None, system_prompt: str | None = None, raw: bool = False
     ) -> tuple[TextRequest, str]:
         """The exact model inputs of one chat row: (ids with placeholders expanded + pixels, prompt text)."""
-        image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
-        text = self.chat_prompt(question, len(image_list), system_prompt, raw)
-        sp = self.tokenizer.special
-        ids = self.tokenizer.encode(text)
-        placeholders = ids.count(sp.image_placeholder)
-        if placeholders != len(image_list):
-            raise InputError(
-                f"the prompt has {placeholders} {IMAGE_PLACEHOLDER} tag(s) but {len(image_list)} image(s) were given; "
-                "pass one image per tag"
-            )
-        pixels = torch.stack([preprocess(img, self.config.image_processor) for img in image_list]) if image_list else None
-        ids = expand_placeholders(ids, sp.image_placeholder, sp.begin_of_image, sp.end_of_image, self.config.vision.num_patches)
-        return TextRequest(ids=ids, pixel_values=pixels), text
+        conversation = self._conversation(question, _image_list(images), system_prompt, raw)
+        prepared = prepare_chat(conversation, CHAT_DEFAULTS, self.request_context, shrink_to_fit=True)
+        return prepared.inputs, prepared.prompt
 
     def submit_chat(
         self,
         question: str,
         image: ImagesArg = None,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        top_k: int | None = 50,
+        max_new_tokens: int = CHAT_DEFAULTS.max_new_tokens,
+        temperature: float = CHAT_DEFAULTS.temperature,
+        top_p: float | None = CHAT_DEFAULTS.top_p,
+        top_k: int | None = CHAT_DEFAULTS.top_k,
         seed: int | None = None,
         system_prompt: str | None = None,
         raw: bool = False,
@@ -287,33 +231,17 @@ class Janus:
         """Queue one answer and return at once: `job.result()`, `await job`, `job.stream()` / `job.astream()`
         (text pieces as they are decoded), `job.cancel()`. Arguments as `chat` with a single question."""
         params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
-        return self._submit_chat_row(question, image, params, system_prompt, raw)
-
-    def _submit_chat_row(self, question: str, image: ImagesArg, params: SamplingParams, system_prompt: str | None,
-                         raw: bool) -> ChatJob:
-        request, text = self.chat_inputs(question, image, system_prompt, raw)
-        return self.submit_chat_inputs(request, text, params)
-
-    def submit_chat_inputs(self, request: TextRequest, prompt: str, params: SamplingParams) -> ChatJob:
-        """Queue one answer to inputs prepared by `chat_inputs` (a server measures the prompt first, then submits
-        it without preprocessing the images twice); `prompt` is the text it came from."""
-        if len(request.ids) + params.max_new_tokens > self.context_length:
-            raise InputError(
-                f"prompt is {len(request.ids)} tokens (images included); with max_new_tokens={params.max_new_tokens} "
-                f"that exceeds the context of {self.context_length} tokens: shorten the prompt or lower max_new_tokens"
-            )
-        sp = self.tokenizer.special
-        handle = self.engine.submit_text(request.ids, request.pixel_values, sp.eos, sp.image_placeholder, params)
-        return ChatJob(handle, prompt, self.tokenizer)
+        conversation = self._conversation(question, _image_list(image), system_prompt, raw)
+        return self.submit_prepared(prepare_chat(conversation, params, self.request_context))
 
     def chat(
         self,
         question: str | Sequence[str],
         image: ImagesArg | Sequence[ImagesArg] = None,
-        max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float | None = None,
-        top_k: int | None = 50,
+        max_new_tokens: int = CHAT_DEFAULTS.max_new_tokens,
+        temperature: float = CHAT_DEFAULTS.temperature,
+        top_p: float | None = CHAT_DEFAULTS.top_p,
+        top_k: int | None = CHAT_DEFAULTS.top_k,
         seed: int | None = None,
         system_prompt: str | None = None,
         raw: bool = False,
@@ -345,13 +273,12 @@ class Janus:
         else:
             per_row = [image]
         params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
-        for q in questions:  # every question checked before any is queued
-            if not isinstance(q, str) or not q.strip():
-                raise InputError("question must be a non-empty string")
+        conversations = [self._conversation(q, _image_list(imgs), system_prompt, raw)  # all checked before any runs
+                         for q, imgs in zip(questions, per_row)]
         jobs: list[ChatJob] = []
         try:
-            for q, imgs in zip(questions, per_row):
-                jobs.append(self._submit_chat_row(q, imgs, params, system_prompt, raw))
+            for conversation in conversations:
+                jobs.append(self.submit_prepared(prepare_chat(conversation, params, self.request_context)))
         except Exception:
             for j in jobs:
                 j.cancel()
@@ -408,9 +335,12 @@ def load(
         if quantize is not None:
             raise InputError(f"quantize= works with the torch and triton backends, not {backend!r} (export a float "
                              "checkpoint instead)", param="quantize")
-        from janus_rt.export import load_engine
+        from janus_rt.export import open_export  # start-up time: the export stage, for these backends only
 
-        loaded = load_engine(path, backend, device, dtype, providers, chat_format, progress, engine)
+        opened = open_export(path, backend, device, dtype, providers, chat_format, progress,
+                             load_checkpoint=lambda checkpoint: load(checkpoint, device="cpu", dtype="float32",
+                                                                     backend="torch", progress=progress))
+        loaded = Janus(opened.step_backend, opened.tokenizer, opened.chat_format, opened.path, engine)
         if warmup:
             loaded.warmup(progress=progress)
         return loaded
@@ -438,51 +368,16 @@ def load(
 def _build_model(path: Path, weights, cfg: JanusConfig, dev: torch.device, dt: torch.dtype,
                  quantize: "str | QuantSpec | None", progress: bool) -> JanusModel:
     """The loaded model: float, quantized while loading (`quantize=`), or a quantized folder as stored."""
-    from janus_rt.quant.checkpoint import read_quant_block
-
     block = read_quant_block(path)
     if block is not None:
-        from janus_rt.quant.loading import build_quantized_from_folder
-
         if quantize is not None:
             raise InputError(f"{path} is already quantized ({block['format']}); load it without quantize=",
                              param="quantize")
         return build_quantized_from_folder(path, cfg, dev, dt, progress)
     if quantize is not None:
-        from janus_rt.quant.loading import as_spec, build_quantized_at_load
-
         return build_quantized_at_load(weights, cfg, as_spec(quantize), dev, dt, progress)
     model = build_empty_model(cfg, dev, dt)
     load_weights(model, weights, progress=progress)
     return model
 
 
-def parse_fusions(fusions: "str | Fusions | None", backend: str) -> "Fusions | None":
-    """`fusions=` of `load`, checked: a `Fusions`, or None (the backend's default)."""
-    from janus_rt.backends.triton_ops import Fusions
-
-    if fusions is None or isinstance(fusions, Fusions):
-        parsed = fusions
-    else:
-        try:
-            parsed = Fusions.parse(str(fusions))
-        except ValueError as e:
-            raise InputError(str(e), param="fusions") from None
-    if parsed is not None and parsed != Fusions() and backend != "triton":
-        raise InputError(f"fused kernels (fusions) are an option of the triton backend; backend {backend!r} has none: "
-                         "drop them or use the triton backend", param="fusions")
-    return parsed
-
-
-def make_backend(backend: str, model: JanusModel, fusions: "Fusions | None" = None) -> StepBackend:
-    """The step backend of a torch-module backend over a loaded model (`fusions`: the triton backend's optional
-    fused kernels, None for its default)."""
-    if backend == "torch":
-        from janus_rt.backends.eager import TorchBackend
-
-        return TorchBackend(model)
-    if backend == "triton":
-        from janus_rt.backends.triton import TritonBackend
-
-        return TritonBackend(model) if fusions is None else TritonBackend(model, fusions=fusions)
-    raise InputError(f"backend {backend!r} is not available; choose one of {', '.join(BACKENDS)}")

@@ -18,9 +18,11 @@ class Spelling:
 
     flags: bool = False  # True: `--top-k`; False: `top_k`
     off_values: Mapping[str, str] = field(default_factory=dict)  # option -> how to say "off" (default "None")
+    renamed: Mapping[str, str] = field(default_factory=dict)  # library option -> the user's name (HTTP: `n`)
 
     def name(self, option: str) -> str:
-        """The option as the user writes it: `top_k` or `--top-k`."""
+        """The option as the user writes it: `top_k`, `--top-k`, or its renamed field (`max_tokens`)."""
+        option = self.renamed.get(option, option)
         return "--" + option.replace("_", "-") if self.flags else option
 
     def setting(self, option: str, value: object) -> str:

@@ -1,6 +1,7 @@
-"""Shared fixtures: tiny checkpoints built once per session (no weights are ever downloaded); the run's own
-folder for caches and temp files (`session_env`); the dependency versions in the header and beside failures
-(`dependency_versions`)."""
+"""The session's setup: the run's own folder for caches and temp files (`session_env`); the dependency versions in
+the header and beside failures (`dependency_versions`); the shared fixtures (tiny checkpoints and models written and
+loaded once per run, no weights ever downloaded: `fixtures_models`) and the kernels' ahead-of-time compile, started
+in the background when the run begins (`fixtures_aot`). Markers: pytest.ini."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dependency_versions import header_line, installed_versions, moved, read_verified  # noqa: E402
-from oracle import transformers_oracle  # noqa: E402
 from session_env import PYTEST_TEMP, redirect  # noqa: E402
+
+pytest_plugins = ("fixtures_models", "fixtures_aot")
 
 # One thread by default: the tiny models are dominated by per-op overhead, and extra threads collapse when
 # another process shares the 2 cores. JANUS_RT_TEST_THREADS overrides.
@@ -75,39 +77,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     root = config.stash.get(SESSION_FOLDER, None)
     if root is not None and not config.stash.get(SESSION_FAILED, True):
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def hf_checkpoint(tmp_path_factory):
-    """(dir, transformers model, tokenizers.Tokenizer) of a random HF-layout Janus."""
-    transformers_oracle()
-    from hf_fixtures import make_hf_checkpoint
-
-    out = tmp_path_factory.mktemp("hf")
-    model, tok = make_hf_checkpoint(out)
-    return out, model, tok
-
-
-@pytest.fixture(scope="session")
-def official_from_hf(hf_checkpoint, tmp_path_factory):
-    """The HF checkpoint's weights rewritten in the official layout (sharded .bin + index)."""
-    from hf_fixtures import write_official_from_hf
-
-    hf_dir, model, _ = hf_checkpoint
-    return write_official_from_hf(hf_dir, model, tmp_path_factory.mktemp("official") / "ckpt", "sharded-bin")
-
-
-@pytest.fixture(scope="session")
-def tiny_official(tmp_path_factory):
-    """A tiny random official-layout checkpoint (safetensors), as `janus-rt demo` builds."""
-    from janus_rt.checkpoint.tiny import write_tiny_checkpoint
-
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt")
-
-
-@pytest.fixture(scope="session")
-def torch_model(tiny_official):
-    """The tiny checkpoint loaded with the torch backend in fp32 (the export tests' source model)."""
-    import janus_rt
-
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")

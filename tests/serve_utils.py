@@ -42,7 +42,7 @@ def tiny_image_model(checkpoint: str | Path, grid: int = 6, **engine) -> janus_r
 
 def with_image_grid(loaded: janus_rt.Janus, grid: int, **engine) -> janus_rt.Janus:
     """A new Janus (own engine) over `loaded`'s weights with a `grid` x `grid` image-token grid."""
-    from janus_rt.api import make_backend
+    from janus_rt.backends.choice import make_backend
     from janus_rt.engine import EngineConfig
 
     model = loaded.model

@@ -22,7 +22,10 @@ import torch
 from janus_rt.bench import roofline
 from janus_rt.bench.architectures import ARCHITECTURES, architecture_config
 from janus_rt.bench.arrivals import ArrivalSpec, percentile, summarize
-from janus_rt.bench.harness import BenchOptions, bench_config, measure_arrivals, run_bench, speedups
+from janus_rt.bench.harness import run_bench
+from janus_rt.bench.measure import measure_arrivals
+from janus_rt.bench.options import BenchOptions, bench_config
+from janus_rt.bench.rows import speedups
 from janus_rt.bench.random_weights import build_random_model, fill_random_
 from janus_rt.bench.workload import SpecialIds, image_prompt_ids, understanding_request
 from janus_rt.cli.main import main
@@ -387,7 +390,7 @@ def test_run_bench_arrivals_only_renders_the_table(tiny_grid) -> None:
 
 def test_report_renders_a_gpu_result() -> None:
     """The GPU-only fields (bandwidth, MBU, VRAM, targets) render; the last line is the same JSON."""
-    from janus_rt.bench.harness import BenchOptions, targets
+    from janus_rt.bench.goals import targets
     from janus_rt.bench.report import render
 
     card = {"arch": "janus-1.3b", "variant": "Janus-1.3B / Janus-Pro-1B shape", "device": "cuda", "dtype": "bfloat16",
@@ -417,7 +420,8 @@ def test_variants_compare_to_triton_and_roofline_goals_render() -> None:
     """triton[...] rows get their ratios to the plain triton row of the same batch and weights; issue 9's goals
     are judged per triton backend (>= for MBU and img/s, <= for seconds) and only for a full-size bf16 GPU run."""
     from janus_rt.bench.report import render
-    from janus_rt.bench.variants import compare_variants, roofline_targets
+    from janus_rt.bench.goals import roofline_targets
+    from janus_rt.bench.variants import compare_variants
 
     def img(backend: str, n: int, ms: float, mbu: float, e2e: float, ips: float, weights: str | None = None) -> dict:
         row = dict(backend=backend, images=n, warmup_ms=1.0, prefill_ms=5.0, decode_ms_per_step=ms,

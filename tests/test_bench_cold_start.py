@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from janus_rt.bench import cold_start
-from janus_rt.bench.harness import BenchOptions
+from janus_rt.bench.goals import cold_start_targets
+from janus_rt.bench.options import BenchOptions
 from janus_rt.cli.main import main
 
 SMOKE = ["bench", "--arch", "tiny", "--image-grid", "6", "--images", "none", "--text-batches", "none", "--no-hf",
@@ -186,7 +187,7 @@ def test_goal_applies_on_a_gpu_to_janus_1_3b_bf16() -> None:
     rows = [_row("triton", "cold disk", 9.0, 0.6), _row("triton", "warm disk", 1.9, 0.6),
             _row("torch", "cold disk", 12.0, 9.0), _row("torch", "warm disk", 12.5, 9.0)]
     opts = BenchOptions(arch="janus-1.3b", cold_start=True)
-    (goal,) = cold_start.cold_start_targets(opts, card, rows)
+    (goal,) = cold_start_targets(opts, card, rows)
     assert (goal["backend"], goal["unit"], goal["goal"], goal["met"]) == ("triton", "s", 2.0, True)
     assert goal["value"] == pytest.approx(1.3)
     out = format_cold_start(rows, [goal])
@@ -194,14 +195,14 @@ def test_goal_applies_on_a_gpu_to_janus_1_3b_bf16() -> None:
     assert "| triton  | warm disk |" in out
 
     slow = [_row("triton", "warm disk", 3.0, 0.6)]
-    assert cold_start.cold_start_targets(opts, card, slow)[0]["met"] is False
-    failed = cold_start.cold_start_targets(opts, card, [_row("triton", "cold disk", 9.0, 0.6)])
+    assert cold_start_targets(opts, card, slow)[0]["met"] is False
+    failed = cold_start_targets(opts, card, [_row("triton", "cold disk", 9.0, 0.6)])
     assert failed[0]["value"] is None and failed[0]["met"] is None  # no warm-disk row: n/a
     assert "[   n/a]" in format_cold_start([], failed)
 
-    assert cold_start.cold_start_targets(BenchOptions(arch="janus-pro-7b"), card, rows) == []
-    assert cold_start.cold_start_targets(opts, {"dtype": "float32", "gpu": None}, rows) == []
-    assert cold_start.cold_start_targets(BenchOptions(arch="janus-1.3b", image_grid=6), card, rows) == []
+    assert cold_start_targets(BenchOptions(arch="janus-pro-7b"), card, rows) == []
+    assert cold_start_targets(opts, {"dtype": "float32", "gpu": None}, rows) == []
+    assert cold_start_targets(BenchOptions(arch="janus-1.3b", image_grid=6), card, rows) == []
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from janus_rt.bench import harness
-from janus_rt.bench.harness import BenchOptions, bench_config, run_bench
+from janus_rt.bench import harness, quant_rows
+from janus_rt.bench.goals import quant_targets
+from janus_rt.bench.harness import run_bench
+from janus_rt.bench.options import BenchOptions, bench_config
+from janus_rt.bench.quant_rows import compare_to_float
 from janus_rt.cli.main import main
 from janus_rt.errors import InputError
 from janus_rt.quant import QuantSpec
@@ -152,9 +155,6 @@ def test_without_quant_nothing_changes(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_unusable_or_failing_formats_are_skipped_with_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     """fp8 refused (as below sm_89) and an int8 build that fails: notes, the float rows stay, no crash."""
-    import janus_rt.quant.loading as loading
-    import janus_rt.quant.model as qmodel
-
     def refuse(spec, device):
         if spec.format == "fp8":
             raise InputError("fp8 weights need an Ada or Hopper GPU (compute capability 8.9+)", param="quantize")
@@ -162,8 +162,8 @@ def test_unusable_or_failing_formats_are_skipped_with_a_reason(monkeypatch: pyte
     def broken(model, spec, progress=False):
         raise RuntimeError(f"no {spec.format} kernel here")
 
-    monkeypatch.setattr(loading, "check_format_supported", refuse)
-    monkeypatch.setattr(qmodel, "quantize_model", broken)
+    monkeypatch.setattr(quant_rows, "check_format_supported", refuse)  # where the bench looks them up
+    monkeypatch.setattr(quant_rows, "quantize_model", broken)
     logged: list[str] = []
     opts = BenchOptions(arch="tiny", image_grid=6, images=(1,), backends=("torch",), text_batches=(), skip=("text",),
                         hf=False, repeats=1, quant=("fp8", "int8"))
@@ -191,7 +191,8 @@ def test_one_model_variant_alive_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
         built.append(weakref.ref(model))
         return model
 
-    monkeypatch.setattr(harness, "build_random_model", build)
+    monkeypatch.setattr(harness, "build_random_model", build)  # the float model
+    monkeypatch.setattr(quant_rows, "build_random_model", build)  # each quantized one
     opts = BenchOptions(arch="tiny", image_grid=6, images=(1,), backends=("torch",), text_batches=(), skip=("text",),
                         hf=False, repeats=1, quant=("int8",))
     result = run_bench(opts, log=lambda _: None)
@@ -234,12 +235,12 @@ def test_report_renders_a_gpu_quant_result() -> None:
                 decode_ms_per_step=5.0, image_tokens_per_s=200.0, images_per_s=0.35, step_bytes=12.66e9, mbu_pct=84.4,
                 mbu_datasheet_pct=75.0, vq_ms_per_image=20.0, peak_gb=16.1)
     img = [base, dict(base, weights="int8", decode_ms_per_step=2.8, images_per_s=0.62, step_bytes=6.5e9, peak_gb=9.2)]
-    harness.compare_to_float(img, "images", "bfloat16")
+    compare_to_float(img, "images", "bfloat16")
     opts = BenchOptions(arch="janus-pro-7b", quant=("int8",))
     result = {"card": card, "versions": {"torch": "2.11", "cuda": "12.8", "triton": "3.6", "transformers": None,
                                          "janus_rt": "0.1.0"},
               "image": img, "text": [], "speedups": [], "targets": [], "notes": [], "command": "janus-rt bench",
-              "quant_targets": harness.quant_targets(opts, card, img)}
+              "quant_targets": quant_targets(opts, card, img)}
     out = render(result)
     assert result["quant_targets"][0]["value"] == pytest.approx(0.56) and result["quant_targets"][0]["met"]
     rows = _table(out, "image generation")

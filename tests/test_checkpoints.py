@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 import janus_rt
 from janus_rt.bench.architectures import CONFIG_1B, CONFIG_7B, LANGUAGE_7B
-from janus_rt.model.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig, load_config
+from janus_rt.model.config import GenHeadConfig, JanusConfig, MlpConfig, VisionConfig, VQConfig
+from janus_rt.model.config_loading import load_config
 from janus_rt.errors import CheckpointError
 from janus_rt.checkpoint.tiny import TinySpec, official_key_shapes, random_state_dict, write_tiny_checkpoint
 from oracle import transformers_oracle

@@ -353,7 +353,7 @@ def test_out_that_is_a_file_is_refused_before_loading(tmp_path: Path, capsys: py
 
 def test_num_images_is_bounded_and_the_bound_is_in_help(tiny_model: janus_rt.Janus,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from janus_rt.api import MAX_IMAGES_PER_CALL
+    from janus_rt.requests.image import MAX_IMAGES_PER_CALL
 
     code, out, err = run(["generate", "--model", BOGUS_MODEL, "a fox", "-n", str(MAX_IMAGES_PER_CALL + 1)], capsys)
     assert_clean_error(code, out, err, "--num-images", f"{MAX_IMAGES_PER_CALL + 1} images", str(MAX_IMAGES_PER_CALL))

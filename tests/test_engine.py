@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.api import make_backend
+from janus_rt.backends.choice import make_backend
 from janus_rt.engine import EngineConfig, EngineError, SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
@@ -191,10 +191,14 @@ def test_refused_at_once_when_it_can_never_fit(shared) -> None:
     m = make(shared, max_seq_len=64)
     long_prompt = "a very long description of a fox " * 3  # with the chat template: over 64 - 35 tokens
     assert len(m.tokenizer.encode(m.image_prompt(long_prompt))) + 35 > 64
-    with pytest.raises(InputError, match=r"needs \d+ cache slots, but the engine's rows hold max_seq_len=64"):
+    with pytest.raises(InputError, match=r"needs \d+ cache slots, more than the 64 cache slots \(.*the engine's rows hold 64\)"):
         m.generate_images(long_prompt)
-    with pytest.raises(InputError, match=r"max_new_tokens=60 it needs \d+ cache slots.*max_seq_len=64"):
+    # with the reference's system prompt, the prompt alone is longer than 64 tokens
+    with pytest.raises(InputError, match=r"prompt is \d+ tokens \(images included\), which leaves no room for an "
+                                         r"answer in the 64 cache slots .*rows hold 64\)"):
         m.chat("Hello", max_new_tokens=60)
+    with pytest.raises(InputError, match=r"max_new_tokens=60 it needs \d+ cache slots, more than the 64 cache slots"):
+        m.chat("Hello", max_new_tokens=60, system_prompt="", raw=False)
     assert m.stats()["decode_steps"] == 0 and m.stats()["prefills"] == 0
     with pytest.raises(InputError, match=r"one image needs 2 KV rows but the engine has max_rows=1"):
         make(shared, max_rows=1).generate_images(PROMPTS[0])

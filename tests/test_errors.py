@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 import janus_rt
 from janus_rt import CheckpointError, InputError
-from janus_rt.model.config import load_config
+from janus_rt.model.config_loading import load_config
 from janus_rt.requests.images import preprocess
 from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
@@ -133,8 +133,8 @@ def test_prompt_longer_than_context(m600: janus_rt.Janus, no_model_work: None) -
     # 600 positions hold a prompt of L tokens plus 576 - 1 fed-back image tokens: L <= 25.
     with pytest.raises(ModelWorkStarted):
         m600.generate_images(prompt_of_length(m600, 25))
-    with pytest.raises(InputError, match=r"prompt is 26 tokens; with 576 image tokens that exceeds the context of "
-                                         r"600 tokens: shorten the prompt"):
+    with pytest.raises(InputError, match=r"prompt is 26 tokens; with 576 image tokens it needs 601 cache slots, more "
+                                         r"than the 600 cache slots .*: shorten the prompt \(to at most 25 tokens\)"):
         m600.generate_images(prompt_of_length(m600, 26))
 
 
@@ -164,14 +164,15 @@ def test_bad_max_new_tokens(m: janus_rt.Janus, no_model_work: None, max_new_toke
 
 
 def test_question_plus_max_new_tokens_beyond_context(m600: janus_rt.Janus, no_model_work: None) -> None:
+    # n prompt tokens and N sampled ones fill n + N - 1 cache slots (the last token is never fed back): N <= 601 - n
     n = len(m600.chat_inputs("hi")[0].ids)
     with pytest.raises(ModelWorkStarted):
-        m600.chat("hi", max_new_tokens=600 - n)
-    with pytest.raises(InputError, match=rf"prompt is {n} tokens \(images included\); with max_new_tokens={601 - n} "
-                                         r"that exceeds the context of 600 tokens"):
         m600.chat("hi", max_new_tokens=601 - n)
+    with pytest.raises(InputError, match=rf"prompt is {n} tokens \(images included\); with max_new_tokens={602 - n} "
+                                         rf"it needs 601 cache slots, more than the 600 cache slots .*ask for at most {601 - n} tokens"):
+        m600.chat("hi", max_new_tokens=602 - n)
     # One image alone takes 578 positions, so a question about an image cannot fit with the system prompt.
-    with pytest.raises(InputError, match=r"exceeds the context of 600 tokens: shorten the prompt or lower max_new_tokens"):
+    with pytest.raises(InputError, match=r"leaves no room for an answer in the 600 cache slots .*: shorten the prompt"):
         m600.chat("hi", image=rgb_array(), max_new_tokens=1)
 
 

@@ -18,9 +18,9 @@ import torch
 import janus_rt
 from janus_rt.cli.main import main
 from janus_rt.errors import InputError
-from janus_rt.quant.evaluate import (EvalSettings, PromptSet, compare, evaluate_pair, format_table,
-                                     measure_reference, relative_errors, summary, table_rows, token_agreement,
-                                     write_side_by_sides)
+from janus_rt.quant.eval_inputs import EvalSettings, PromptSet
+from janus_rt.quant.eval_measure import compare, evaluate_pair, measure_reference, relative_errors, token_agreement
+from janus_rt.quant.eval_report import format_table, summary, table_rows, write_side_by_sides
 from serve_utils import with_image_grid
 
 GRID = 6

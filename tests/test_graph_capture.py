@@ -1,4 +1,4 @@
-"""CUDA-graph captures of the triton backend: one at a time in the process (`triton_step.CAPTURE_LOCK`, held while
+"""CUDA-graph captures of the triton backend: one at a time in the process (`graph_capture.CAPTURE_LOCK`, held while
 `torch.cuda.graph` empties the allocator's cache and captures), each backend on its own capture stream, made on its
 device, every graph of a backend on that one stream and in its one pool.
 
@@ -23,11 +23,12 @@ from kernel_utils import DEVICE  # sets TRITON_INTERPRET before triton is import
 
 import janus_rt
 from janus_rt.backends import triton_step
-from janus_rt.api import make_backend
+from janus_rt.backends.choice import make_backend
 from janus_rt.engine import EngineConfig
 from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 from janus_rt.backends.triton import TritonBackend
-from janus_rt.backends.triton_step import CAPTURE_LOCK, StepGraph, capture_graph
+from janus_rt.backends.graph_capture import CAPTURE_LOCK, capture_graph
+from janus_rt.backends.triton_step import StepGraph
 
 
 @dataclass

@@ -168,25 +168,13 @@ def record_launches(folder: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory) -> list[dict]:
-    """Record the launches, compile them for every target (one subprocess per target), return the result rows."""
-    folder = tmp_path_factory.mktemp("aot")
-    launches = {launch["key"]: launch for launch in record_launches(folder)}
-    path = folder / "launches.json"
-    path.write_text(json.dumps(list(launches.values())))
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = Path(__file__).with_name("aot_compile.py")
-
-    def compile_for(target: str) -> list[dict]:
-        done = subprocess.run([sys.executable, str(script), str(path), target], capture_output=True, text=True,
-                              env=env, timeout=1200)
-        assert done.returncode == 0, f"aot_compile.py {target} failed:\n{done.stderr[-3000:]}"
-        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-    with ThreadPoolExecutor(max_workers=len(SHARED_LIMIT)) as pool:
-        rows = [row for part in pool.map(compile_for, SHARED_LIMIT) for row in part]
+def compiled(request: pytest.FixtureRequest) -> list[dict]:
+    """The result rows of the launches compiled for every target (one child process per target), each with its
+    launch. The record and the compiles start in the background when the run begins (fixtures_aot.py)."""
+    launches, rows = compiled_launches(request.config)
+    by_key = {launch["key"]: launch for launch in launches}
     for row in rows:
-        row["launch"] = launches[row["key"]]
+        row["launch"] = by_key[row["key"]]
     return rows
 
 

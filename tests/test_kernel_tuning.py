@@ -26,7 +26,8 @@ from janus_rt.kernels import tuning
 from janus_rt.kernels.dequant_gemm import CONFIGS_8BIT, DequantLinear, dequant_gemm_ref
 from janus_rt.kernels.skinny_gemm import (BLOCK_M, CONFIGS, PROLOGUE_NONE, SkinnyLinear, _skinny_gemm_kernel,
                                           skinny_gemm_ref)
-from janus_rt.kernels.tuning import PersistentTuner, Tile, TileChoices
+from janus_rt.kernels.tile_tuner import PersistentTuner, cuda_context_error
+from janus_rt.kernels.tuning import Tile, TileChoices
 
 import triton
 
@@ -117,7 +118,7 @@ def test_configure_triton_cache_default_env(cache, monkeypatch) -> None:
 
 def test_slug_names_gpu_and_versions(monkeypatch) -> None:
     monkeypatch.setattr(tuning, "gpu_identity", lambda device=None: ("NVIDIA H200", (9, 0)))
-    monkeypatch.setattr(janus_rt, "__version__", "1.2.3")
+    monkeypatch.setattr(janus_rt.version, "__version__", "1.2.3")
     slug = tuning.device_slug()
     assert slug == f"nvidia-h200-sm90-janus-rt-1.2.3-triton-{triton.__version__}"
     assert "/" not in slug and " " not in slug
@@ -169,7 +170,7 @@ def test_other_version_or_gpu_does_not_reuse(cache, monkeypatch) -> None:
     SkinnyLinear(bench=FakeBench())(x=x, weight=w, bias=bias)
     first = the_file(cache)
 
-    monkeypatch.setattr(janus_rt, "__version__", "99.0.0")
+    monkeypatch.setattr(janus_rt.version, "__version__", "99.0.0")
     bench = FakeBench()
     SkinnyLinear(bench=bench)(x=x, weight=w, bias=bias)
     assert len(bench.calls) == len(CONFIGS)
@@ -451,7 +452,7 @@ def test_a_broken_device_raises_the_first_error_not_every_config_failed(tmp_path
 def test_cuda_context_error_is_none_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("the CPU answer")
-    assert tuning.cuda_context_error() is None
+    assert cuda_context_error() is None
 
 
 def test_allowed_rule_limits_the_configs_timed_and_reused(tmp_path) -> None:

@@ -20,7 +20,7 @@ import torch
 
 import janus_rt
 from janus_rt.cli.main import main
-from janus_rt.model.config import load_config
+from janus_rt.model.config_loading import load_config
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.quant import QuantSpec
 from janus_rt.quant.formats import quantize_fp8, quantize_int4, quantize_int8

@@ -22,7 +22,7 @@ import torch
 from kernel_utils import DEVICE  # noqa: F401  (sets TRITON_INTERPRET before triton is imported)
 
 import janus_rt
-from janus_rt.api import make_backend
+from janus_rt.backends.choice import make_backend
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.backends.triton_ops import Fusions

@@ -16,11 +16,11 @@ import torch
 from janus_rt.model.config import JanusConfig
 from janus_rt.engine.primitives import seeded_generator
 from janus_rt.engine.request import Group
-from janus_rt.model.cfg_rows import cfg_prompt_tokens, decode_tokens
+from janus_rt.backends.prefill_inputs import prefill_embeddings, prefill_positions
+from janus_rt.model.cfg_rows import pair_rows
 from janus_rt.backends.kv_rows import KVRows
 from janus_rt.model.janus import JanusModel
 from janus_rt.kernels.reference_sampling import sample_head_logits
-from janus_rt.model.prefill import text_embeddings
 
 
 class TorchBackend:
@@ -43,15 +43,10 @@ class TorchBackend:
         self.kv = KVRows(self.cfg.llm, rows, max_seq_len, self.device, self.dtype)
 
     def prefill(self, group: Group) -> None:
-        model, request = self.model, group.request
-        group.state = seeded_generator(request.seed, group.index, self.device)
-        prompt_len = group.prompt_len
-        if group.kind == "image":
-            ids = cfg_prompt_tokens(request.prompt_ids, request.pad_id, group.images, self.device)  # [2P, L]
-            embeds = model.llm.embed_tokens(ids)  # [2P, L, D]
-        else:
-            embeds = text_embeddings(model, request.prompt_ids, request.pixel_values, request.placeholder_id)  # [1, L, D]
-        positions = torch.arange(prompt_len, device=self.device).expand(group.rows, prompt_len)  # [R, L]
+        model = self.model
+        group.state = seeded_generator(group.request.seed, group.index, self.device)
+        embeds = prefill_embeddings(model, group, self.device)  # [R, L, D]
+        positions = prefill_positions(group, self.device)  # [R, L]
         hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
         self._sample(group, hidden, 0)
 
@@ -63,7 +58,7 @@ class TorchBackend:
         model, step = self.model, group.steps_done
         last = self.kv.out_tokens(group)[:, step - 1]  # [P] the tokens sampled last step
         if group.kind == "image":
-            embeds = model.gen_token_embeddings(last.repeat_interleave(2))[:, None]  # [2P, 1, D]
+            embeds = model.gen_token_embeddings(pair_rows(last))[:, None]  # [2P, 1, D]
         else:
             embeds = model.llm.embed_tokens(last[:, None])  # [1, 1, D]
         pos = torch.full((group.rows, 1), group.position, device=self.device)  # [R, 1]
@@ -83,4 +78,5 @@ class TorchBackend:
         group.state = None
 
     def decode_pixels(self, tokens: torch.Tensor) -> torch.Tensor:
-        return decode_tokens(self.model, tokens)
+        with torch.inference_mode():  # the caller chunks (`Janus._decode`): VQ activations grow per image
+            return self.model.vq(tokens)

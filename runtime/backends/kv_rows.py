@@ -13,6 +13,7 @@ import torch
 
 from janus_rt.model.config import LLMConfig
 from janus_rt.engine.request import Group
+from janus_rt.model.cfg_rows import ROWS_PER_IMAGE
 from janus_rt.model.llm import KVCache
 
 
@@ -30,8 +31,8 @@ class KVRows:
         return KVCache(self.cache.keys[:, rows], self.cache.values[:, rows])
 
     def out_tokens(self, group: Group) -> torch.Tensor:
-        """The group's token records `[images, max_seq_len]` (a view: every other row for CFG pairs)."""
-        step = 2 if group.kind == "image" else 1
+        """The group's token records `[images, max_seq_len]` (a view: each image's conditional row)."""
+        step = ROWS_PER_IMAGE if group.kind == "image" else 1
         return self.tokens[group.first_row:group.first_row + group.rows:step]
 
     def read(self, group: Group, start: int, stop: int) -> torch.Tensor:

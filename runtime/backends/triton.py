@@ -5,7 +5,7 @@ with the fused sampler. Every decode step then runs all running rows, image and 
 transformer pass (`triton_step.StepGraph`), padded to a row-count bucket; on CUDA each (image bucket, text
 bucket) pair is captured into a CUDA graph the second time it runs and replayed ever after, all graphs
 sharing one memory pool and captured on the backend's own stream, one capture at a time in the process
-(`triton_step.CAPTURE_LOCK`), so a changing batch never re-captures once its buckets have been seen. Warm-up
+(`graph_capture.CAPTURE_LOCK`), so a changing batch never re-captures once its buckets have been seen. Warm-up
 builds every bucket the engine can reach ahead of serving (`reachable_buckets`, `build_bucket`); the step
 never syncs with the host; the engine reads text tokens back every `sync_every` steps (EOS, streaming).
 
@@ -18,45 +18,43 @@ from __future__ import annotations
 import threading
 from contextlib import nullcontext
 
+import numpy
 import torch
 
-from janus_rt.engine.request import Group
 from janus_rt.errors import InputError
-from janus_rt.backends.triton_ops import Fusions, StepOps
-from janus_rt.model.cfg_rows import cfg_prompt_tokens, decode_tokens
-from janus_rt.kernels.interpret import INTERPRETER_LOCK
+
+try:  # every module below needs triton: say how to get it (the api imports this module only for backend "triton")
+    import triton
+except ImportError as e:
+    raise InputError(f"backend 'triton' needs the triton package ({e}); pip install triton") from None
+
 from janus_rt.backends.kv_rows import KVRows
-from janus_rt.model.janus import JanusModel
+from janus_rt.backends.triton_ops import Fusions
 from janus_rt.backends.triton_step import StepGraph, bucket, reachable_buckets
-from janus_rt.model.prefill import text_embeddings
+from janus_rt.backends.triton_transformer import StepOps
+from janus_rt.engine.request import Group
+from janus_rt.kernels.cfg_sample import cfg_sample
+from janus_rt.kernels.dequant_gemm import DequantLinear
+from janus_rt.kernels.interpret import INTERPRETER_LOCK, interpreter_problem, interpreter_usable, interpreting
+from janus_rt.kernels.rope_cache import inv_freq_of
+from janus_rt.kernels.skinny_gemm import SkinnyLinear
+from janus_rt.kernels.tuning import configure_triton_cache
+from janus_rt.backends.prefill_inputs import prefill_embeddings, prefill_positions
+from janus_rt.model.janus import JanusModel
 
 
 def prepare_triton(device: torch.device) -> bool:
     """Check that the kernels can run on `device`; True when they run in the Triton interpreter."""
     if device.type == "cuda":
-        from janus_rt.kernels.interpret import interpreting
-
         if interpreting():
             raise InputError("TRITON_INTERPRET=1 is set but the model is on CUDA: unset it to compile the kernels")
         return False
     if device.type != "cpu":
         raise InputError(f"backend 'triton' runs on CUDA (compiled) or CPU (interpreter), not on {device}")
-    from janus_rt.kernels.interpret import interpreter_usable
-
     if not interpreter_usable():
         raise InputError("backend 'triton' on CPU needs the Triton interpreter, switched on before triton is "
                          "imported: run with TRITON_INTERPRET=1 in the environment (janus_rt sets it itself when "
                          "it is imported first on a machine without CUDA)")
-    try:
-        import janus_rt.kernels.cfg_sample  # noqa: F401
-        import janus_rt.kernels.decode_attention  # noqa: F401
-    except ImportError as e:
-        raise InputError(f"backend 'triton' needs the triton package ({e}); pip install triton") from None
-    import numpy
-    import triton
-
-    from janus_rt.kernels.interpret import interpreter_problem
-
     problem = interpreter_problem(triton.__version__, numpy.__version__)
     if problem:
         raise InputError(f"backend 'triton' on CPU: {problem}")
@@ -69,11 +67,6 @@ class TritonBackend:
     name = "triton"
 
     def __init__(self, model: JanusModel, sync_every: int = 16, fusions: Fusions = Fusions()):
-        from janus_rt.kernels.rope_cache import inv_freq_of
-        from janus_rt.kernels.dequant_gemm import DequantLinear
-        from janus_rt.kernels.skinny_gemm import SkinnyLinear
-        from janus_rt.kernels.tuning import configure_triton_cache
-
         if model.gen_embed.weight.device.type == "cuda":
             configure_triton_cache()  # compiled kernels beside the tile choices (JANUS_RT_CACHE_DIR), before any compile
 
@@ -152,25 +145,19 @@ class TritonBackend:
             self._prefill(group)
 
     def _prefill(self, group: Group) -> None:
-        from janus_rt.kernels.cfg_sample import cfg_sample
-
-        model, request, dev = self.model, group.request, self.device
-        if group.kind == "image":
-            ids = cfg_prompt_tokens(request.prompt_ids, request.pad_id, group.images, dev)  # [2P, L]
-            embeds = model.llm.embed_tokens(ids)  # [2P, L, D]
-        else:
-            embeds = text_embeddings(model, request.prompt_ids, request.pixel_values, request.placeholder_id)  # [1, L, D]
-        positions = torch.arange(group.prompt_len, device=dev).expand(group.rows, group.prompt_len)  # [R, L]
+        model, dev = self.model, self.device
+        embeds = prefill_embeddings(model, group, dev)  # [R, L, D]
+        positions = prefill_positions(group, dev)  # [R, L]
         hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
         logits = model.gen_head(hidden) if group.kind == "image" else model.lm_head(hidden)  # [R, V]
-        p, n = group.params, group.images
+        temperature, top_k, top_p, cfg_weight = group.params.kernel_row()
 
         def per_row(value: float | int, dtype: torch.dtype) -> torch.Tensor:
-            return torch.full((n,), value, dtype=dtype, device=dev)
+            return torch.full((group.images,), value, dtype=dtype, device=dev)
 
-        cfg_sample(logits=logits, cfg_weight=per_row(p.cfg_weight, torch.float32) if group.kind == "image" else None,
-                   temperature=per_row(p.temperature, torch.float32), top_k=per_row(p.top_k or 0, torch.int32),
-                   top_p=per_row(1.0 if p.top_p is None else p.top_p, torch.float32),
+        cfg_sample(logits=logits, cfg_weight=per_row(cfg_weight, torch.float32) if group.kind == "image" else None,
+                   temperature=per_row(temperature, torch.float32), top_k=per_row(top_k, torch.int32),
+                   top_p=per_row(top_p, torch.float32),
                    seed=torch.tensor(group.seeds(), dtype=torch.long, device=dev), step=per_row(0, torch.long),
                    tokens_out=self.kv.tokens, out_rows=torch.tensor(group.out_rows(), dtype=torch.int32, device=dev))
         self._layout = None  # a new group joins: the next step rebuilds its buffers
@@ -202,4 +189,5 @@ class TritonBackend:
         self._layout = None  # the batch changes at the next step
 
     def decode_pixels(self, tokens: torch.Tensor) -> torch.Tensor:
-        return decode_tokens(self.model, tokens)
+        with torch.inference_mode():  # the caller chunks (`Janus._decode`): VQ activations grow per image
+            return self.model.vq(tokens)

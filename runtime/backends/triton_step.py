@@ -15,20 +15,22 @@ rows, lm_head + sampler on the text rows (each writes its token into the record)
 
 Buckets: a section of r rows is padded to `bucket(r)`; `reachable_buckets(rows)` lists every (Bi, Bt) the
 engine can reach with a pool of `rows` KV rows, which warm-up builds ahead of serving (`StepGraph.build`).
-Captures go through `capture_graph`, under the process-wide `CAPTURE_LOCK`, on the stream the backend passes.
+Captures go through `capture_graph` (graph_capture.py), under the process-wide `CAPTURE_LOCK`, on the stream the
+backend passes.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from janus_rt.engine.request import Group
-from janus_rt.backends.triton_ops import StepOps, gen_head, mlp_projector, transformer_step
+from janus_rt.backends.graph_capture import capture_graph
 from janus_rt.backends.kv_rows import KVRows
+from janus_rt.backends.triton_transformer import StepOps, gen_head, mlp_projector, transformer_step
+from janus_rt.engine.request import Group
+from janus_rt.kernels.cfg_sample import cfg_sample
+from janus_rt.model.cfg_rows import pair_rows
 from janus_rt.model.janus import JanusModel
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # row counts a step is padded to: one graph each, never re-captured
@@ -59,36 +61,6 @@ def reachable_buckets(rows: int) -> list[tuple[int, int]]:
     return sorted(keys, key=lambda key: (key[0] + key[1], key), reverse=True)
 
 
-CAPTURE_LOCK = threading.RLock()
-"""Held around every CUDA-graph capture in this process (`capture_graph`); reentrant, so a caller may hold it
-around a capture and its retry. The one module-level lock of janus-rt, because what it guards is process-wide:
-`torch.cuda.graph` synchronizes the device and empties the caching allocator on entry, its default side stream
-is shared by the whole process, and PyTorch asserts when a capture overlaps another capture or an `empty_cache`.
-A lock passed in explicitly would let two backends (two models in one process, or a model and a benchmark)
-hold two different locks over this one resource; anything else in the process that captures or empties the
-allocator's cache should take this lock too."""
-
-
-def empty_cuda_cache() -> None:
-    """`torch.cuda.empty_cache()` under `CAPTURE_LOCK`: never while another thread of the process captures a graph
-    (PyTorch asserts when the allocator's cache is emptied during a capture)."""
-    with CAPTURE_LOCK:
-        torch.cuda.empty_cache()
-
-
-def capture_graph(body: Callable[[], None], *, pool: object | None,
-                  stream: "torch.cuda.Stream | None") -> "torch.cuda.CUDAGraph":
-    """Capture `body` into a new CUDA graph under `CAPTURE_LOCK`, on `stream` (the backend's own capture stream:
-    graphs sharing `pool` must share their stream) and in `pool`. `thread_local` capture mode: callers' threads
-    may run VQ decodes on the GPU while the engine thread captures. The graph is not replayed here."""
-    with CAPTURE_LOCK:
-        graph = torch.cuda.CUDAGraph()
-        torch.cuda.synchronize()
-        with torch.cuda.graph(graph, pool=pool, stream=stream, capture_error_mode="thread_local"):
-            body()
-        return graph
-
-
 @dataclass
 class Section:
     """Per-output-row buffers of one section (images or text) of a step."""
@@ -115,16 +87,14 @@ class Section:
         n = self.step.shape[0]
         out_row, step, live, seed, temp, top_k, top_p, cfg = [], [], [], [], [], [], [], []
         for g in groups:
-            p = g.params
+            row = g.params.kernel_row()  # (temperature, top_k, top_p, cfg_weight) as the sampler spells them
             out_row += g.out_rows()
             seed += g.seeds()
             for _ in range(g.images):
                 step.append(g.steps_done)
                 live.append(1)
-                temp.append(p.temperature)
-                top_k.append(p.top_k or 0)
-                top_p.append(1.0 if p.top_p is None else p.top_p)
-                cfg.append(p.cfg_weight)
+                for values, value in zip((temp, top_k, top_p, cfg), row):
+                    values.append(value)
         pad = n - len(out_row)
         out_row += [scratch_row] * pad
         step += [1] * pad  # reads record column 0 and writes column 1 of the scratch row, forever
@@ -178,8 +148,6 @@ class StepGraph:
         self.text.fill(text_groups, scratch)
 
     def body(self) -> None:
-        from janus_rt.kernels.cfg_sample import cfg_sample
-
         model, kv, ops = self.model, self.kv, self.ops
         tokens = kv.tokens
         parts = []
@@ -187,7 +155,7 @@ class StepGraph:
             s = self.images
             last = tokens[s.out_row.long(), s.step - 1]  # [Pi] each image's last token
             x = mlp_projector(model.gen_aligner, model.gen_embed.weight[last], ops)  # [Pi, D]
-            parts.append(x[:, None].expand(-1, 2, -1).reshape(-1, x.shape[-1]))  # [Bi, D] same for cond / uncond
+            parts.append(pair_rows(x))  # [Bi, D] the same input for cond / uncond
         if self.bt:
             s = self.text
             last = tokens[s.out_row.long(), s.step - 1]  # [Pt]

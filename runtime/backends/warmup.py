@@ -20,15 +20,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from janus_rt.errors import InputError
+from janus_rt.model.cfg_rows import rows_for_images
 
-if TYPE_CHECKING:
-    from janus_rt.api import Janus
+
+
+class LoadedModel(Protocol):
+    """What warm-up drives: a loaded `janus_rt.Janus` (a protocol, so that the facade can import this module)."""
+
+    step_backend: Any
+    engine: Any
+    config: Any
+
+    def stats(self) -> dict: ...
+    def submit_images(self, prompt: str, num_images: int = ..., seed: int | None = ...) -> Any: ...
+    def submit_chat(self, question: str, max_new_tokens: int = ..., seed: int | None = ...) -> Any: ...
+    def decode_image_tokens(self, tokens: torch.Tensor) -> Any: ...
 
 WARMUP_IMAGES = (1, 2, 4, 8)  # images in flight: 2, 4, 8, 16 rows
 WARMUP_TEXT = (1, 2, 4)  # answers in flight
@@ -62,7 +74,7 @@ def _check_sizes(name: str, sizes: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
-def build_buckets(m: "Janus", progress: bool = False) -> list[WarmupStep]:
+def build_buckets(m: LoadedModel, progress: bool = False) -> list[WarmupStep]:
     """Build every decode bucket `m`'s engine can reach (module docstring, part 1): [WarmupStep("buckets", built,
     seconds)], or [] for a backend without buckets. Buckets built earlier are kept, not counted."""
     backend = m.step_backend
@@ -75,7 +87,7 @@ def build_buckets(m: "Janus", progress: bool = False) -> list[WarmupStep]:
     return [WarmupStep("buckets", built, time.perf_counter() - start)]
 
 
-def warm_up(m: "Janus", image_batches: Sequence[int] = WARMUP_IMAGES, text_batches: Sequence[int] = WARMUP_TEXT,
+def warm_up(m: LoadedModel, image_batches: Sequence[int] = WARMUP_IMAGES, text_batches: Sequence[int] = WARMUP_TEXT,
             steps: int = WARMUP_STEPS, progress: bool = False) -> list[WarmupStep]:
     """Build every decode bucket, then run each shape for `steps` decode steps on `m`'s engine, then one VQ decode
     (see module docstring); returns what it timed, in that order.
@@ -87,7 +99,7 @@ def warm_up(m: "Janus", image_batches: Sequence[int] = WARMUP_IMAGES, text_batch
     if not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be an integer >= 1, got {steps!r}", param="steps")
     max_rows = m.stats()["max_rows"]
-    shapes = [("image", n) for n in image_batches if 2 * n <= max_rows]
+    shapes = [("image", n) for n in image_batches if rows_for_images(n) <= max_rows]
     shapes += [("text", n) for n in text_batches if n <= max_rows]
     done = build_buckets(m, progress)
     for kind, n in tqdm(shapes, desc="warming up", unit="shape", disable=not progress):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from janus_rt.model.config import read_json
+from janus_rt.model.config_loading import read_json
 from janus_rt.errors import CheckpointError
 
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")

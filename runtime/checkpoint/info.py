@@ -8,8 +8,12 @@ from pathlib import Path
 import torch
 
 from janus_rt.checkpoint.files import find_weight_files, iter_tensors
-from janus_rt.model.config import JanusConfig, load_config
+from janus_rt.checkpoint.tokenizer import JanusTokenizer
+from janus_rt.model.config import JanusConfig
+from janus_rt.model.config_loading import load_config
 from janus_rt.model.janus import JanusModel
+from janus_rt.quant.checkpoint import read_quant_block, spec_of
+from janus_rt.quant.model import step_weight_bytes
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -47,15 +51,10 @@ def describe(cfg: JanusConfig, parameters: int, dtype: torch.dtype, chat_format:
 
 def checkpoint_info(path: str | Path, dtype: torch.dtype | None = None) -> dict:
     """Summary of a checkpoint directory; `bytes` is the runtime size in `dtype` (default: as stored)."""
-    from janus_rt.checkpoint.tokenizer import JanusTokenizer
-
     path = Path(path)
     cfg = load_config(path)
     with torch.device("meta"):
         parameters = count_parameters(JanusModel(cfg))
-    from janus_rt.quant.checkpoint import read_quant_block, spec_of
-    from janus_rt.quant.model import step_weight_bytes
-
     stored = stored_dtype(path)
     tokenizer = JanusTokenizer(path)
     block = read_quant_block(path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from janus_rt.model.config import read_json
+from janus_rt.model.config_loading import read_json
 from janus_rt.errors import CheckpointError
 
 BOS = "<｜begin▁of▁sentence｜>"  # fullwidth bar U+FF5C, U+2581

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from janus_rt.checkpoint.files import WeightFiles, iter_tensors
+from janus_rt.checkpoint.official_keys import official_key_shapes
 from janus_rt.model.config import JanusConfig
 from janus_rt.errors import CheckpointError
 from janus_rt.model.janus import JanusModel, empty_parameter
@@ -309,8 +310,6 @@ def load_weights(model: JanusModel, weights: WeightFiles, progress: bool = False
 
 def _expected_checkpoint_keys(cfg: JanusConfig, missing: list[str], coverage: _Coverage) -> dict[str, list[str]]:
     """Official-layout keys that would fill each missing parameter and were not found in the checkpoint."""
-    from janus_rt.checkpoint.tiny import official_key_shapes  # tiny imports config/tokenizer only; imported here to keep weights light
-
     wanted = set(missing)
     map_key = key_mapper(cfg)
     out: dict[str, list[str]] = {}

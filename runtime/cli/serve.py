@@ -14,8 +14,13 @@ import socket
 import sys
 from pathlib import Path
 
+from janus_rt.backends.choice import resolve_device
+from janus_rt.cli.common import GRAPH_BACKENDS, add_model_args, engine_config, load_model
 from janus_rt.errors import InputError
+from janus_rt.serve import build_app, require_serve_extra
+from janus_rt.serve.ray_app import run_ray_serve
 from janus_rt.serve.settings import API_KEY_ENV, MiB, ServeSettings
+from janus_rt.spelling import CLI
 
 SERVE_EPILOG = f"""examples:
   janus-rt serve --model ~/models/Janus-Pro-1B                       # http://127.0.0.1:8000
@@ -41,18 +46,14 @@ are data: URIs only (the server never fetches a URL). needs: pip install 'janus-
 """
 
 
-def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
-    """The `serve` subcommand and its flags (model flags shared with generate / chat)."""
-    from janus_rt.cli.main import _add_model_args
-
+def add_serve_args(p: argparse.ArgumentParser) -> None:
+    """The `serve` subcommand's flags (model flags shared with generate / chat)."""
     defaults = ServeSettings()
-    p = subparsers.add_parser(
-        "serve", help="serve a model over HTTP (OpenAI-style images, chat, models; health and metrics)",
-        description="Load a model and serve it over HTTP: POST /v1/images/generations, POST /v1/chat/completions, "
-                    "GET /v1/models, GET /health, GET /metrics.\nConcurrent requests share the engine's decode "
-                    "steps (README, 'The engine').",
-        epilog=SERVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_model_args(p)
+    p.description = ("Load a model and serve it over HTTP: POST /v1/images/generations, POST /v1/chat/completions, "
+                     "GET /v1/models, GET /health, GET /metrics.\nConcurrent requests share the engine's decode "
+                     "steps (README, 'The engine').")
+    p.epilog, p.formatter_class = SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
+    add_model_args(p)
     s = p.add_argument_group("server")
     s.add_argument("--host", default=defaults.host,
                    help=f"interface to listen on (default {defaults.host}: this machine only; 0.0.0.0 for every one)")
@@ -123,34 +124,23 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check the flags, bind, load the model, serve until SIGTERM / Ctrl-C; 0 after a graceful stop."""
-    from janus_rt.serve import require_serve_extra
-
     require_serve_extra()
-    import uvicorn
-
-    from janus_rt.api import resolve_device
-    from janus_rt.cli.main import _load
-    from janus_rt.engine import EngineConfig
-    from janus_rt.spelling import CLI
-    from janus_rt.serve.app import build_app
+    import uvicorn  # optional extra: uvicorn (checked just above)
 
     settings = settings_from_args(args)
-    EngineConfig(max_rows=args.max_rows, max_seq_len=args.max_seq_len,
-                 gpu_memory_utilization=args.gpu_memory_utilization).validate(CLI)
-    if args.backend not in ("onnxruntime", "tensorrt"):
+    config = engine_config(args)
+    if args.backend not in GRAPH_BACKENDS:
         resolve_device(args.device, CLI)
     if args.ray:
-        from janus_rt.serve.ray_app import run_ray_serve
-
         if settings.port == 0:
             raise InputError("--port 0 (any free port) does not work with --ray: Ray's proxy needs a fixed --port")
         bind_socket(settings.host, settings.port).close()  # a taken port fails now, not after Ray has started
-        return run_ray_serve(args, settings)
+        return run_ray_serve(args, settings, load_model)
     if args.replicas != 1 or args.ray_address is not None:
         raise InputError("--replicas and --ray-address need --ray (one process serves one model without it)")
     sock = bind_socket(settings.host, settings.port)
     try:
-        model = _load(args)
+        model = load_model(args, config)
         try:
             if args.warmup:  # before the port opens: say so, and show progress on a terminal
                 print("warming up   every decode bucket, then the common shapes (the port opens after)",

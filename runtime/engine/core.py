@@ -34,6 +34,8 @@ from janus_rt.model.config import JanusConfig
 from janus_rt.errors import InputError
 from janus_rt.timing import PhaseTimer
 from janus_rt.engine.params import SamplingParams
+from janus_rt.engine.capacity import RowCapacity
+from janus_rt.model.cfg_rows import images_in_rows
 from janus_rt.engine.pool import EngineConfig, RowPool, plan_rows
 from janus_rt.engine.primitives import StepBackend, StepMarker, step_marker_source
 from janus_rt.engine.request import EngineStats, Group, Request
@@ -95,20 +97,20 @@ class Engine:
         return self.pool.max_seq_len
 
     @property
+    def capacity(self) -> RowCapacity:
+        """The one capacity check of every request path (`RowCapacity`: row size and model context)."""
+        return RowCapacity(self.max_seq_len, self.cfg.llm.max_position_embeddings)
+
+    @property
     def images_per_group(self) -> int:
         """Most images admitted as one group (2 rows each): a larger request runs in waves of this size."""
-        return self.pool.rows // 2
+        return images_in_rows(self.pool.rows)
 
     # ------------------------------------------------------------------------------------- submission
     def submit_images(self, prompt_ids: list[int], pad_id: int, num_images: int, params: SamplingParams) -> Request:
         """Queue `num_images` images of one prompt (ids end with `<begin_of_image>`); returns at once."""
         steps = self.cfg.image_tokens_per_image
-        need = len(prompt_ids) + steps - 1
-        if need > self.max_seq_len:
-            raise InputError(
-                f"prompt is {len(prompt_ids)} tokens; with {steps} image tokens it needs {need} cache slots, but "
-                f"the engine's rows hold max_seq_len={self.max_seq_len}: shorten the prompt or load with a larger "
-                f"max_seq_len (the model's context is {self.cfg.llm.max_position_embeddings})")
+        self.capacity.check_image(len(prompt_ids), steps)
         if self.max_rows < 2:
             raise InputError(f"one image needs 2 KV rows but the engine has max_rows={self.max_rows}; raise max_rows")
         request = Request("image", prompt_ids, params, max_steps=steps, num_images=num_images, pad_id=pad_id,
@@ -121,13 +123,7 @@ class Engine:
     def submit_text(self, ids: list[int], pixel_values: torch.Tensor | None, eos_id: int, placeholder_id: int,
                     params: SamplingParams) -> Request:
         """Queue one answer to `ids` (placeholders expanded; `pixel_values` fill the `placeholder_id` runs)."""
-        need = len(ids) + params.max_new_tokens - 1
-        if need > self.max_seq_len:
-            raise InputError(
-                f"prompt is {len(ids)} tokens (images included); with max_new_tokens={params.max_new_tokens} it needs "
-                f"{need} cache slots, but the engine's rows hold max_seq_len={self.max_seq_len}: shorten the prompt, "
-                f"lower max_new_tokens or load with a larger max_seq_len (the model's context is "
-                f"{self.cfg.llm.max_position_embeddings})")
+        self.capacity.check_text(len(ids), params.max_new_tokens)
         request = Request("text", ids, params, max_steps=params.max_new_tokens, pixel_values=pixel_values,
                           eos_id=eos_id, placeholder_id=placeholder_id, seed=self._seed(params))
         request.groups = [Group(request, images=1, first_image=0, index=0)]

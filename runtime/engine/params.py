@@ -1,7 +1,11 @@
 """`SamplingParams`: every per-request knob of the decode loop in one validated, frozen dataclass.
 
-The API, the CLI and (later) the server build one of these per request; the engine and every backend read
-only this. Validation needs no model, so callers check their inputs before anything is loaded.
+The API, the CLI and the server build one of these per request (validated once, in the words of the caller's
+user: `Spelling`); the engine and every backend read only this. Validation needs no model, so callers check
+their inputs before anything is loaded. `IMAGE_DEFAULTS` / `CHAT_DEFAULTS` are the one set of defaults per
+kind: the library's signatures, the CLI's flags and the server's request models read them.
+"Off" is `None` for top_k, top_p and seed everywhere above the kernels; `kernel_row` turns it into the fused
+sampler's encoding (top_k 0, top_p 1.0) in one place.
 """
 
 from __future__ import annotations
@@ -12,10 +16,6 @@ from typing import Mapping
 
 from janus_rt.errors import InputError
 from janus_rt.spelling import API, Spelling
-
-IMAGE_DEFAULTS = {"temperature": 1.0, "top_k": None, "cfg_weight": 5.0}  # the reference's generation defaults
-CHAT_DEFAULTS = {"temperature": 0.0, "top_k": 50, "max_new_tokens": 512}  # transformers' generate, as the reference
-
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
@@ -42,10 +42,15 @@ class SamplingParams:
 
     @classmethod
     def checked(cls, spelling: Spelling = API, **fields: object) -> "SamplingParams":
-        """Build one; a bad field is reported in `spelling` (the CLI's flags, the API's keywords)."""
-        defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
-        check_sampling_fields({**defaults, **fields}, spelling)
-        return cls(**fields)  # type: ignore[arg-type]
+        """Build one (validated once); a bad field is reported in `spelling` (the CLI's flags, the API's keywords)."""
+        try:
+            return cls(**fields)  # type: ignore[arg-type]
+        except InputError:
+            if spelling is API:
+                raise
+            defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
+            check_sampling_fields({**defaults, **fields}, spelling)  # the same refusal, in the user's words
+            raise
 
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)
@@ -53,6 +58,13 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    def kernel_row(self) -> tuple[float, int, float, float]:
+        """(temperature, top_k, top_p, cfg_weight) of one row of the fused sampler, "off" as it spells it:
+        top_k 0, top_p 1.0 (`janus_rt.kernels.cfg_sample`)."""
+        return (float(self.temperature), 0 if self.top_k is None else int(self.top_k),
+                1.0 if self.top_p is None else float(self.top_p), float(self.cfg_weight))
+
 
 
 def check_sampling_fields(values: Mapping[str, object], spelling: Spelling) -> None:
@@ -75,3 +87,7 @@ def check_sampling_fields(values: Mapping[str, object], spelling: Spelling) -> N
     if not _is_int(max_new_tokens) or max_new_tokens < 1:  # type: ignore[operator]
         raise InputError(f"{name('max_new_tokens')} must be an integer >= 1, got {max_new_tokens!r}",
                          param="max_new_tokens")
+
+
+IMAGE_DEFAULTS = SamplingParams(temperature=1.0, top_k=None, top_p=None, cfg_weight=5.0)  # the reference's generation
+CHAT_DEFAULTS = SamplingParams(temperature=0.0, top_k=50, top_p=None, max_new_tokens=512)  # transformers' generate

@@ -11,6 +11,7 @@ can hand a group's cache to the model as a view.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -23,7 +24,7 @@ GiB = 1 << 30
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """The engine's knobs (`janus_rt.load(..., engine=EngineConfig(...))`)."""
+    """The engine's knobs (`janus_rt.load(..., engine=EngineConfig(...))`), validated once, when built."""
 
     max_rows: int | None = None  # KV rows (2 per image in flight, 1 per answer); None = from the budget below
     max_seq_len: int | None = None  # slots per row (prompt + generated); None = min(context, 2048)
@@ -31,6 +32,21 @@ class EngineConfig:
     activation_reserve_gib: float = 2.0  # left free for activations (prefill, SigLIP, VQ decode) on CUDA
     cpu_max_rows: int = 16  # the row cap on CPU
     row_limit: int = 256  # never more rows than this (the largest CUDA-graph bucket)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def checked(cls, spelling: Spelling = API, **fields: object) -> "EngineConfig":
+        """Build one; a bad knob is reported in `spelling` (the CLI's flags, the API's keywords)."""
+        try:
+            return cls(**fields)  # type: ignore[arg-type]
+        except InputError:
+            if spelling is API:
+                raise
+            defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
+            cls.validate(SimpleNamespace(**{**defaults, **fields}), spelling)  # type: ignore[arg-type]  # user's words
+            raise
 
     def validate(self, spelling: Spelling = API) -> None:
         """Raise InputError naming the bad knob (as `spelling` writes it) and its allowed range."""
@@ -57,7 +73,6 @@ def kv_bytes_per_row(llm: LLMConfig, max_seq_len: int, dtype: torch.dtype) -> in
 
 def plan_rows(config: EngineConfig, llm: LLMConfig, device: torch.device, dtype: torch.dtype) -> tuple[int, int]:
     """(rows, max_seq_len) for this model on this device; raises InputError when not even one image fits."""
-    config.validate()
     context = llm.max_position_embeddings
     seq = config.max_seq_len or min(context, DEFAULT_MAX_SEQ_LEN)
     if seq > context:

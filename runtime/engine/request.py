@@ -1,8 +1,8 @@
 """What the engine runs: a `Request` (one prompt, what the caller holds) split into `Group`s (what the batch holds).
 
 A group is the unit of scheduling and of KV memory: rows that are admitted, stepped and freed together.
-    image group: `2 * images` rows, interleaved (conditional, unconditional) per image, as the reference's
-                 doubled CFG batch; one request of N images is one group when N images fit the row budget,
+    image group: `2 * images` rows in the CFG row layout (`janus_rt.model.cfg_rows`), the reference's
+                 doubled batch; one request of N images is one group when N images fit the row budget,
                  else ceil(N / per_group) groups that run in waves.
     text group:  one row (one question).
 Rows of a group are contiguous in the KV pool (`first_row ...`), so a backend can take the group's cache as
@@ -27,6 +27,7 @@ from typing import Any, AsyncIterator, Iterator, Literal
 import torch
 
 from janus_rt.engine.params import SamplingParams
+from janus_rt.model.cfg_rows import conditional_rows, rows_for_images
 
 Kind = Literal["image", "text"]
 _ids = itertools.count(1)
@@ -52,7 +53,7 @@ class Group:
 
     @property
     def rows(self) -> int:
-        return 2 * self.images if self.kind == "image" else 1
+        return rows_for_images(self.images) if self.kind == "image" else 1
 
     @property
     def params(self) -> SamplingParams:
@@ -77,8 +78,7 @@ class Group:
 
     def out_rows(self) -> list[int]:
         """Pool rows holding each output row's tokens: the conditional row of each image, or the text row."""
-        step = 2 if self.kind == "image" else 1
-        return [self.first_row + step * i for i in range(self.images)]
+        return conditional_rows(self.first_row, self.images) if self.kind == "image" else [self.first_row]
 
     def seeds(self) -> list[int]:
         """Per output row seed of the fused sampler's Philox stream: the request's seed + the image index."""

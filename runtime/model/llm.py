@@ -1,7 +1,8 @@
 """The DeepSeek-LLM transformer (Llama layout) with an explicit, preallocated static KV cache.
 
 Numerics follow Hugging Face Llama: RMSNorm statistics in fp32, RoPE cos/sin computed in fp32 then cast to
-the activation dtype, `rotate_half` (non-interleaved) layout, softmax in fp32 inside SDPA.
+the activation dtype, `rotate_half` (non-interleaved) layout, softmax in fp32 inside SDPA. The RoPE arithmetic
+lives beside its kernel (`kernels/reference_rope.py`, torch only), the reference of `kernels/rope_cache.py`.
 
 The cache and the positions are explicit inputs, so the same forward runs prefill and decode, and later
 captures into a CUDA graph or exports to ONNX without hidden state.
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from janus_rt.kernels.reference_rope import apply_rope, rope_cos_sin
 from janus_rt.model.config import LLMConfig
 
 
@@ -57,21 +59,6 @@ class RMSNorm(nn.Module):
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * x32.to(x.dtype)
-
-
-def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables `[B, T, head_dim]` for integer positions `[B, T]`, computed in fp32."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=positions.device).float() / head_dim))
-    freqs = positions.float()[..., None] * inv_freq  # [B, T, head_dim/2]
-    emb = torch.cat([freqs, freqs], dim=-1)  # [B, T, head_dim]
-    return emb.cos().to(dtype), emb.sin().to(dtype)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x `[B, H, T, hd]`, cos/sin `[B, T, hd]`."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None] + rotated * sin[:, None]
 
 
 class Attention(nn.Module):

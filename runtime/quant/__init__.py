@@ -5,6 +5,8 @@
     model.py       which layers are quantized, swapping them, bytes per step
     checkpoint.py  quantized checkpoint folders (write atomically, load strictly)
     loading.py     `janus_rt.load(..., quantize=)` and loading a quantized folder
+    evaluate.py    `janus-rt eval-quant`'s run, over eval_inputs.py (prompts, settings), eval_measure.py (the
+                   reference and the comparison) and eval_report.py (PNGs, report.json, the table)
 The fused dequant-GEMMs of the triton backend live in `janus_rt.kernels.dequant_gemm`.
 """
 

@@ -7,24 +7,24 @@ A folder holds:
                         `bias` of each quantized linear, every other parameter in the activation dtype
     tokenizer and processor files, copied from the source (every file that is not a weight file)
 
-It is written into a temporary sibling folder and renamed into place, so a failed run leaves nothing
-half-written; an existing folder is replaced only when it is empty or is a quantized checkpoint of the
-same source (never another model's folder).
+It is written into a temporary sibling folder and renamed into place (`janus_rt.files.staged_folder`), so a
+failed run leaves nothing half-written; an existing folder is replaced only when it is empty or is a quantized
+checkpoint of the same source (never another model's folder: `check_out_dir`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from janus_rt import __version__
+from janus_rt.version import __version__
 from janus_rt.checkpoint.files import find_weight_files, iter_tensors
 from janus_rt.errors import CheckpointError, InputError
+from janus_rt.files import check_out_folder, staged_folder
 from janus_rt.quant.formats import QuantSpec
 from janus_rt.quant.model import quantized_module_names
 
@@ -61,17 +61,17 @@ def _is_weight_file(path: Path) -> bool:
 
 
 def check_out_dir(out: Path, source: Path) -> None:
-    """Refuse an `--out` that is a file, inside the source, or another model's folder (before any work)."""
+    """Refuse an `--out` that is the source or inside it, or that `janus_rt.files.check_out_folder` refuses (a
+    file, an unwritable place, a non-empty folder that is not a quantized checkpoint of `source`), before any work."""
     out, source = out.expanduser().resolve(), source.expanduser().resolve()
     if out == source or source in out.parents:
-        raise InputError(f"--out {out} is the source checkpoint folder (or inside it); choose a new folder")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is a file; choose a folder")
-    if out.is_dir() and any(out.iterdir()):
-        block = read_quant_block(out) if (out / "config.json").exists() else None
-        if block is None or Path(block.get("source", "")).resolve() != source:
-            raise InputError(f"--out {out} is not empty and is not a quantized checkpoint of {source}; refusing to "
-                             "replace another model's folder: choose a new or empty folder")
+        raise InputError(f"--out {out} is the source checkpoint folder (or inside it); choose a new folder", "--out")
+
+    def same_source(folder: Path) -> bool:
+        block = read_quant_block(folder) if (folder / "config.json").exists() else None
+        return block is not None and Path(block.get("source", "")).resolve() == source
+
+    check_out_folder(out, replaces=f"a quantized checkpoint of {source}", same_kind=same_source)
 
 
 def write_quantized(model: nn.Module, spec: QuantSpec, source: Path, out: Path) -> Path:
@@ -85,21 +85,13 @@ def write_quantized(model: nn.Module, spec: QuantSpec, source: Path, out: Path) 
     config[QUANT_KEY] = {**spec.to_json(), "modules": quantized_module_names(model.cfg),
                          "dtype": str(dtype).removeprefix("torch."), "source": str(source),
                          "janus_rt_version": __version__}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_folder(out, replace=True) as staging:  # replaces only what check_out_dir accepted
         state = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt", "janus_rt_quantization": spec.format})
         for item in source.iterdir():
             if item.is_file() and item.name != "config.json" and not _is_weight_file(item):
                 shutil.copy2(item, staging / item.name)
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 

@@ -3,7 +3,7 @@
 Its buffers are the stored tensors (`qweight`, `scales`, optional `zeros`, optional `bias`), so a model's
 `state_dict` is the quantized checkpoint. `forward` is the torch path: dequantize to float32, cast to the
 activation dtype, `F.linear` (the reference every other backend is checked against). The triton backend
-calls `kernel_args()` and runs the fused dequant-GEMM instead (`runtime/backends/triton_ops.py`).
+calls `kernel_args()` and runs the fused dequant-GEMM instead (`runtime/backends/triton_transformer.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from janus_rt.kernels.reference_dequant import dequantize
 from janus_rt.quant.formats import QuantSpec, quantize_weight
 
 
@@ -60,14 +61,13 @@ class QuantLinear(nn.Module):
         return layer
 
     def kernel_args(self) -> dict:
-        """Keyword arguments of `kernels.dequant_gemm.DequantLinear` for this layer (x and bias excluded)."""
+        """Keyword arguments of `kernels.dequant_gemm.DequantLinear` (and of `kernels.reference_dequant.dequantize`)
+        for this layer (x and bias excluded)."""
         return {"qweight": self.qweight, "scales": self.scales, "zeros": self.zeros, "fmt": self.spec.format,
                 "group_size": self.spec.group_size, "in_features": self.in_features}
 
     def dequantized(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weight `[out_features, in_features]` in `dtype` (dequantized in float32, then one rounding)."""
-        from janus_rt.kernels.dequant_gemm import dequantize
-
         return dequantize(dtype=dtype, **self.kernel_args())
 
     @property

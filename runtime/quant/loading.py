@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from janus_rt.checkpoint.weights import load_weights
 from janus_rt.model.config import JanusConfig
 from janus_rt.errors import InputError
 from janus_rt.model.janus import JanusModel, build_empty_model
@@ -53,8 +54,6 @@ def build_quantized_from_folder(path: Path, cfg: JanusConfig, device: torch.devi
 def build_quantized_at_load(weights, cfg: JanusConfig, spec: QuantSpec, device: torch.device, dtype: torch.dtype,
                             progress: bool) -> JanusModel:
     """A float checkpoint's model, each target linear quantized as soon as it is read (see module docstring)."""
-    from janus_rt.checkpoint.weights import load_weights
-
     check_format_supported(spec, device)
     model = build_empty_model(cfg, device, dtype, skip=quantized_weight_names(cfg))
     load_weights(model, weights, progress=progress, on_complete=quantize_on_complete(model, spec))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from janus_rt.model.config import JanusConfig
+from janus_rt.model.janus import JanusModel
 from janus_rt.quant.formats import QuantSpec
 from janus_rt.quant.linear import QuantLinear
 
@@ -95,8 +96,6 @@ TEXT_STEP_MODULES = ("llm.layers", "llm.norm", "lm_head")  # one text decode ste
 
 def step_weight_bytes(cfg: JanusConfig, dtype: torch.dtype, spec: QuantSpec | None = None) -> dict[str, int]:
     """Weight bytes one decode step reads ({"image", "text"}), float in `dtype` or quantized to `spec`."""
-    from janus_rt.model.janus import JanusModel
-
     with torch.device("meta"):
         model = JanusModel(cfg).to(dtype)
     if spec is not None:

@@ -44,6 +44,6 @@ def require_serve_extra() -> None:
 def build_app(model, settings: ServeSettings | None = None):  # noqa: ANN001, ANN201 - see app.build_app
     """`janus_rt.serve.app.build_app`, imported on first use (it needs the `serve` extra)."""
     require_serve_extra()
-    from janus_rt.serve.app import build_app as build
+    from janus_rt.serve.app import build_app as build  # optional extra: fastapi (checked just above)
 
     return build(model, settings or ServeSettings())

@@ -12,7 +12,7 @@ Routes (OpenAI shapes; `/v1/*` need `Authorization: Bearer KEY` when an API key 
 A request is checked completely (body size, JSON, fields, ranges, images, context) before anything reaches
 the engine; a refusal is a 4xx with `{"error": {message, type, param, code}}`. Admission (admission.py) then
 bounds the queue (429) and refuses work when the engine is down (503). Work runs on the model's engine (the
-library's `submit_images` / `submit_chat_inputs`, no second request loop); a request that outlives the
+library's `prepare_images` / `prepare_chat` then `submit_prepared`, no second request path); a request that outlives the
 timeout (504) or whose client goes away is cancelled, which frees its rows. The app holds no global state:
 everything lives in the closure of `build_app`, so several apps (several models) can share a process.
 """
@@ -23,7 +23,6 @@ import asyncio
 import hmac
 import json
 import time
-from dataclasses import replace
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
@@ -36,8 +35,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from janus_rt import __version__
-from janus_rt.api import Janus, check_generation_args
-from janus_rt.engine import EngineError, SamplingParams
+from janus_rt.api import Janus
+from janus_rt.requests.chat import check_chat_args
+from janus_rt.requests.image import check_generation_args
+from janus_rt.engine import EngineError
+from janus_rt.requests.chat import prepare_chat
+from janus_rt.requests.image import prepare_images
+from janus_rt.spelling import Spelling
 from janus_rt.errors import InputError
 from janus_rt.jobs import ChatJob
 from janus_rt.serve.admission import Admission
@@ -53,6 +57,7 @@ IMAGES_ROUTE = "/v1/images/generations"
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
 ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics")
+IMAGE_FIELDS = Spelling(renamed={"num_images": "n"})  # the library's names as the images route's body spells them
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
 
 
@@ -150,10 +155,6 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             raise APIError(404, f"model {name!r} is not served here; this server serves {settings.model_name!r} "
                                 f"(GET {MODELS_ROUTE})", code="model_not_found", param="model")
 
-    def context_room() -> int:
-        """Positions one row may hold: the model's context, or the engine's row size when that is smaller."""
-        return min(model.context_length, model.engine.max_seq_len + 1)
-
     def served(route: str, started: float) -> None:
         metrics.latency.labels(route).observe(time.perf_counter() - started)
 
@@ -192,18 +193,13 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             raise invalid(f"n must be an integer in [1, {settings.max_images_per_request}], got {body.n}; ask for more "
                           "images in several requests", "n")
         try:
-            check_generation_args(body.n, body.cfg_weight, body.temperature, body.top_k, body.top_p, body.seed)
-            text = model.image_prompt(body.prompt)
+            params = check_generation_args(body.n, body.cfg_weight, body.temperature, body.top_k, body.top_p,
+                                           body.seed, spelling=IMAGE_FIELDS)
+            prepared = await run_in_threadpool(prepare_images, body.prompt, body.n, params, model.request_context,
+                                               False, IMAGE_FIELDS)
         except InputError as e:
-            raise from_input_error(e) from None
-        prompt_tokens = len(await run_in_threadpool(model.tokenizer.encode, text))
-        steps = model.config.image_tokens_per_image
-        if prompt_tokens + steps - 1 > context_room():
-            raise invalid(f"the prompt is {prompt_tokens} tokens; with {steps} image tokens that needs "
-                          f"{prompt_tokens + steps - 1} positions, over the {context_room()} this server holds: "
-                          "shorten the prompt", "prompt", code="context_length_exceeded")
-        job = await run_in_threadpool(admission.submit, lambda: model.submit_images(
-            body.prompt, body.n, body.cfg_weight, body.temperature, body.seed, body.top_k, body.top_p))
+            raise from_input_error(e, spelling=IMAGE_FIELDS) from None
+        job = await run_in_threadpool(admission.submit, lambda: model.submit_prepared(prepared))
         try:
             result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
         except ClientGone:
@@ -227,39 +223,21 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         elif body.max_tokens is not None and body.max_tokens != asked:
             raise invalid(f"max_tokens ({body.max_tokens}) and max_completion_tokens ({asked}) disagree; give one",
                           "max_tokens")
+        fields = Spelling(renamed={"max_new_tokens": length_field, "prompt": "messages", "image": "messages",
+                                   "question": "messages"})
         try:
-            params = SamplingParams.checked(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                                            seed=body.seed, max_new_tokens=1 if asked is None else asked)
+            params = check_chat_args(settings.default_max_tokens if asked is None else asked, body.temperature,
+                                     body.top_k, body.top_p, body.seed, spelling=fields)
         except InputError as e:
-            error = from_input_error(e)
-            if error.param == "max_new_tokens":
-                error = invalid(f"{length_field} must be an integer >= 1, got {asked}", length_field)
-            raise error from None
-        conversation = await run_in_threadpool(build_conversation, body.messages, model.chat_format,
-                                               settings.max_image_pixels)
-        per_image = model.config.vision.num_patches + 2
-        if len(conversation.images) * per_image >= context_room():
-            raise invalid(f"{len(conversation.images)} images take {len(conversation.images) * per_image} positions "
-                          f"({per_image} each), more than the {context_room()} this server holds: send fewer images",
-                          "messages", code="context_length_exceeded")
-        try:
-            inputs, text = await run_in_threadpool(model.chat_inputs, conversation.prompt,
-                                                   conversation.images or None, None, True)
+            raise from_input_error(e, spelling=fields) from None
+        conversation = await run_in_threadpool(build_conversation, body.messages, settings.max_image_pixels)
+        try:  # a server's default length is a cap, lowered to what the conversation leaves
+            prepared = await run_in_threadpool(prepare_chat, conversation, params, model.request_context,
+                                               asked is None, fields)
         except InputError as e:
-            raise from_input_error(e, code="invalid_messages") from None
-        prompt_tokens = len(inputs.ids)
-        room = min(model.context_length - prompt_tokens, model.engine.max_seq_len - prompt_tokens + 1)
-        if room < 1:
-            raise invalid(f"the conversation is {prompt_tokens} tokens (images included), which leaves no room for "
-                          f"an answer in the {context_room()} positions this server holds: shorten it",
-                          "messages", code="context_length_exceeded")
-        if asked is not None and asked > room:
-            raise invalid(f"the conversation is {prompt_tokens} tokens (images included); with {length_field}={asked} "
-                          f"that exceeds the {context_room()} positions this server holds: ask for at most {room} "
-                          "tokens or shorten the conversation", length_field, code="context_length_exceeded")
-        params = replace(params, max_new_tokens=min(settings.default_max_tokens, room) if asked is None else asked)
-        job: ChatJob = await run_in_threadpool(admission.submit,
-                                               lambda: model.submit_chat_inputs(inputs, text, params))
+            raise from_input_error(e, code="invalid_messages", spelling=fields) from None
+        prompt_tokens = len(prepared.ids)
+        job: ChatJob = await run_in_threadpool(admission.submit, lambda: model.submit_prepared(prepared))
         ids = ChatIds(settings.model_name)
         if body.stream:
             include_usage = body.stream_options is not None and body.stream_options.include_usage

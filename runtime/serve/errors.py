@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from janus_rt.errors import InputError
+from janus_rt.spelling import Spelling
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
          405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
@@ -41,6 +42,10 @@ def invalid(message: str, param: str | None = None, code: str = "invalid_value")
     return APIError(400, message, code=code, param=param)
 
 
-def from_input_error(error: InputError, code: str = "invalid_value") -> APIError:
-    """A library InputError (it names its `param` when it has one) as a 400."""
-    return APIError(400, str(error), code=code, param=getattr(error, "param", None))
+def from_input_error(error: InputError, code: str = "invalid_value", spelling: Spelling | None = None) -> APIError:
+    """A library InputError as a 400: its own `code` when it has one (else `code`), its `param` in the request's
+    field names (`spelling`: the library's `num_images` is the body's `n`)."""
+    param = getattr(error, "param", None)
+    if param is not None and spelling is not None:
+        param = spelling.name(param)
+    return APIError(400, str(error), code=getattr(error, "code", None) or code, param=param)

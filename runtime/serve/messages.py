@@ -5,33 +5,26 @@ A message's content is a string or a list of parts, `{"type": "text", "text": ..
 image part standing as one `<image_placeholder>`, so a user message `[image, text]` is
 `"<image_placeholder>\\n" + text`: exactly what `m.chat(text, image=...)` builds. Images are numbered in
 message order. A leading system message replaces the reference's understanding system prompt (an empty
-one means none); then user and assistant messages alternate, starting and ending with user
-(`janus_rt.requests.prompts.conversation_prompt`).
+one means none); then user and assistant messages alternate, starting and ending with user (checked where the
+prompt is built: `janus_rt.requests.chat.prepare_chat`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 
-from janus_rt.errors import InputError
-from janus_rt.requests.prompts import ChatFormat, TurnRole, conversation_prompt
+from janus_rt.requests.chat import Conversation
+from janus_rt.requests.prompts import TurnRole
 from janus_rt.checkpoint.tokenizer import IMAGE_PLACEHOLDER
 from janus_rt.serve.data_uri import decode_data_uri_image
-from janus_rt.serve.errors import from_input_error, invalid
+from janus_rt.serve.errors import invalid
 from janus_rt.serve.schemas import ChatMessage
 
 
-@dataclass
-class Conversation:
-    prompt: str  # the full prompt text (system prompt, turns, the open assistant turn)
-    images: list[Image.Image]  # in placeholder order
-
-
-def build_conversation(messages: list[ChatMessage], fmt: ChatFormat, max_image_pixels: int) -> Conversation:
-    """Check the messages, decode their images and build the prompt; a 400 naming the field otherwise."""
+def build_conversation(messages: list[ChatMessage], max_image_pixels: int) -> Conversation:
+    """Check the messages' shapes and decode their images; a 400 naming the field otherwise."""
     system: str | None = None
     turns: list[tuple[TurnRole, str]] = []
     images: list[Image.Image] = []
@@ -48,11 +41,7 @@ def build_conversation(messages: list[ChatMessage], fmt: ChatFormat, max_image_p
         text, found = _user_content(message.content, param, max_image_pixels)
         turns.append(("user", text))
         images.extend(found)
-    try:
-        prompt = conversation_prompt(turns, fmt, system)
-    except InputError as e:
-        raise from_input_error(e, code="invalid_messages") from None
-    return Conversation(prompt=prompt, images=images)
+    return Conversation(turns=tuple(turns), images=tuple(images), system_prompt=system)
 
 
 def _parts(content: Any, param: str) -> list[dict]:

@@ -11,9 +11,9 @@ above the app's own queue bound), so overload is answered by the app's 429 + Ret
 unseen in the proxy. A replica whose engine loop died fails Ray's health check and is replaced.
 /health and /metrics answer for the replica that serves them (Ray's proxy has its own `/-/healthz`).
 
-As a `serve run` target, `serve_application(model_args, settings)` gives the Application; the CLI builds
-`model_args` from the same flags as `janus-rt serve` (they are sent to every replica, which loads the model
-with them).
+As a `serve run` target, `serve_application(model_args, settings, plan, load_model)` gives the Application; the CLI
+builds `model_args` from the same flags as `janus-rt serve` and passes its own loader `load_model(model_args)`
+(both are sent to every replica, which loads the model with them): the server never imports the CLI.
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from janus_rt.errors import InputError
+from janus_rt.serve import build_app
 from janus_rt.serve.settings import ServeSettings
 
 APP_NAME = "janus-rt"
 PASS_THROUGH_REQUESTS = 1024  # requests Ray lets into one replica beyond its queue bound (the app admits or 429s)
+
+LoadModel = Callable[[argparse.Namespace], Any]  # model flags -> a loaded `janus_rt.Janus` (the CLI's `load_model`)
 
 
 def require_ray_extra() -> None:
@@ -104,8 +107,9 @@ class ReplicaApp:
                 return
 
 
-def serve_application(model_args: argparse.Namespace, settings: ServeSettings, plan: ReplicaPlan) -> Any:
-    """The Ray Serve Application: `plan.replicas` replicas of `build_app` over the model `model_args` name."""
+def serve_application(model_args: argparse.Namespace, settings: ServeSettings, plan: ReplicaPlan,
+                      load_model: LoadModel) -> Any:
+    """The Ray Serve Application: `plan.replicas` replicas of `build_app` over `load_model(model_args)`."""
     from ray import serve
 
     def build_replica_app() -> ReplicaApp:  # runs on each replica when it starts
@@ -113,10 +117,7 @@ def serve_application(model_args: argparse.Namespace, settings: ServeSettings, p
             import torch
 
             torch.set_num_threads(plan.cpu_per_replica)  # replicas share the machine's cores
-        from janus_rt.cli.main import _load
-        from janus_rt.serve.app import build_app
-
-        model = _load(model_args)
+        model = load_model(model_args)
         if getattr(model_args, "warmup", False):
             model.warmup()
         replica_id = serve.get_replica_context().replica_id.unique_id
@@ -150,8 +151,9 @@ def wait_for_signal() -> None:
             signal.signal(sig, handler)
 
 
-def run_ray_serve(args: argparse.Namespace, settings: ServeSettings) -> int:
-    """`janus-rt serve --ray`: start (or join) Ray, deploy the replicas, serve until SIGTERM / Ctrl-C, exit 0."""
+def run_ray_serve(args: argparse.Namespace, settings: ServeSettings, load_model: LoadModel) -> int:
+    """`janus-rt serve --ray`: start (or join) Ray, deploy the replicas (each loads `load_model(args)`, `args` with its
+    device), serve until SIGTERM / Ctrl-C, exit 0."""
     require_ray_extra()
     import ray
     from ray import serve
@@ -167,7 +169,7 @@ def run_ray_serve(args: argparse.Namespace, settings: ServeSettings) -> int:
               "loading the model on every replica...", file=sys.stderr, flush=True)
         serve.start(http_options={"host": settings.host, "port": settings.port})
         try:
-            serve.run(serve_application(model_args, settings, plan), name=APP_NAME, route_prefix="/")
+            serve.run(serve_application(model_args, settings, plan, load_model), name=APP_NAME, route_prefix="/")
         except Exception as e:  # noqa: BLE001 - a replica failed to start (bad checkpoint, device, memory)
             raise InputError(f"the Ray replicas did not start: {type(e).__name__}: {_last_line(e)}") from None
         print(f"serving      {settings.model_name} on http://{settings.host}:{settings.port} through Ray Serve "

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
 from janus_rt.serve.errors import APIError, invalid
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -30,10 +31,10 @@ class ImageGenerationRequest(StrictBody):
     size: str | None = None  # only the model's own "SxS"
     response_format: str = "b64_json"  # only b64_json (PNG): the server stores no images to link to
     user: str | None = None  # accepted for OpenAI clients, unused
-    cfg_weight: float = 5.0
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
+    cfg_weight: float = IMAGE_DEFAULTS.cfg_weight
+    temperature: float = IMAGE_DEFAULTS.temperature
+    top_k: int | None = IMAGE_DEFAULTS.top_k
+    top_p: float | None = IMAGE_DEFAULTS.top_p
     seed: int | None = None
 
 
@@ -54,9 +55,9 @@ class ChatCompletionRequest(StrictBody):
     model: str | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    temperature: float = 0.0  # janus-rt's chat default: greedy, as the reference
-    top_p: float | None = None
-    top_k: int | None = 50  # janus-rt field: transformers' generate default, as the library
+    temperature: float = CHAT_DEFAULTS.temperature  # the library's chat defaults (greedy, as the reference)
+    top_p: float | None = CHAT_DEFAULTS.top_p
+    top_k: int | None = CHAT_DEFAULTS.top_k  # janus-rt field
     seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

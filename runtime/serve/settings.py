@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from janus_rt.errors import InputError
+from janus_rt.engine.params import CHAT_DEFAULTS
 
 API_KEY_ENV = "JANUS_RT_API_KEY"  # read by the CLI when --api-key is not given
 MiB = 1 << 20
@@ -24,7 +25,7 @@ class ServeSettings:
     max_body_bytes: int = 32 * MiB  # a larger request body is refused (413) before it is parsed
     max_image_pixels: int = 4096 * 4096  # width x height of one input image, read from its header before decoding
     max_images_per_request: int = 16  # `n` of one /v1/images/generations request
-    default_max_tokens: int = 512  # answer length when a chat request names none (cut to what the context holds)
+    default_max_tokens: int = CHAT_DEFAULTS.max_new_tokens  # answer length when a chat request names none (cut to what the context holds)
     grace_period_s: float = 30.0  # on SIGTERM: how long in-flight requests may take to finish
 
     def __post_init__(self) -> None:

@@ -1,0 +1,127 @@
+"""What the `janus-rt` subcommands share: the model flags (and the examples under their help), loading a model
+from them, `--out` checks, PNG files, and the comma-separated list parser. The subcommand modules import this
+module, never each other; `janus_rt.bench`'s subcommands import it too (the CLI and the benchmarks sit on top).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from janus_rt import Janus, load
+from janus_rt.engine import EngineConfig
+from janus_rt.errors import InputError
+from janus_rt.files import check_out_folder as out_folder_rules
+from janus_rt.quant.model import weight_format
+from janus_rt.spelling import CLI
+
+EPILOG = """examples:
+  janus-rt demo                                   # tiny random model, no weights needed
+  janus-rt info --model ~/models/Janus-Pro-7B
+  janus-rt generate --model ~/models/Janus-Pro-1B "a red fox in the snow" -n 4 --seed 0
+  janus-rt chat --model ~/models/Janus-Pro-1B --image photo.jpg "What is in this picture?"
+
+--model takes a local checkpoint directory (official DeepSeek layout or Hugging Face layout). A hub id such
+as deepseek-ai/Janus-Pro-1B is fetched only when huggingface_hub is installed and the machine is online.
+"""
+
+GRAPH_BACKENDS = ("onnxruntime", "tensorrt")  # run a `janus-rt export` folder, not the checkpoint's torch modules
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal: in a log or a pipe they are noise."""
+    return sys.stderr.isatty()
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'1,4,16' -> (1, 4, 16); 'none' or '' -> (): the CLI's comma-separated sizes (batch sizes, levels)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,4,16, got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {text!r}")
+    return values
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The flags that say which model to load and how (generate, chat, warmup, serve)."""
+    p.add_argument("--model", required=True, help="checkpoint directory (or a hub id, see below)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="weights/activations dtype (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument("--chat-format", default="auto", choices=["auto", "pro", "legacy"],
+                   help="prompt roles: pro '<|User|>'/'<|Assistant|>', legacy 'User'/'Assistant' (Janus-1.3B); "
+                        "auto detects from the tokenizer")
+    p.add_argument("--backend", default="torch", choices=["torch", "triton", "onnxruntime", "tensorrt"],
+                   help="torch (default, eager reference) or triton (fused kernels, CUDA-graph decode; the Triton "
+                        "interpreter without a GPU) run the checkpoint; onnxruntime / tensorrt run a `janus-rt export` folder "
+                        "(a checkpoint given to them is exported once into the export cache)")
+    p.add_argument("--providers", default=None,
+                   help="ONNX Runtime providers, comma-separated, e.g. CUDAExecutionProvider,CPUExecutionProvider")
+    p.add_argument("--quantize", default=None, choices=["int8", "int4", "fp8"],
+                   help="quantize the transformer's linears and heads while loading (torch / triton backends; "
+                        "`janus-rt quantize` writes a quantized folder once instead)")
+    p.add_argument("--fusions", default=None, metavar="LIST",
+                   help="--backend triton only: optional fused decode kernels, not yet the default (README, 'The fast "
+                        "path'): all, none, or norm, silu, attn joined by ','")
+    e = p.add_argument_group("engine", "KV memory of the engine that batches requests (see README, 'The engine')")
+    e.add_argument("--max-rows", type=int, default=None,
+                   help="KV rows (2 per image in flight, 1 per answer); default: from --gpu-memory-utilization on "
+                        "CUDA, 16 on CPU. More images than rows/2 run in waves")
+    e.add_argument("--max-seq-len", type=int, default=None,
+                   help="cache slots per row: prompt + generated tokens (default: the model's context, at most 2048)")
+    e.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="fraction of the GPU's memory janus-rt may use, weights and KV rows together (default 0.9)")
+
+
+def engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine flags as an `EngineConfig`, built and checked once, in flag names (before the model loads)."""
+    return EngineConfig.checked(CLI, max_rows=args.max_rows, max_seq_len=args.max_seq_len,
+                                gpu_memory_utilization=args.gpu_memory_utilization)
+
+
+def load_model(args: argparse.Namespace, config: EngineConfig | None = None) -> Janus:
+    """The model the `add_model_args` flags name, loaded with `config` (built from the flags when not given);
+    prints the backend (and weight format) on stderr."""
+    if args.backend in GRAPH_BACKENDS and args.quantize is not None:
+        raise InputError(f"--quantize works with --backend torch or triton, not {args.backend} (export a float "
+                         "checkpoint instead)")
+    providers = args.providers.split(",") if args.providers else None
+    m = load(args.model, device=args.device, dtype=args.dtype, chat_format=args.chat_format, progress=show_progress(),
+             backend=args.backend, providers=providers, engine=engine_config(args) if config is None else config,
+             quantize=args.quantize, fusions=args.fusions)
+    fmt = weight_format(m.model) if m.model is not None else None
+    print(f"backend      {m.step_backend.describe_mode()}{f'; {fmt} weights' if fmt else ''}", file=sys.stderr)
+    return m
+
+
+def check_out_folder(out: Path) -> None:
+    """`--out` must be a folder we can create or write into; checked before any slow work."""
+    out_folder_rules(out)  # files are added into it: any folder (janus_rt.files)
+
+
+def slug(text: str) -> str:
+    """A file-name stem from a prompt: lower case, runs of other characters as '-', at most 40 characters."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "image"
+
+
+def save_pngs(images, out: Path, stem: str) -> list[Path]:
+    """Write uint8 HWC images as `stem-K.png` (temp name, then renamed), never overwriting; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in out.glob(f"{stem}-*.png") if (m := re.fullmatch(rf"{re.escape(stem)}-(\d+)\.png", p.name))]
+    first = max(taken, default=-1) + 1
+    paths = []
+    for k, image in enumerate(images, start=first):
+        path = out / f"{stem}-{k}.png"
+        tmp = path.with_suffix(".png.tmp")
+        Image.fromarray(image).save(tmp, format="PNG")
+        tmp.replace(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,159 @@
+"""The kernels' ahead-of-time compile for tests/test_kernel_compile.py, started in the background when the run begins
+(a plugin that tests/conftest.py loads).
+
+Recording the launches (`python tests/test_kernel_compile.py LAUNCHES.json`: the launchers in the interpreter) and
+compiling them for each GPU target (`python tests/aot_compile.py LAUNCHES.json TARGET`) takes minutes of CPU, in
+child processes. The rest of the suite runs on one core (one torch thread), so the children start as soon as the
+tests are collected, on the cores the suite leaves free (one child at a time on a 2-core machine), and the test
+module runs last: its `compiled` fixture calls `compiled_launches`, which then lets the children use every core and
+waits for what is left. Nothing starts when no selected test needs it (`-m "not slow"`, `-k`, a CUDA machine, where
+the module is skipped); the children are killed when the session ends before they do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+MODULE = TESTS / "test_kernel_compile.py"
+TARGETS = ("sm_80", "sm_89", "sm_90")  # A100, L4, H100 / H200: the test module's SHARED_LIMIT keys
+CHILD_TIMEOUT_S = 1200.0  # one child (the record, or one target's compile)
+JOB = pytest.StashKey["AotJob"]()
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class AotJob:
+    """Record the launches, then compile them for every target, in child processes run by a thread: one at a time
+    beside the suite (cores - 1 on larger machines), on every core once `result()` waits for them."""
+
+    def __init__(self, targets: tuple[str, ...] = TARGETS) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="aot-"))  # under the session's temp dir (conftest.py)
+        self.targets = targets
+        self.launches_path = folder / "launches.json"
+        self.env = dict(os.environ)  # the session's redirected caches and temp dir (conftest.py)
+        self.waiting = threading.Event()
+        self.stopped = False
+        self.error: BaseException | None = None
+        self.rows: list[dict] = []
+        self.running: dict[str, subprocess.Popen] = {}
+        self.started: dict[str, float] = {}  # child name -> time.monotonic() at its start
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="janus-rt-aot-compile", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _start_child(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        with self.lock:
+            if self.stopped:
+                raise RuntimeError("the session ended before the ahead-of-time compile did")
+            with open(self.folder / f"{name}.out", "w") as out, open(self.folder / f"{name}.err", "w") as err:
+                proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=TESTS.parent)
+            self.running[name], self.started[name] = proc, time.monotonic()
+            return proc
+
+    def _finish_child(self, name: str, proc: subprocess.Popen) -> str:
+        with self.lock:
+            del self.running[name]
+        err = (self.folder / f"{name}.err").read_text()
+        if proc.returncode != 0:
+            raise AssertionError(f"{name} failed (exit {proc.returncode}):\n{err[-3000:]}")
+        return (self.folder / f"{name}.out").read_text()
+
+    def _run(self) -> None:
+        try:
+            record_env = {**self.env, "TRITON_INTERPRET": "1"}  # the launchers run in the interpreter
+            proc = self._start_child("record", [sys.executable, str(MODULE), str(self.launches_path)], record_env)
+            self._wait_any({"record": proc})
+            self._finish_child("record", proc)
+            compile_env = {k: v for k, v in self.env.items() if k != "TRITON_INTERPRET"}
+            script = str(TESTS / "aot_compile.py")
+            pending, running = list(self.targets), {}
+            while pending or running:
+                cores = usable_cores()
+                limit = cores if self.waiting.is_set() else max(1, cores - 1)
+                while pending and len(running) < limit:
+                    target = pending.pop(0)
+                    running[f"compile-{target}"] = self._start_child(
+                        f"compile-{target}", [sys.executable, script, str(self.launches_path), target], compile_env)
+                name = self._wait_any(running)
+                out = self._finish_child(name, running.pop(name))
+                self.rows += [json.loads(line) for line in out.splitlines() if line.strip()]
+        except BaseException as e:  # noqa: BLE001 - handed to the test that waits for the result
+            self.error = e
+
+    def _wait_any(self, running: dict[str, subprocess.Popen]) -> str:
+        """The name of the first child of `running` to exit (polled: a new target may start when the suite waits)."""
+        while True:
+            for name, proc in running.items():
+                if proc.poll() is not None:
+                    return name
+                if time.monotonic() - self.started[name] > CHILD_TIMEOUT_S:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError(f"{name} ran over {CHILD_TIMEOUT_S:g} s")
+            if self.stopped:
+                raise RuntimeError("the session ended before the ahead-of-time compile did")
+            time.sleep(0.1)
+
+    def result(self) -> tuple[list[dict], list[dict]]:
+        """(the recorded launches, one row per compiled (launch, target)), once every child has finished."""
+        self.waiting.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return json.loads(self.launches_path.read_text()), self.rows
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+            for proc in self.running.values():
+                proc.kill()
+        self.thread.join(60)
+
+
+def needs_compile(item: pytest.Item) -> bool:
+    return item.path == MODULE
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The compile tests last: the background work then has the whole run to finish behind the other tests."""
+    items.sort(key=needs_compile)  # stable: every other test keeps its order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    if config.option.collectonly or torch.cuda.is_available() or not any(map(needs_compile, session.items)):
+        return
+    job = config.stash[JOB] = AotJob()
+    job.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    job = session.config.stash.get(JOB, None)
+    if job is not None:
+        job.stop()
+
+
+def compiled_launches(config: pytest.Config) -> tuple[list[dict], list[dict]]:
+    """The recorded launches and the compiled rows (see AotJob.result), started here if the run did not start it."""
+    job = config.stash.get(JOB, None)
+    if job is None:
+        job = config.stash[JOB] = AotJob()
+        job.start()
+    return job.result()
