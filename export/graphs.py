@@ -9,6 +9,8 @@ that it traces to a clean, static ONNX graph and so that precision is explicit i
   precision breaks them; the VQ upsample is a nearest-neighbour copy in the activation dtype (exact, no
   hard-coded bf16 cast as in the reference).
 In fp32 each wrapper computes what the runtime module computes (tests/test_export_graphs.py proves it).
+Why a second forward beside `model/llm.py`: an ONNX graph needs the cache as inputs/outputs and fp32 islands spelled
+out, which the runtime's in-place, reference-exact forward must not take on.
 
 KV cache naming (one scheme for every graph and engine): inputs `past_key_values.{i}.key` /
 `past_key_values.{i}.value` `[batch, kv_heads, past_sequence, head_dim]`, outputs `present.{i}.key` /

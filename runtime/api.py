@@ -17,7 +17,7 @@ from janus_rt.model.config_loading import load_config
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.engine import Engine, EngineConfig, SamplingParams, StepBackend
 from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
-from janus_rt.requests.images import ImageLike, postprocess
+from janus_rt.requests.pixels import ImageLike, postprocess
 from janus_rt.checkpoint.hub import resolve_model_path
 from janus_rt.checkpoint.info import count_parameters, describe
 from janus_rt.jobs import ChatJob, ChatResult, ImageJob, ImageResult

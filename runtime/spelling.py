@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Callable, Mapping, TypeVar
+
+from janus_rt.errors import InputError
+
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,18 @@ CLI = Spelling(flags=True, off_values=MappingProxyType({
     "max_rows": "left out (sized from memory)",
     "max_seq_len": "left out (the model's context, at most 2048)",
 }))
+
+
+def build_in_words(cls: Callable[..., Built], fields: Mapping[str, Any], spelling: Spelling,
+                   check: Callable[[Mapping[str, Any], Spelling], None]) -> Built:
+    """`cls(**fields)` for a dataclass that validates itself once, when built (in the API's words); when it refuses
+    and `spelling` is another vocabulary, `check` runs again over the fields (defaults filled in) to raise the same
+    refusal in the user's words (`--top-k`, not `top_k`)."""
+    try:
+        return cls(**fields)
+    except InputError:
+        if spelling is API:
+            raise
+        defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}  # type: ignore[attr-defined]
+        check({**defaults, **fields}, spelling)
+        raise

@@ -26,7 +26,6 @@ import torch
 
 TESTS = Path(__file__).resolve().parent
 MODULE = TESTS / "test_kernel_compile.py"
-TARGETS = ("sm_80", "sm_89", "sm_90")  # A100, L4, H100 / H200: the test module's SHARED_LIMIT keys
 CHILD_TIMEOUT_S = 1200.0  # one child (the record, or one target's compile)
 JOB = pytest.StashKey["AotJob"]()
 
@@ -39,10 +38,10 @@ class AotJob:
     """Record the launches, then compile them for every target, in child processes run by a thread: one at a time
     beside the suite (cores - 1 on larger machines), on every core once `result()` waits for them."""
 
-    def __init__(self, targets: tuple[str, ...] = TARGETS) -> None:
+    def __init__(self, targets: tuple[str, ...]) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="aot-"))  # under the session's temp dir (conftest.py)
         self.targets = targets
-        self.launches_path = folder / "launches.json"
+        self.launches_path = self.folder / "launches.json"
         self.env = dict(os.environ)  # the session's redirected caches and temp dir (conftest.py)
         self.waiting = threading.Event()
         self.stopped = False
@@ -129,6 +128,11 @@ def needs_compile(item: pytest.Item) -> bool:
     return item.path == MODULE
 
 
+def targets_of(module) -> tuple[str, ...]:
+    """The GPU targets the test module compiles for: the keys of its per-target shared memory limits."""
+    return tuple(module.SHARED_LIMIT)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The compile tests last: the background work then has the whole run to finish behind the other tests."""
@@ -137,9 +141,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     config = session.config
-    if config.option.collectonly or torch.cuda.is_available() or not any(map(needs_compile, session.items)):
+    selected = [item for item in session.items if needs_compile(item)]
+    if config.option.collectonly or torch.cuda.is_available() or not selected:
         return
-    job = config.stash[JOB] = AotJob()
+    job = config.stash[JOB] = AotJob(targets_of(selected[0].module))  # type: ignore[attr-defined]
     job.start()
 
 
@@ -150,10 +155,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         job.stop()
 
 
-def compiled_launches(config: pytest.Config) -> tuple[list[dict], list[dict]]:
-    """The recorded launches and the compiled rows (see AotJob.result), started here if the run did not start it."""
+def compiled_launches(config: pytest.Config, targets: tuple[str, ...]) -> tuple[list[dict], list[dict]]:
+    """The recorded launches and the rows compiled for `targets` (see AotJob.result), started here if the run did
+    not start them."""
     job = config.stash.get(JOB, None)
     if job is None:
-        job = config.stash[JOB] = AotJob()
+        job = config.stash[JOB] = AotJob(targets)
         job.start()
+    assert job.targets == targets, (job.targets, targets)
     return job.result()

@@ -368,7 +368,7 @@ def test_num_images_is_bounded_and_the_bound_is_in_help(tiny_model: janus_rt.Jan
 def test_pixels_are_decoded_in_bounded_chunks(tiny_model: janus_rt.Janus, monkeypatch: pytest.MonkeyPatch) -> None:
     """Device memory of the VQ decode must not grow with the number of images of one call."""
     from janus_rt.api import VQ_DECODE_CHUNK
-    from janus_rt.requests.images import postprocess
+    from janus_rt.requests.pixels import postprocess
 
     backend = tiny_model.step_backend
     tokens = torch.randint(0, tiny_model.config.vq.codebook_size, (VQ_DECODE_CHUNK + 3, tiny_model.config.image_tokens_per_image))

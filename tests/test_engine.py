@@ -15,8 +15,6 @@ import asyncio
 import threading
 import time
 from concurrent.futures import CancelledError
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,26 +24,16 @@ import janus_rt
 from janus_rt.backends.choice import make_backend
 from janus_rt.engine import EngineConfig, EngineError, SamplingParams
 from janus_rt.errors import InputError
-from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 from faults import fail_decode_at
 
 PROMPTS = ["a red fox in the snow", "a lighthouse at night", "green apples", "an old map of the sea"]
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("engine") / "ckpt", TinySpec(max_positions=1024))
-
-
-@pytest.fixture(scope="module")
-def shared(ckpt: Path):
-    """(model with a 6x6 grid, tokenizer): every test builds its own engine over the same weights."""
-    m = janus_rt.load(ckpt, device="cpu", dtype="float32")
-    model = m.model
-    model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=6))
-    model.vq.cfg = model.cfg.vq
-    m.close()
-    return model, m.tokenizer, m.chat_format, ckpt
+def shared(small_grid_model: janus_rt.Janus):
+    """(model with a 6x6 grid, tokenizer, chat format, path): every test builds its own engine over these weights."""
+    m = small_grid_model
+    return m.model, m.tokenizer, m.chat_format, m.path
 
 
 def make(shared, backend: str = "torch", **config) -> janus_rt.Janus:

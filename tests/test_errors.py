@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 import janus_rt
 from janus_rt import CheckpointError, InputError
 from janus_rt.model.config_loading import load_config
-from janus_rt.requests.images import preprocess
+from janus_rt.requests.pixels import preprocess
 from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
 api = importlib.import_module("janus_rt.api")

@@ -36,7 +36,7 @@ def close(ours: torch.Tensor, ref: torch.Tensor) -> None:
 
 
 def pixels_of(m, *images) -> torch.Tensor:
-    from janus_rt.requests.images import preprocess
+    from janus_rt.requests.pixels import preprocess
 
     return torch.stack([preprocess(img, m.config.image_processor) for img in images])
 

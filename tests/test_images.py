@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from janus_rt.model.config import ImageProcessorConfig
-from janus_rt.requests.images import postprocess, preprocess
+from janus_rt.requests.pixels import postprocess, preprocess
 from oracle import transformers_oracle
 
 CFG = ImageProcessorConfig()  # image_size 384, min_size 14, mean/std 0.5, rescale 1/255, normalize, background 127

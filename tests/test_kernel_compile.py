@@ -10,7 +10,8 @@ native float8 variant (sm_89+)), on Janus-1.3B-like widths; each launch is recor
 ints equal to 1 as constexprs; CPU tensors are 64-byte aligned and views keep a GPU tensor's offsets, so the hints
 are the GPU's), then `tests/aot_compile.py` compiles them for each target in a subprocess (Triton's ahead-of-time
 path: TTIR -> PTX -> cubin with the bundled ptxas). Without the hints the pipelined loads stay narrow and the
-shared memory figures come out several times too low.
+shared memory figures come out several times too low. The record and the compiles run in child processes that
+start in the background as soon as the run has collected its tests (tests/fixtures_aot.py); this module runs last.
 Checks: every launch compiles for every target it can run on (the native fp8 variant from sm_89 on) with its
 hints; a fixed launch (attention, norms, RoPE, sampler) fits the target's shared memory per block; each tuned
 kernel has at least one config that fits (the tuner skips the configs a GPU cannot launch). On a CUDA machine the
@@ -26,11 +27,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,7 +36,10 @@ import torch
 
 from kernel_utils import DEVICE  # noqa: F401  (sets TRITON_INTERPRET before triton is imported)
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the kernel tests compile for it")
+from fixtures_aot import compiled_launches
+
+pytestmark = [pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the kernel tests compile for it"),
+              pytest.mark.slow, pytest.mark.subprocess, pytest.mark.interpreter]
 
 # opt-in shared memory per thread block (bytes): A100 163 KiB, L4 99 KiB, H100 / H200 227 KiB
 SHARED_LIMIT = {"sm_80": 163 * 1024, "sm_89": 99 * 1024, "sm_90": 227 * 1024}
@@ -171,7 +172,7 @@ def record_launches(folder: Path) -> list[dict]:
 def compiled(request: pytest.FixtureRequest) -> list[dict]:
     """The result rows of the launches compiled for every target (one child process per target), each with its
     launch. The record and the compiles start in the background when the run begins (fixtures_aot.py)."""
-    launches, rows = compiled_launches(request.config)
+    launches, rows = compiled_launches(request.config, tuple(SHARED_LIMIT))
     by_key = {launch["key"]: launch for launch in launches}
     for row in rows:
         row["launch"] = by_key[row["key"]]

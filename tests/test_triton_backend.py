@@ -12,7 +12,7 @@ The interpreter takes about a second per decode step, so on CPU both backends sh
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,28 +26,29 @@ from janus_rt.backends.choice import make_backend
 from janus_rt.engine import SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.backends.triton_ops import Fusions
-from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
+from janus_rt.checkpoint.tiny import TinySpec
 from janus_rt.timing import PhaseTimer
 
+pytestmark = [pytest.mark.interpreter, pytest.mark.slow]
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Context of 600 positions (576 image tokens + prompt); VQ decoder kept small for speed."""
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("triton") / "ckpt", TinySpec(max_positions=1024))
+CPU_GRID = 4  # image tokens per side without CUDA: the interpreter's steps are slow (see the module docstring)
 
 
 @pytest.fixture(scope="module")
-def pair(ckpt: Path) -> tuple[janus_rt.Janus, janus_rt.Janus]:
+def ckpt(tiny_checkpoint) -> Path:
+    """Context of 1024 positions (576 image tokens + prompt on a GPU); a 4x4 image-token grid without CUDA."""
+    grid = {} if torch.cuda.is_available() else {"image_token_grid": CPU_GRID}
+    return tiny_checkpoint(TinySpec(max_positions=1024, **grid))
+
+
+@pytest.fixture(scope="module")
+def pair(ckpt: Path) -> Iterator[tuple[janus_rt.Janus, janus_rt.Janus]]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch_m = janus_rt.load(ckpt, device=device, dtype="float32", backend="torch")
-    if device == "cpu":  # a 4x4 token grid: the interpreter's steps are slow (see the module docstring)
-        model = torch_m.model
-        model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=4))
-        model.vq.cfg = model.cfg.vq
-        torch_m.close()
-        torch_m = janus_rt.Janus(make_backend("torch", model), torch_m.tokenizer, torch_m.chat_format, torch_m.path)
     triton_m = janus_rt.Janus(make_backend("triton", torch_m.model), torch_m.tokenizer, torch_m.chat_format, ckpt)
-    return torch_m, triton_m  # the same weights object: only the backend differs
+    yield torch_m, triton_m  # the same weights object: only the backend differs
+    triton_m.close()
+    torch_m.close()
 
 
 def tokens_per_image(m: janus_rt.Janus) -> int:

@@ -76,7 +76,7 @@ class TritonBackend:
         self.dtype = model.gen_embed.weight.dtype
         self.interpreted = prepare_triton(self.device)
         self.sync_every = sync_every  # steps between text-token reads (each read is a device sync)
-        self.fusions = fusions  # the decode step's optional fused kernels (fast_decode.Fusions)
+        self.fusions = fusions  # the decode step's optional fused kernels (triton_ops.Fusions)
         if fusions != Fusions():  # e.g. "triton[norm+silu]": the bench's label of this variant
             self.name = f"triton[{fusions.label}]"
         self.ops = StepOps(SkinnyLinear(), DequantLinear(), fusions)  # the backend's own launchers (autotune caches)

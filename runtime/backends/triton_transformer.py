@@ -4,6 +4,8 @@ Every linear of the decode step goes through one batch-invariant GEMM (`kernels/
 tile along K whatever the number of rows), and attention reads each row's own cache row and length, so a
 row's numbers never depend on the other rows of the step (see README, "Batch invariance"). Which optional
 fused kernels run is `triton_ops.Fusions`.
+Why a third forward beside `model/llm.py` (the reference, used for every prefill) and `export/graphs.py`: the decode
+step runs one token per row over rows of different lengths through the kernels, in a CUDA graph.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
 from janus_rt.errors import InputError
 from janus_rt.requests.chat import Conversation, check_chat_args, prepare_chat
 from janus_rt.requests.image import MAX_IMAGES_PER_CALL, check_generation_args, prepare_images
-from janus_rt.requests.images import read_image_file
+from janus_rt.requests.pixels import read_image_file
 from janus_rt.spelling import CLI
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from janus_rt.errors import InputError
-from janus_rt.spelling import API, Spelling
+from janus_rt.spelling import API, Spelling, build_in_words
 
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
@@ -43,14 +43,7 @@ class SamplingParams:
     @classmethod
     def checked(cls, spelling: Spelling = API, **fields: object) -> "SamplingParams":
         """Build one (validated once); a bad field is reported in `spelling` (the CLI's flags, the API's keywords)."""
-        try:
-            return cls(**fields)  # type: ignore[arg-type]
-        except InputError:
-            if spelling is API:
-                raise
-            defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
-            check_sampling_fields({**defaults, **fields}, spelling)  # the same refusal, in the user's words
-            raise
+        return build_in_words(cls, fields, spelling, check_sampling_fields)
 
     def with_seed(self, seed: int) -> "SamplingParams":
         return replace(self, seed=seed)

@@ -17,7 +17,7 @@ import torch
 
 from janus_rt.model.config import LLMConfig
 from janus_rt.errors import InputError
-from janus_rt.spelling import API, Spelling
+from janus_rt.spelling import API, Spelling, build_in_words
 
 GiB = 1 << 30
 
@@ -38,15 +38,8 @@ class EngineConfig:
 
     @classmethod
     def checked(cls, spelling: Spelling = API, **fields: object) -> "EngineConfig":
-        """Build one; a bad knob is reported in `spelling` (the CLI's flags, the API's keywords)."""
-        try:
-            return cls(**fields)  # type: ignore[arg-type]
-        except InputError:
-            if spelling is API:
-                raise
-            defaults = {name: f.default for name, f in cls.__dataclass_fields__.items()}
-            cls.validate(SimpleNamespace(**{**defaults, **fields}), spelling)  # type: ignore[arg-type]  # user's words
-            raise
+        """Build one (validated once); a bad knob is reported in `spelling` (the CLI's flags, the API's keywords)."""
+        return build_in_words(cls, fields, spelling, lambda values, words: cls.validate(SimpleNamespace(**values), words))
 
     def validate(self, spelling: Spelling = API) -> None:
         """Raise InputError naming the bad knob (as `spelling` writes it) and its allowed range."""

@@ -20,7 +20,7 @@ from janus_rt.engine.params import CHAT_DEFAULTS, SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.model.prefill import TextRequest, expand_placeholders
 from janus_rt.requests.context import RequestContext
-from janus_rt.requests.images import ImageLike, preprocess
+from janus_rt.requests.pixels import ImageLike, preprocess
 from janus_rt.requests.prompts import TurnRole, conversation_prompt
 from janus_rt.spelling import API, Spelling
 
