@@ -37,8 +37,11 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tiny_official: Path) -> janus_rt.Janus:
-    return janus_rt.load(tiny_official)
+def tiny_model(tiny_official: Path) -> Iterator[janus_rt.Janus]:
+    """The module's own model: a test patches its backend (the session's `torch_model` is read only)."""
+    m = janus_rt.load(tiny_official)
+    yield m
+    m.close()
 
 
 @pytest.fixture()
@@ -69,6 +72,7 @@ def assert_clean_error(code: int, out: str, err: str, *needles: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- help
+@pytest.mark.subprocess
 def test_console_script_installed() -> None:
     exe = shutil.which("janus-rt")
     assert exe is not None, "the janus-rt console script is not on PATH (pip install -e .)"
@@ -451,7 +455,7 @@ def test_device_errors_speak_in_flags(command: str, tmp_path: Path, monkeypatch:
     "argv, expected",
     [
         (["chat", "--model", BOGUS_MODEL, "hi", "--top-p", "1.5"], "--top-p must be in (0, 1] or left out (off), got 1.5"),
-        (["chat", "--model", BOGUS_MODEL, "hi", "--top-k", "-3"], "--top-k must be a positive integer or 0 (off), got -3"),
+        (["chat", "--model", BOGUS_MODEL, "hi", "--top-k", "-3"], "--top-k must be an integer in [1, 2147483647] or 0 (off), got -3"),
         (["generate", "--model", BOGUS_MODEL, "a fox", "--max-rows", "0"], "--max-rows must be a positive integer"),
         (["generate", "--model", BOGUS_MODEL, "a fox", "--gpu-memory-utilization", "1.5"],
          "--gpu-memory-utilization must be a fraction in (0, 1]"),

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from janus_rt.model.config_loading import read_json
@@ -74,6 +75,16 @@ class JanusTokenizer:
         if tid is None:
             raise CheckpointError(f"{self.path}: has no token {token!r}, which Janus prompts need")
         return tid
+
+    @cached_property
+    def max_token_bytes(self) -> int | None:
+        """Most UTF-8 bytes of text one token stands for (the longest entry of the vocabulary, added tokens included),
+        so a text of B bytes is at least B / max_token_bytes tokens: a bound known before tokenizing. None where an
+        unknown-word token can swallow any run of text (a model with an `unk` token and no byte fallback)."""
+        model = self._tok.model
+        if getattr(model, "unk_token", None) and not getattr(model, "byte_fallback", False):
+            return None
+        return max((len(token.encode("utf-8")) for token in self._tok.get_vocab(with_added_tokens=True)), default=None)
 
     @property
     def vocab_size(self) -> int:

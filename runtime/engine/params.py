@@ -17,6 +17,21 @@ from typing import Mapping
 from janus_rt.errors import InputError
 from janus_rt.spelling import API, Spelling, build_in_words
 
+# The valid ranges, one place. Inside them the arithmetic stays finite in fp32: logits / temperature and
+# uncond + w * (cond - uncond) stay far below fp32's 3.4e38 for any logits a model produces (|logit| < 1e4).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-4, 1e4  # 0 is greedy; below 1e-4 a draw is the argmax anyway
+MAX_CFG_WEIGHT = 1e4
+MAX_TOP_K = (1 << 31) - 1  # an int32 in the fused sampler
+MAX_SEED = (1 << 64) - 1  # a seed is 64 bits: torch.manual_seed's range, Philox's key
+MAX_NEW_TOKENS = 1 << 20  # past any context; the capacity check then says what fits
+
+
+def seed_bits(seed: int) -> int:
+    """A seed (or seed + offset) as the signed int64 with the same 64 bits (what an int64 tensor can hold)."""
+    seed &= MAX_SEED
+    return seed - (1 << 64) if seed >= 1 << 63 else seed
+
+
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -65,20 +80,22 @@ def check_sampling_fields(values: Mapping[str, object], spelling: Spelling) -> N
     name, off = spelling.name, spelling.off
     t, top_k, top_p, seed = values["temperature"], values["top_k"], values["top_p"], values["seed"]
     cfg_weight, max_new_tokens = values["cfg_weight"], values["max_new_tokens"]
-    if not _is_number(t) or t < 0:  # type: ignore[operator]
-        raise InputError(f"{name('temperature')} must be a finite number >= 0 (0 means greedy), got {t!r}",
-                         param="temperature")
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):  # type: ignore[operator]
-        raise InputError(f"{name('top_k')} must be a positive integer or {off('top_k')}, got {top_k!r}", param="top_k")
+    if not _is_number(t) or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):  # type: ignore[operator]
+        raise InputError(f"{name('temperature')} must be 0 (greedy) or a number in [{MIN_TEMPERATURE:g}, "
+                         f"{MAX_TEMPERATURE:g}], got {t!r}", param="temperature")
+    if top_k is not None and (not _is_int(top_k) or not 1 <= top_k <= MAX_TOP_K):  # type: ignore[operator]
+        raise InputError(f"{name('top_k')} must be an integer in [1, {MAX_TOP_K}] or {off('top_k')}, got {top_k!r}", param="top_k")
     if top_p is not None and (not _is_number(top_p) or not 0 < top_p <= 1):  # type: ignore[operator]
         raise InputError(f"{name('top_p')} must be in (0, 1] or {off('top_p')}, got {top_p!r}",
                          param="top_p")
-    if seed is not None and not _is_int(seed):
-        raise InputError(f"{name('seed')} must be an integer or {off('seed')}, got {seed!r}", param="seed")
-    if not _is_number(cfg_weight) or cfg_weight < 0:  # type: ignore[operator]
-        raise InputError(f"{name('cfg_weight')} must be a finite number >= 0, got {cfg_weight!r}", param="cfg_weight")
-    if not _is_int(max_new_tokens) or max_new_tokens < 1:  # type: ignore[operator]
-        raise InputError(f"{name('max_new_tokens')} must be an integer >= 1, got {max_new_tokens!r}",
+    if seed is not None and (not _is_int(seed) or not 0 <= seed <= MAX_SEED):  # type: ignore[operator]
+        raise InputError(f"{name('seed')} must be an integer in [0, 2**64 - 1] or {off('seed')}, got {seed!r}",
+                         param="seed")
+    if not _is_number(cfg_weight) or not 0 <= cfg_weight <= MAX_CFG_WEIGHT:  # type: ignore[operator]
+        raise InputError(f"{name('cfg_weight')} must be a number in [0, {MAX_CFG_WEIGHT:g}], got {cfg_weight!r}",
+                         param="cfg_weight")
+    if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:  # type: ignore[operator]
+        raise InputError(f"{name('max_new_tokens')} must be an integer in [1, {MAX_NEW_TOKENS}], got {max_new_tokens!r}",
                          param="max_new_tokens")
 
 

@@ -26,7 +26,7 @@ from typing import Any, AsyncIterator, Iterator, Literal
 
 import torch
 
-from janus_rt.engine.params import SamplingParams
+from janus_rt.engine.params import SamplingParams, seed_bits
 from janus_rt.model.cfg_rows import conditional_rows, rows_for_images
 
 Kind = Literal["image", "text"]
@@ -82,7 +82,7 @@ class Group:
 
     def seeds(self) -> list[int]:
         """Per output row seed of the fused sampler's Philox stream: the request's seed + the image index."""
-        return [self.request.seed + self.first_image + i for i in range(self.images)]
+        return [seed_bits(self.request.seed + self.first_image + i) for i in range(self.images)]  # int64 bits
 
 
 class Request:

@@ -22,6 +22,7 @@ from janus_rt.model.prefill import TextRequest, expand_placeholders
 from janus_rt.requests.context import RequestContext
 from janus_rt.requests.pixels import ImageLike, preprocess
 from janus_rt.requests.prompts import TurnRole, conversation_prompt
+from janus_rt.requests.text import check_size_before_tokenizing, check_text
 from janus_rt.spelling import API, Spelling
 
 
@@ -96,6 +97,10 @@ def prepare_chat(conversation: Conversation, params: SamplingParams, context: Re
         raise InputError(f"{len(images)} images take {len(images) * per_image} positions ({per_image} each), "
                          f"more than the {context.capacity.slots} a request may use: send fewer images",
                          param="image", code="context_length_exceeded")
+    texts = [content for _, content in conversation.turns] + [conversation.system_prompt or "",
+                                                              conversation.raw_prompt or ""]
+    size = sum(check_text(t, "question") for t in texts)  # every text the prompt is made of, before formatting
+    check_size_before_tokenizing(size, context.tokenizer, context.capacity.slots, "question")
     text = conversation.prompt(context)
     sp = context.tokenizer.special
     ids = context.tokenizer.encode(text)

@@ -15,6 +15,7 @@ from janus_rt.engine.params import IMAGE_DEFAULTS, SamplingParams
 from janus_rt.errors import InputError
 from janus_rt.requests.context import RequestContext
 from janus_rt.requests.prompts import generation_prompt
+from janus_rt.requests.text import check_size_before_tokenizing, check_text
 from janus_rt.checkpoint.tokenizer import BEGIN_OF_IMAGE
 from janus_rt.spelling import API, Spelling
 
@@ -60,6 +61,7 @@ def image_prompt_text(prompt: object, context: RequestContext, raw: bool = False
     """The prompt in the model's generation format (`raw=True`: as given, `<begin_of_image>` appended if missing)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("prompt must be a non-empty string", param="prompt")
+    check_size_before_tokenizing(check_text(prompt, "prompt"), context.tokenizer, context.capacity.slots, "prompt")
     if raw:
         return prompt if prompt.endswith(BEGIN_OF_IMAGE) else prompt + BEGIN_OF_IMAGE
     return generation_prompt(prompt, context.chat_format)

@@ -8,6 +8,7 @@ Post: decoded `[-1, 1]` -> clip((x + 1) / 2 * 255, 0, 255) -> uint8 by truncatio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -18,7 +19,18 @@ from PIL import Image, UnidentifiedImageError
 from janus_rt.model.config import ImageProcessorConfig
 from janus_rt.errors import InputError
 
-ImageLike = Union[str, Path, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class HeaderOnlyImage:
+    """An image opened from its header only (size known, pixels not decoded yet), and the field it came from, so a
+    decode failure later names it (a server's upload: decoded only once the request passed every cheaper check)."""
+
+    image: Image.Image
+    param: str
+
+
+ImageLike = Union[str, Path, Image.Image, np.ndarray, HeaderOnlyImage]
 
 
 def read_image_file(path: Path, label: str = "image file") -> Image.Image:
@@ -39,6 +51,9 @@ def read_image_file(path: Path, label: str = "image file") -> Image.Image:
 
 def to_rgb_image(image: ImageLike) -> Image.Image:
     """Open a path / PIL image / uint8 HWC array as an RGB PIL image (RGBA, L, P, CMYK, ... converted)."""
+    param = "image"
+    if isinstance(image, HeaderOnlyImage):
+        image, param = image.image, image.param
     if isinstance(image, (str, Path)):
         pil = read_image_file(Path(image))
     elif isinstance(image, Image.Image):
@@ -56,6 +71,11 @@ def to_rgb_image(image: ImageLike) -> Image.Image:
         raise InputError(f"image must be a path, a PIL image or a uint8 HWC numpy array, got {type(image).__name__}")
     if pil.width <= 0 or pil.height <= 0:
         raise InputError(f"image is empty ({pil.width}x{pil.height})")
+    try:
+        pil.load()  # an image opened from its header only (a server's upload) is decoded here, when needed
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"the image could not be decoded ({e}); send a complete, valid image file",
+                         param=param, code="invalid_image") from None
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
     return pil

@@ -99,9 +99,12 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise invalid("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        return json.loads(raw)
+        return await run_in_threadpool(json.loads, raw)  # up to the body limit: never parse on the event loop
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise invalid(f"the request body is not valid JSON ({e})", code="invalid_json") from None
+    except RecursionError:
+        raise invalid("the request body nests JSON too deeply; a request is a flat object with short lists",
+                      code="invalid_json") from None
 
 
 def build_app(model: Janus, settings: ServeSettings) -> FastAPI:

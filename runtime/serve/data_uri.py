@@ -2,7 +2,9 @@
 
 The server never fetches a URL (an `http(s)://` image is refused): a client sends the bytes inline, as
 `data:image/png;base64,...`. The image's header gives its size without decoding the pixels, so a
-decompression bomb (a small file that inflates to gigapixels) is refused before any memory is spent on it.
+decompression bomb (a small file that inflates to gigapixels) is refused before any memory is spent on it; the
+pixels are decoded only once the request has passed every cheaper check (`janus_rt.requests.chat.prepare_chat`
+counts the images against the context first).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import io
 
 from PIL import Image, UnidentifiedImageError
 
+from janus_rt.requests.pixels import HeaderOnlyImage
 from janus_rt.serve.errors import APIError, invalid
 
 
-def decode_data_uri_image(uri: str, max_pixels: int, param: str) -> Image.Image:
-    """A `data:[<type>];base64,<bytes>` URI -> a fully decoded PIL image; a 400 naming `param` otherwise."""
+def decode_data_uri_image(uri: str, max_pixels: int, param: str) -> HeaderOnlyImage:
+    """A `data:[<type>];base64,<bytes>` URI -> a PIL image opened from its header (decoded later, when its pixels are
+    needed); a 400 naming `param` otherwise."""
     if uri.startswith(("http://", "https://")):
         raise invalid("image URLs are not fetched by this server; send the image inline as a data URI "
                       "(data:image/png;base64,...)", param, code="image_url_not_supported")
@@ -31,11 +35,11 @@ def decode_data_uri_image(uri: str, max_pixels: int, param: str) -> Image.Image:
         raw = base64.b64decode("".join(payload.split()), validate=True)
     except (binascii.Error, ValueError) as e:
         raise invalid(f"the image data URI is not valid base64 ({e})", param, code="invalid_image") from None
-    return open_capped(raw, max_pixels, param)
+    return HeaderOnlyImage(open_capped(raw, max_pixels, param), param)
 
 
 def open_capped(raw: bytes, max_pixels: int, param: str) -> Image.Image:
-    """Decode image bytes whose header says at most `max_pixels` pixels (checked before decoding)."""
+    """Open image bytes whose header says at most `max_pixels` pixels (the pixels are not decoded here)."""
     try:
         image = Image.open(io.BytesIO(raw))  # reads the header only
     except Image.DecompressionBombError as e:
@@ -48,11 +52,6 @@ def open_capped(raw: bytes, max_pixels: int, param: str) -> Image.Image:
         raise invalid(f"the image is empty ({width}x{height})", param, code="invalid_image")
     if width * height > max_pixels:
         raise _too_large(f"{width}x{height} = {width * height:,} pixels", max_pixels, param)
-    try:
-        image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise invalid(f"the image could not be decoded ({e}); send a complete, valid image file", param,
-                      code="invalid_image") from None
     return image
 
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from PIL import Image
+
 
 from janus_rt.requests.chat import Conversation
 from janus_rt.requests.prompts import TurnRole
 from janus_rt.checkpoint.tokenizer import IMAGE_PLACEHOLDER
+from janus_rt.requests.pixels import HeaderOnlyImage
 from janus_rt.serve.data_uri import decode_data_uri_image
 from janus_rt.serve.errors import invalid
 from janus_rt.serve.schemas import ChatMessage
@@ -27,7 +28,7 @@ def build_conversation(messages: list[ChatMessage], max_image_pixels: int) -> Co
     """Check the messages' shapes and decode their images; a 400 naming the field otherwise."""
     system: str | None = None
     turns: list[tuple[TurnRole, str]] = []
-    images: list[Image.Image] = []
+    images: list[HeaderOnlyImage] = []
     for i, message in enumerate(messages):
         param = f"messages.{i}.content"
         if message.role == "system":
@@ -67,7 +68,7 @@ def _text_only(content: Any, param: str, role: str) -> str:
     return "\n".join(texts)
 
 
-def _user_content(content: Any, param: str, max_image_pixels: int) -> tuple[str, list[Image.Image]]:
+def _user_content(content: Any, param: str, max_image_pixels: int) -> tuple[str, list[HeaderOnlyImage]]:
     pieces, images = [], []
     for j, part in enumerate(_parts(content, param)):
         where = f"{param}.{j}"
