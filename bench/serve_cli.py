@@ -9,7 +9,7 @@ from pathlib import Path
 
 from janus_rt.bench.serve_load import LoadSpec, require_httpx, run
 from janus_rt.bench.serve_report import format_report
-from janus_rt.cli.common import int_list
+from janus_rt.cli.common import int_list, show_progress
 from janus_rt.errors import InputError
 from janus_rt.files import atomic_write_json
 from janus_rt.serve.settings import API_KEY_ENV
@@ -89,7 +89,7 @@ def run_bench_serve_command(args: argparse.Namespace) -> int:
     if out is not None and out.is_dir():
         raise InputError(f"--json-out {out} is a folder; pass a file path such as {out / 'serve.json'}", "--json-out")
     require_httpx()
-    result = run(spec)
+    result = run(spec, progress=show_progress())  # levels of image requests run for minutes
     print(format_report(result), flush=True)
     if out is not None:
         atomic_write_json(out, result, allow_nan=False)

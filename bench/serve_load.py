@@ -24,6 +24,7 @@ import json
 import platform
 import shlex
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from janus_rt import __version__ as janus_rt_version
 from janus_rt.errors import InputError
@@ -259,8 +261,9 @@ async def check_health(spec: LoadSpec) -> None:
         raise InputError(f"GET {spec.base_url}/health answered {response.status_code}, not 200: {hint}", "--url")
 
 
-async def run_level(spec: LoadSpec, concurrency: int) -> dict[str, Any]:
-    """`spec.requests` requests with at most `concurrency` in flight, bounded by `spec.max_seconds`."""
+async def run_level(spec: LoadSpec, concurrency: int, progress: bool = False) -> dict[str, Any]:
+    """`spec.requests` requests with at most `concurrency` in flight, bounded by `spec.max_seconds`; `progress`:
+    a bar on stderr counting finished requests (an image request takes seconds to minutes)."""
     outcomes: dict[int, Outcome] = {}
     started: dict[int, float] = {}
     indices = iter(range(spec.requests))  # shared by the workers: each index is taken once
@@ -270,7 +273,10 @@ async def run_level(spec: LoadSpec, concurrency: int) -> dict[str, Any]:
         for index in indices:
             started[index] = time.perf_counter()
             outcomes[index] = await send_one(client, spec, index)
+            bar.update(1)
 
+    bar = tqdm(total=spec.requests, desc=f"concurrency {concurrency}", unit="req", disable=not progress,
+               file=sys.stderr, leave=False)
     async with make_client(spec, workers_n) as client:
         t0 = time.perf_counter()
         workers = [asyncio.create_task(worker(client)) for _ in range(workers_n)]
@@ -279,6 +285,7 @@ async def run_level(spec: LoadSpec, concurrency: int) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         wall_s = time.perf_counter() - t0
+        bar.close()
         for task in done:
             task.result()  # a bug in a worker surfaces here rather than as missing requests
     for index, start in started.items():
@@ -322,18 +329,19 @@ def versions() -> dict[str, str | None]:
             "python": platform.python_version()}
 
 
-async def run_load(spec: LoadSpec) -> dict[str, Any]:
-    """Health check, then every concurrency level in order; the whole run as one JSON-ready dict."""
+async def run_load(spec: LoadSpec, progress: bool = False) -> dict[str, Any]:
+    """Health check, then every concurrency level in order (`progress`: a bar per level on stderr); the whole run as
+    one JSON-ready dict."""
     require_httpx()
     await check_health(spec)
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    levels = [await run_level(spec, c) for c in spec.concurrency]
+    levels = [await run_level(spec, c, progress) for c in spec.concurrency]
     settings = {"requests": spec.requests, "timeout_s": spec.timeout_s, "max_seconds": spec.max_seconds}
     settings.update({"n": spec.n} if spec.kind == "image" else {"max_tokens": spec.max_tokens, "stream": True})
     return {"bench": "serve", "kind": spec.kind, "url": spec.base_url, "date": date, "command": spec.command(),
             "versions": versions(), "settings": settings, "results": levels}
 
 
-def run(spec: LoadSpec) -> dict[str, Any]:
+def run(spec: LoadSpec, progress: bool = False) -> dict[str, Any]:
     """`run_load` on a fresh event loop (the CLI's entry point)."""
-    return asyncio.run(run_load(spec))
+    return asyncio.run(run_load(spec, progress))

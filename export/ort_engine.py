@@ -7,6 +7,7 @@ so the KV cache stays on the GPU between steps; output shapes come from the mani
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from janus_rt.export.manifest import MANIFEST, REEXPORT, check_graph_io
 from janus_rt.export.onnx_export import META_GRAPH, META_SOURCE
 from janus_rt.export.specs import DTYPES
 
+log = logging.getLogger(__name__)
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(bfloat16)": "bfloat16",
              "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(bool)": "bool"}
@@ -34,7 +36,8 @@ def import_onnxruntime():
 
 
 def resolve_providers(providers: Sequence[str] | None, device: str | torch.device | None) -> list[str]:
-    """The providers to use: as given (each must be installed), else CUDA when usable, then CPU."""
+    """The providers to use: as given, less those that cannot run here (not installed, or GPU ones without a CUDA
+    device) when others in the list can (a warning names what was dropped); none given: CUDA when usable, then CPU."""
     ort = import_onnxruntime()
     available = ort.get_available_providers()
     if providers is None:
@@ -44,10 +47,17 @@ def resolve_providers(providers: Sequence[str] | None, device: str | torch.devic
     if isinstance(providers, str) or not all(isinstance(p, str) for p in providers) or not providers:
         raise InputError(f"providers must be a non-empty list of provider names, got {providers!r}")
     missing = [p for p in providers if p not in available]
+    no_gpu = [p for p in providers if p in GPU_PROVIDERS and p in available and not torch.cuda.is_available()]
+    usable = [p for p in providers if p not in missing and p not in no_gpu]
+    if usable and len(usable) < len(providers):  # e.g. CUDA,CPU on a CPU-only onnxruntime: the CPU one it lists
+        reasons = ([f"{', '.join(missing)} not installed"] if missing else []) + \
+                  ([f"{', '.join(no_gpu)} without a CUDA device"] if no_gpu else [])
+        log.warning("ONNX Runtime providers: using %s (%s here)", ", ".join(usable), "; ".join(reasons))
+        return usable
     if missing:
         raise InputError(f"ONNX Runtime provider(s) {', '.join(missing)} are not installed here; available: "
                          f"{', '.join(available)} (CUDA / TensorRT providers need onnxruntime-gpu)")
-    return list(providers)
+    return list(providers)  # all usable, or only GPU ones without a GPU (OrtEngine says so)
 
 
 class OrtEngine:

@@ -11,7 +11,9 @@ on success it is renamed into place, on an exception it is removed and `target` 
 non-empty `target` is replaced only when the caller allows it (after `check_out_folder` said it may be).
 
 Temp files and folders are created with the ordinary permissions (0o666 / 0o777 less the umask), not the
-private ones of `tempfile.mkstemp` / `mkdtemp`, so what lands in place is an ordinary file or folder.
+private ones of `tempfile.mkstemp` / `mkdtemp`, so what lands in place is an ordinary file or folder. A staged
+folder's content gets the same before it moves into place: a file a writer created private (safetensors'
+`save_file` creates its file 0600) is widened to the umask's ordinary mode, like every other file.
 
 Out folders (`check_out_folder`), checked before any slow work: an `--out` is never a file, and janus-rt must
 be able to write where it goes. A command that adds files into it (images, a report) takes any folder; a
@@ -60,6 +62,32 @@ def _new_file(path: Path) -> None:
 
 def _new_folder(path: Path) -> None:
     path.mkdir(mode=0o777)  # the umask applies
+
+
+def current_umask() -> int:
+    """The process's umask: read from /proc/self/status on Linux (no change to the process); elsewhere set and
+    restored at once (os.umask has no read-only form)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _ordinary_permissions(folder: Path) -> None:
+    """Give what lies in `folder` that its writer made private (no group or other bits: mkstemp, safetensors) the
+    ordinary mode instead: 0o666 (files) or 0o777 (folders and executables) less the umask."""
+    umask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077 == 0:
+            ordinary = (0o777 if path.is_dir() or mode & 0o100 else 0o666) & ~umask  # executables stay so
+            if ordinary != mode:
+                path.chmod(ordinary)
 
 
 # ----------------------------------------------------------------------------------------------- atomic files
@@ -137,6 +165,7 @@ def staged_folder(target: str | Path, *, replace: bool = False) -> Iterator[Path
     staging = _create_beside(target, ".staging", _new_folder)
     try:
         yield staging
+        _ordinary_permissions(staging)
         _move_into_place(staging, target, replace)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -26,34 +26,39 @@ def looks_like_path(model: str) -> bool:
     return "/" in model and Path(first).is_dir()
 
 
+def _first_line(error: Exception, limit: int = 160) -> str:
+    """`error` in one short line: its type and the first line of its text (huggingface_hub's messages run to
+    several lines of request ids and URLs)."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def resolve_model_path(model: str) -> Path:
-    """Return a local directory for `model`; download a hub id with huggingface_hub when installed and online."""
+    """Return a local directory for `model`; download a hub id with huggingface_hub when installed and online.
+    A name that is neither a folder here nor fetchable says so in that order: first that no such folder exists
+    (relative to where the command runs), then the hub attempt, in one line."""
     path = Path(model).expanduser()
     if path.exists():
         return path
     if not HUB_ID.match(model) or looks_like_path(model):
         raise CheckpointError(f"{model}: no such directory; pass the folder holding config.json and the weights")
+    not_here = f"{model}: no such folder here ({Path.cwd()})"
+    download = (f"download it first (`hf download {model} --local-dir DIR`, where the network is reachable) and pass "
+                "--model DIR")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise CheckpointError(
-            f"{model}: no such local directory, and huggingface_hub is not installed to fetch it as a hub id. Either "
-            f"`pip install huggingface_hub` or download it first (`hf download {model} --local-dir DIR`) "
-            "and pass --model DIR"
-        ) from None
+        raise CheckpointError(f"{not_here}; as a hub id it cannot be fetched: huggingface_hub is not installed "
+                              f"(`pip install huggingface_hub`). Pass the checkpoint folder, or {download}") from None
     offline = hub_offline()
     try:
         return Path(snapshot_download(repo_id=model, local_files_only=offline))
     except Exception as e:  # offline, unknown repo, gated repo, ...
         if offline:
             raise CheckpointError(
-                f"{model}: no such local directory, and the Hugging Face hub is in offline mode (HF_HUB_OFFLINE) "
-                "with no cached copy of it. "
-                f"Download it first (`hf download {model} --local-dir DIR`, on a machine with network access) "
-                "and pass --model DIR"
-            ) from None
+                f"{not_here}; as a hub id: the Hugging Face hub is in offline mode (HF_HUB_OFFLINE) with no cached "
+                f"copy of it. Pass the checkpoint folder, or {download}") from None
         raise CheckpointError(
-            f"{model}: no such local directory, and it could not be fetched from the Hugging Face hub as a hub id "
-            f"({type(e).__name__}: {e}). Download it on a machine with network access "
-            f"(`hf download {model} --local-dir DIR`) and pass --model DIR"
-        ) from None
+            f"{not_here}; as a hub id it could not be fetched from the Hugging Face hub ({_first_line(e)}). Pass the "
+            f"checkpoint folder, or {download}") from None

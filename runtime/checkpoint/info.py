@@ -16,6 +16,25 @@ from janus_rt.quant.checkpoint import read_quant_block, spec_of
 from janus_rt.quant.model import step_weight_bytes
 
 
+def format_count(n: int) -> str:
+    """A count in words a reader cannot take for bytes: 950 -> '950', 3_628_451 -> '3.63 million',
+    1_480_000_000 -> '1.48 billion'."""
+    for scale, word in ((10**9, "billion"), (10**6, "million"), (10**3, "thousand")):
+        if n >= scale:
+            return f"{n / scale:.2f} {word}"
+    return str(n)
+
+
+def format_bytes(n: int) -> str:
+    """A byte count in the largest binary unit that keeps it >= 1: '90 bytes', '14.6 MiB', '13.81 GiB'."""
+    if n < 1024:
+        return f"{n} bytes"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    raise AssertionError("unreachable")
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     """Distinct parameters (a tied lm_head counts once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

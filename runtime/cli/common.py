@@ -1,13 +1,18 @@
 """What the `janus-rt` subcommands share: the model flags (and the examples under their help), loading a model
-from them, `--out` checks, PNG files, and the comma-separated list parser. The subcommand modules import this
+from them (and closing it when the command ends, Ctrl-C included), `--out` checks (a probe file written before any
+slow work), PNG files (each written atomically; a write error reports what was saved), text safe to print, and the
+comma-separated list parser. The subcommand modules import this
 module, never each other; `janus_rt.bench`'s subcommands import it too (the CLI and the benchmarks sit on top).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -15,6 +20,8 @@ from PIL import Image
 from janus_rt import Janus, load
 from janus_rt.engine import EngineConfig
 from janus_rt.errors import InputError
+from janus_rt.export.manifest import MANIFEST
+from janus_rt.files import atomic_write
 from janus_rt.files import check_out_folder as out_folder_rules
 from janus_rt.quant.model import weight_format
 from janus_rt.spelling import CLI
@@ -30,6 +37,17 @@ as deepseek-ai/Janus-Pro-1B is fetched only when huggingface_hub is installed an
 """
 
 GRAPH_BACKENDS = ("onnxruntime", "tensorrt")  # run a `janus-rt export` folder, not the checkpoint's torch modules
+PROBE_NAME = ".janus-rt-write-probe"  # written into an `--out` folder and removed before the model loads
+_open_models: list[Janus] = []  # models this process's command loaded; `close_models` stops their engine threads
+
+
+class SaveError(Exception):
+    """Writing an output file failed after the work was done; `saved` lists the files written before the error
+    (the CLI reports both and exits 1)."""
+
+    def __init__(self, message: str, saved: list[Path]) -> None:
+        super().__init__(message)
+        self.saved = saved
 
 
 def show_progress() -> bool:
@@ -93,18 +111,46 @@ def load_model(args: argparse.Namespace, config: EngineConfig | None = None) -> 
     if args.backend in GRAPH_BACKENDS and args.quantize is not None:
         raise InputError(f"--quantize works with --backend torch or triton, not {args.backend} (export a float "
                          "checkpoint instead)")
+    if args.backend not in GRAPH_BACKENDS and (Path(args.model).expanduser() / MANIFEST).is_file():
+        raise InputError(f"--model {args.model} is a `janus-rt export` folder ({MANIFEST}): the {args.backend} backend "
+                         "runs a checkpoint; add --backend onnxruntime (or tensorrt) to run the export", "--backend")
     providers = args.providers.split(",") if args.providers else None
     m = load(args.model, device=args.device, dtype=args.dtype, chat_format=args.chat_format, progress=show_progress(),
              backend=args.backend, providers=providers, engine=engine_config(args) if config is None else config,
              quantize=args.quantize, fusions=args.fusions)
+    opened(m)
     fmt = weight_format(m.model) if m.model is not None else None
     print(f"backend      {m.step_backend.describe_mode()}{f'; {fmt} weights' if fmt else ''}", file=sys.stderr)
     return m
 
 
-def check_out_folder(out: Path) -> None:
-    """`--out` must be a folder we can create or write into; checked before any slow work."""
-    out_folder_rules(out)  # files are added into it: any folder (janus_rt.files)
+def opened(m: Janus) -> Janus:
+    """Register `m` to be closed by `close_models` when the command ends; returns `m`."""
+    _open_models.append(m)
+    return m
+
+
+def close_models() -> None:
+    """Close every model the command loaded, newest first: their engine threads stop and are joined, so the
+    interpreter never exits (Ctrl-C included) while a thread still runs torch's C++ code, which aborts it with
+    "terminate called without an active exception"."""
+    while _open_models:
+        with contextlib.suppress(Exception):
+            _open_models.pop().close()
+
+
+def check_out_folder(out: Path, flag: str = "--out") -> None:
+    """`--out` must be a folder we can create and write into: checked before any slow work by the rules of
+    `janus_rt.files` (files are added into it: any folder), then by creating it and a probe file (removed again),
+    so a folder the system refuses (`/proc/x`, a read-only mount) fails now, not after the images are made."""
+    out_folder_rules(out, flag=flag)
+    probe = out / PROBE_NAME
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"{flag} {out}: cannot write there ({e.strerror or e}); choose another folder", flag) from None
 
 
 def slug(text: str) -> str:
@@ -112,16 +158,29 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "image"
 
 
-def save_pngs(images, out: Path, stem: str) -> list[Path]:
-    """Write uint8 HWC images as `stem-K.png` (temp name, then renamed), never overwriting; return the paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in out.glob(f"{stem}-*.png") if (m := re.fullmatch(rf"{re.escape(stem)}-(\d+)\.png", p.name))]
-    first = max(taken, default=-1) + 1
-    paths = []
-    for k, image in enumerate(images, start=first):
-        path = out / f"{stem}-{k}.png"
-        tmp = path.with_suffix(".png.tmp")
-        Image.fromarray(image).save(tmp, format="PNG")
-        tmp.replace(path)
-        paths.append(path)
+def save_pngs(images, out: Path, stem: str, on_saved: Callable[[Path], None] | None = None) -> list[Path]:
+    """Write uint8 HWC images as `stem-K.png` (each atomically: whole or not at all), never overwriting; call
+    `on_saved(path)` after each; return the paths. A write error (a full disk, ...) raises SaveError listing the
+    files written before it."""
+    paths: list[Path] = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        taken = [int(m.group(1)) for p in out.glob(f"{stem}-*.png")
+                 if (m := re.fullmatch(rf"{re.escape(stem)}-(\d+)\.png", p.name))]
+        for k, image in enumerate(images, start=max(taken, default=-1) + 1):
+            path = out / f"{stem}-{k}.png"
+            atomic_write(path, lambda tmp, image=image: Image.fromarray(image).save(tmp, format="PNG"))
+            paths.append(path)
+            if on_saved is not None:
+                on_saved(path)
+    except OSError as e:
+        reason = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        raise SaveError(f"writing the images in {out} failed after {len(paths)} of {len(images)}: {reason}",
+                        paths) from e
     return paths
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (other than newline and tab) shown as escapes (`\\x1b`), so a model's
+    answer cannot move the cursor, clear the terminal or ring the bell when printed."""
+    return "".join(ch if ch in "\n\t" or (ch.isprintable() and ch != "\x7f") else ascii(ch)[1:-1] for ch in text)

@@ -12,7 +12,7 @@ import numpy as np
 from janus_rt import load
 from janus_rt.backends.choice import resolve_device
 from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
-from janus_rt.cli.common import check_out_folder, save_pngs, show_progress
+from janus_rt.cli.common import check_out_folder, opened, save_pngs, show_progress
 from janus_rt.errors import InputError
 from janus_rt.spelling import CLI
 
@@ -47,7 +47,7 @@ def run_demo(work: Path, device: str, kept: bool) -> int:
         except FileExistsError:
             raise InputError(f"{ckpt} exists and is not a demo checkpoint; pass another --out folder") from None
         print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
-    m = load(ckpt, device=device, dtype="float32")
+    m = opened(load(ckpt, device=device, dtype="float32"))  # closed by the CLI, Ctrl-C included
     info = m.info()
     print(f"loaded       {info['parameters']:,} parameters, {info['dtype']}, chat format {m.chat_format}")
     image = np.random.default_rng(0).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)

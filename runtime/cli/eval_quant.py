@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from janus_rt.backends.choice import resolve_device
 from janus_rt.checkpoint.hub import resolve_model_path
-from janus_rt.cli.common import check_out_folder
+from janus_rt.cli.common import check_out_folder, show_progress
 from janus_rt.errors import InputError
 from janus_rt.model.config_loading import load_config
 from janus_rt.quant.checkpoint import QUANT_KEY, read_quant_block
@@ -135,7 +134,7 @@ def check_eval_quant_args(args: argparse.Namespace):
 def run_eval_quant(args: argparse.Namespace) -> int:
     model_dir, quantized, fmt, out, prompts, settings, device = check_eval_quant_args(args)
     report = run_eval(model_dir, fmt, out, quantized=quantized, device=device, dtype=args.dtype, prompts=prompts,
-                      settings=settings, progress=sys.stderr.isatty())
+                      settings=settings, progress=show_progress())
     print(f"{fmt} vs the float model ({report['reference']}), {len(prompts.image_prompts)} image prompt(s), "
           f"{len(prompts.chat_questions)} chat question(s):")
     print(format_table(report))

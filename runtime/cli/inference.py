@@ -11,7 +11,7 @@ from pathlib import Path
 
 from janus_rt.backends.choice import resolve_device
 from janus_rt.cli.common import (EPILOG, GRAPH_BACKENDS, add_model_args, check_out_folder, engine_config, load_model,
-                                 save_pngs, show_progress, slug)
+                                 printable, save_pngs, show_progress, slug)
 from janus_rt.engine import EngineConfig, SamplingParams
 from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
 from janus_rt.errors import InputError
@@ -74,11 +74,13 @@ def run_generate(args: argparse.Namespace) -> int:
                                    args.seed, spelling=CLI)  # `--top-k 0` is the CLI's "off"
     check_out_folder(Path(args.out))
     config = _check_engine_and_device(args)
+    if args.max_rows is not None and args.max_rows < 2:  # the engine's own refusal comes after loading
+        raise InputError(f"--max-rows {args.max_rows}: one image needs 2 KV rows (classifier-free guidance runs the "
+                         "prompt with and without its text); pass --max-rows 2 or more, or leave it out", "--max-rows")
     m = load_model(args, config)
     job = m.submit_prepared(prepare_images(args.prompt, args.num_images, params, m.request_context, args.raw, CLI))
     result = job.result(progress=show_progress())
-    for path in save_pngs(result.images, Path(args.out), slug(args.prompt)):
-        print(path)
+    save_pngs(result.images, Path(args.out), slug(args.prompt), on_saved=print)  # each path once it is written
     return 0
 
 
@@ -93,5 +95,5 @@ def run_chat(args: argparse.Namespace) -> int:
                     else Conversation.question(args.question, images, args.system_prompt))
     m = load_model(args, config)
     job = m.submit_prepared(prepare_chat(conversation, params, m.request_context, spelling=CLI))
-    print(job.result(progress=show_progress()).text)
+    print(printable(job.result(progress=show_progress()).text))  # no raw control bytes on the terminal
     return 0

@@ -8,7 +8,7 @@ import json
 import torch
 
 from janus_rt.checkpoint.hub import resolve_model_path
-from janus_rt.checkpoint.info import checkpoint_info
+from janus_rt.checkpoint.info import checkpoint_info, format_bytes, format_count
 
 
 def add_info_args(i: argparse.ArgumentParser) -> None:
@@ -31,9 +31,9 @@ def run_info(args: argparse.Namespace) -> int:
           f"({llm['kv_heads']} kv) x {llm['head_dim']}, MLP {llm['intermediate']}, vocab {llm['vocab']}, context {llm['context']}")
     print(f"vision       SigLIP {v['image_size']}px / patch {v['patch']}, width {v['width']}, {v['layers']} layers, {v['heads']} heads")
     print(f"image gen    VQ {vq['codes']} codes x {vq['code_dim']}, {vq['image_tokens']} tokens -> {vq['image_size']}px")
-    print(f"parameters   {info['parameters']:,} ({info['parameters'] / 1e9:.2f} B)")
-    print(f"bytes        {info['bytes'] / 2**30:.2f} GiB in {info['dtype']}")
-    print(f"checkpoint   {', '.join(ck['files'])} ({ck['stored_dtype']}, {ck['file_bytes'] / 2**30:.2f} GiB on disk)")
+    print(f"parameters   {info['parameters']:,} ({format_count(info['parameters'])})")
+    print(f"bytes        {format_bytes(info['bytes'])} in {info['dtype']}")
+    print(f"checkpoint   {', '.join(ck['files'])} ({ck['stored_dtype']}, {format_bytes(ck['file_bytes'])} on disk)")
     q, step = info.get("quantization"), info["step_bytes"]
     if q is not None:
         group = f", groups of {q['group_size']}{' + zero points' if q.get('zero_point') else ''}" if q["format"] == "int4" else ""

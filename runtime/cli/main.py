@@ -4,6 +4,12 @@ The entry point (`janus_rt.cli.main:main`) lists every subcommand by name and he
 module of the subcommand that runs (start-up time: `janus-rt --help` imports no benchmark, server or quantization
 evaluation). Each subcommand's module defines its flags (`add_*_args(parser)`) and its handler (`run_*(args)`);
 what they share lives in `common.py`. Nothing in the library imports this package.
+
+How a command ends: an InputError or other JanusRTError is one line "janus-rt: error: ..." and exit 2; an output
+file that could not be written after the work (SaveError) is that line plus the files saved, exit 1; Ctrl-C, at
+any point after this module is imported (the subcommand's import included), is one line "janus-rt: interrupted"
+and exit 130, after the models the command loaded are closed (their engine threads joined) and its temp folders
+removed. (Ctrl-C while `janus_rt` itself is still importing torch, before this module runs, is Python's own.)
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
-from janus_rt.cli.common import EPILOG
+from janus_rt.cli.common import EPILOG, SaveError, close_models
 from janus_rt.errors import JanusRTError
 from janus_rt.version import __version__
 
@@ -99,12 +105,20 @@ def command_of(argv: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(command_of(argv)).parse_args(argv)
     try:
-        return _function(COMMANDS[args.command], COMMANDS[args.command].run)(args)
+        try:
+            args = build_parser(command_of(argv)).parse_args(argv)  # imports the subcommand's module
+            return _function(COMMANDS[args.command], COMMANDS[args.command].run)(args)
+        finally:  # also on Ctrl-C: no engine thread may outlive the command (see close_models)
+            close_models()
     except JanusRTError as e:
         print(f"janus-rt: error: {e}", file=sys.stderr)
         return 2
+    except SaveError as e:
+        print(f"janus-rt: error: {e}", file=sys.stderr)
+        for path in e.saved:
+            print(f"janus-rt: saved before the error: {path}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("janus-rt: interrupted", file=sys.stderr)
         return 130

@@ -35,13 +35,13 @@ class RowCapacity:
         """Most tokens a prompt of `prompt_len` tokens may sample (< 1: not even one)."""
         return self.slots - prompt_len + 1
 
-    def check_image(self, prompt_len: int, image_tokens: int) -> None:
+    def check_image(self, prompt_len: int, image_tokens: int, spelling: Spelling = API) -> None:
         """Refuse an image prompt whose `image_tokens` sampled tokens do not fit after it."""
         need = prompt_len + image_tokens - 1
         if need > self.slots:
             raise InputError(f"the prompt is {prompt_len} tokens; with {image_tokens} image tokens it needs {need} "
                              f"cache slots, more than the {self.limits()}: shorten the prompt (to at most "
-                             f"{self.slots - image_tokens + 1} tokens) or load with a larger max_seq_len",
+                             f"{self.slots - image_tokens + 1} tokens) or load with a larger {spelling.name('max_seq_len')}",
                              param="prompt", code=CONTEXT_EXCEEDED)
 
     def check_text(self, prompt_len: int, max_new_tokens: int, spelling: Spelling = API) -> None:
@@ -49,11 +49,12 @@ class RowCapacity:
         room = self.room(prompt_len)
         if room < 1:
             raise InputError(f"the prompt is {prompt_len} tokens (images included), which leaves no room for an "
-                             f"answer in the {self.limits()}: shorten the prompt or send fewer images",
+                             f"answer in the {self.limits()}: shorten the prompt (to at most {self.slots} tokens, "
+                             "images included) or send fewer images",
                              param="prompt", code=CONTEXT_EXCEEDED)
         if max_new_tokens > room:
             name = spelling.name("max_new_tokens")
             raise InputError(f"the prompt is {prompt_len} tokens (images included); with {name}={max_new_tokens} "
                              f"it needs {prompt_len + max_new_tokens - 1} cache slots, more than the {self.limits()}: ask "
-                             f"for at most {room} tokens, shorten the prompt or load with a larger max_seq_len",
+                             f"for at most {room} tokens, shorten the prompt or load with a larger {spelling.name('max_seq_len')}",
                              param="max_new_tokens", code=CONTEXT_EXCEEDED)

@@ -112,7 +112,9 @@ class Engine:
         steps = self.cfg.image_tokens_per_image
         self.capacity.check_image(len(prompt_ids), steps)
         if self.max_rows < 2:
-            raise InputError(f"one image needs 2 KV rows but the engine has max_rows={self.max_rows}; raise max_rows")
+            words = self.config.spelling
+            raise InputError(f"one image needs 2 KV rows but the engine has {words.setting('max_rows', self.max_rows)}; "
+                             f"raise {words.name('max_rows')}", param="max_rows")
         request = Request("image", prompt_ids, params, max_steps=steps, num_images=num_images, pad_id=pad_id,
                           seed=self._seed(params))
         per = self.images_per_group

@@ -10,7 +10,7 @@ can hand a group's cache to the model as a view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import torch
@@ -32,6 +32,7 @@ class EngineConfig:
     activation_reserve_gib: float = 2.0  # left free for activations (prefill, SigLIP, VQ decode) on CUDA
     cpu_max_rows: int = 16  # the row cap on CPU
     row_limit: int = 256  # never more rows than this (the largest CUDA-graph bucket)
+    spelling: Spelling = field(default=API, compare=False, repr=False)  # how later refusals name these knobs
 
     def __post_init__(self) -> None:
         self.validate()
@@ -39,7 +40,8 @@ class EngineConfig:
     @classmethod
     def checked(cls, spelling: Spelling = API, **fields: object) -> "EngineConfig":
         """Build one (validated once); a bad knob is reported in `spelling` (the CLI's flags, the API's keywords)."""
-        return build_in_words(cls, fields, spelling, lambda values, words: cls.validate(SimpleNamespace(**values), words))
+        return build_in_words(cls, {**fields, "spelling": spelling}, spelling,
+                              lambda values, words: cls.validate(SimpleNamespace(**values), words))
 
     def validate(self, spelling: Spelling = API) -> None:
         """Raise InputError naming the bad knob (as `spelling` writes it) and its allowed range."""
@@ -69,7 +71,9 @@ def plan_rows(config: EngineConfig, llm: LLMConfig, device: torch.device, dtype:
     context = llm.max_position_embeddings
     seq = config.max_seq_len or min(context, DEFAULT_MAX_SEQ_LEN)
     if seq > context:
-        raise InputError(f"max_seq_len={seq} exceeds the model's context of {context} tokens; use at most {context}")
+        name = config.spelling.name
+        raise InputError(f"{config.spelling.setting('max_seq_len', seq)} exceeds the model's context of {context} "
+                         f"tokens; use at most {context} (or leave {name('max_seq_len')} out)", param="max_seq_len")
     per_row = kv_bytes_per_row(llm, seq, dtype)
     if config.max_rows is not None:
         rows = config.max_rows
@@ -78,9 +82,11 @@ def plan_rows(config: EngineConfig, llm: LLMConfig, device: torch.device, dtype:
         budget = config.gpu_memory_utilization * total - (total - free) - config.activation_reserve_gib * GiB
         rows = int(max(budget, 0) // per_row)
         if rows < 2:
+            name = config.spelling.name
             raise InputError(
-                f"the KV budget holds {rows} row(s) of {per_row / GiB:.2f} GiB (max_seq_len={seq}); one image needs 2: "
-                f"lower max_seq_len, raise gpu_memory_utilization (now {config.gpu_memory_utilization}) or free GPU memory")
+                f"the KV budget holds {rows} row(s) of {per_row / GiB:.2f} GiB ({config.spelling.setting('max_seq_len', seq)}); "
+                f"one image needs 2: lower {name('max_seq_len')}, raise {name('gpu_memory_utilization')} (now "
+                f"{config.gpu_memory_utilization}) or free GPU memory", param="max_rows")
     else:
         rows = config.cpu_max_rows
     return min(rows, config.row_limit), seq

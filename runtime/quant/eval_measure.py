@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from janus_rt.api import Janus
 from janus_rt.errors import InputError
@@ -108,12 +109,28 @@ def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def greedy_image_tokens(model: Janus, prompts: Sequence[str], cfg_weight: float = DEFAULT_CFG_WEIGHT) -> list[torch.Tensor]:
+Tick = Callable[[int], None]  # progress: `tick(n)` after n more units of work (prompts or questions) are done
+
+
+def _no_tick(n: int) -> None:
+    pass
+
+
+def progress_bar(model_role: str, prompts: PromptSet, progress: bool) -> tqdm:
+    """A bar over one model's measurement (stderr; shown only when `progress`): 3 units per image prompt
+    (greedy tokens, teacher-forced logits, a sampled image), 2 per chat question (greedy answer, logits)."""
+    total = 3 * len(prompts.image_prompts) + 2 * len(prompts.chat_questions)
+    return tqdm(total=total, desc=model_role, unit="step", disable=not progress, file=sys.stderr, leave=False)
+
+
+def greedy_image_tokens(model: Janus, prompts: Sequence[str], cfg_weight: float = DEFAULT_CFG_WEIGHT,
+                        tick: Tick = _no_tick) -> list[torch.Tensor]:
     """Each prompt's image tokens `[grid*grid]` at temperature 0 (argmax of the CFG logits), on the CPU."""
     out: list[torch.Tensor] = []
     for chunk in _chunks(prompts, PROMPTS_PER_CALL):
         result = model.generate_images(chunk, cfg_weight=cfg_weight, temperature=0.0)
         out.extend(row.cpu() for row in result.tokens)
+        tick(len(chunk))
     return out
 
 
@@ -127,26 +144,35 @@ def greedy_answers(model: Janus, questions: Sequence[str], max_new_tokens: int) 
 
 
 def sampled_images(model: Janus, prompts: Sequence[str], seed: int,
-                   cfg_weight: float = DEFAULT_CFG_WEIGHT) -> np.ndarray | None:
+                   cfg_weight: float = DEFAULT_CFG_WEIGHT, tick: Tick = _no_tick) -> np.ndarray | None:
     """One image per prompt with default sampling and `seed`: uint8 `[P, S, S, 3]` (None without prompts)."""
     if not prompts:
         return None
-    parts = [model.generate_images(chunk, cfg_weight=cfg_weight, seed=seed).images
-             for chunk in _chunks(prompts, PROMPTS_PER_CALL)]
+    parts = []
+    for chunk in _chunks(prompts, PROMPTS_PER_CALL):
+        parts.append(model.generate_images(chunk, cfg_weight=cfg_weight, seed=seed).images)
+        tick(len(chunk))
     return np.concatenate(parts)
 
 
-def measure_reference(model: Janus, prompts: PromptSet, settings: EvalSettings) -> Reference:
-    """Everything the comparison needs from the reference model, on the CPU (the model can be closed after)."""
+def measure_reference(model: Janus, prompts: PromptSet, settings: EvalSettings, progress: bool = False) -> Reference:
+    """Everything the comparison needs from the reference model, on the CPU (the model can be closed after);
+    `progress`: a bar on stderr."""
     ref = Reference(prompts, settings, describe=model.step_backend.describe_mode())
     positions = settings.image_positions(model.config.image_tokens_per_image)
-    ref.image_greedy = greedy_image_tokens(model, prompts.image_prompts, settings.cfg_weight)
-    ref.image_logits = [teacher_forced_image_logits(model, p, tokens[:positions], settings.cfg_weight)
-                        for p, tokens in zip(prompts.image_prompts, ref.image_greedy)]
-    ref.chat_greedy = greedy_answers(model, prompts.chat_questions, settings.max_new_tokens)
-    ref.chat_logits = [teacher_forced_text_logits(model, q, answer)
-                       for q, answer in zip(prompts.chat_questions, ref.chat_greedy)]
-    ref.images = sampled_images(model, prompts.image_prompts, settings.seed, settings.cfg_weight)
+    with progress_bar("reference", prompts, progress) as bar:
+        ref.image_greedy = greedy_image_tokens(model, prompts.image_prompts, settings.cfg_weight, bar.update)
+        ref.image_logits = []
+        for p, tokens in zip(prompts.image_prompts, ref.image_greedy):
+            ref.image_logits.append(teacher_forced_image_logits(model, p, tokens[:positions], settings.cfg_weight))
+            bar.update(1)
+        ref.chat_greedy = greedy_answers(model, prompts.chat_questions, settings.max_new_tokens)
+        bar.update(len(prompts.chat_questions))
+        ref.chat_logits = []
+        for q, answer in zip(prompts.chat_questions, ref.chat_greedy):
+            ref.chat_logits.append(teacher_forced_text_logits(model, q, answer))
+            bar.update(1)
+        ref.images = sampled_images(model, prompts.image_prompts, settings.seed, settings.cfg_weight, bar.update)
     return ref
 
 
@@ -216,8 +242,14 @@ def kind_metrics(prompts: Sequence[str], errors: list[torch.Tensor], top1: list[
     }
 
 
-def compare(reference: Reference, model: Janus) -> Comparison:
-    """Measure `model` against `reference` (from `measure_reference`) on the same prompts and settings."""
+def compare(reference: Reference, model: Janus, progress: bool = False) -> Comparison:
+    """Measure `model` against `reference` (from `measure_reference`) on the same prompts and settings;
+    `progress`: a bar on stderr."""
+    with progress_bar("quantized", reference.prompts, progress) as bar:
+        return _compare(reference, model, bar.update)
+
+
+def _compare(reference: Reference, model: Janus, tick: Tick) -> Comparison:
     prompts, settings = reference.prompts, reference.settings
     report: dict = {}
     if prompts.image_prompts:
@@ -226,7 +258,8 @@ def compare(reference: Reference, model: Janus) -> Comparison:
             logits = teacher_forced_image_logits(model, prompt, tokens[: ref_logits.shape[0]], settings.cfg_weight)
             errors.append(relative_errors(logits, ref_logits))
             top1.append(logits.argmax(-1) == ref_logits.argmax(-1))
-        greedy = greedy_image_tokens(model, prompts.image_prompts, settings.cfg_weight)
+            tick(1)
+        greedy = greedy_image_tokens(model, prompts.image_prompts, settings.cfg_weight, tick)
         agreements = [token_agreement(r.tolist(), g.tolist()) for r, g in zip(reference.image_greedy, greedy)]
         report["image"] = kind_metrics(prompts.image_prompts, errors, top1, agreements)
     if prompts.chat_questions:
@@ -235,10 +268,12 @@ def compare(reference: Reference, model: Janus) -> Comparison:
             logits = teacher_forced_text_logits(model, question, answer)
             errors.append(relative_errors(logits, ref_logits))
             top1.append(logits.argmax(-1) == ref_logits.argmax(-1))
+            tick(1)
         answers = greedy_answers(model, prompts.chat_questions, settings.max_new_tokens)
+        tick(len(answers))
         agreements = [token_agreement(r, a) for r, a in zip(reference.chat_greedy, answers)]
         report["text"] = kind_metrics(prompts.chat_questions, errors, top1, agreements)
-    images = sampled_images(model, prompts.image_prompts, settings.seed, settings.cfg_weight)
+    images = sampled_images(model, prompts.image_prompts, settings.seed, settings.cfg_weight, tick)
     if images is not None and reference.images is not None:
         diff = np.abs(images.astype(np.int16) - reference.images.astype(np.int16))
         report["image"]["sampled_pixel_mean_abs_diff"] = float(diff.mean())

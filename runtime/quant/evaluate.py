@@ -76,7 +76,7 @@ def run_eval(
     reference_model = load(model_dir, device=dev, dtype=dt, progress=progress, engine=engine)
     try:
         log(f"reference    {reference_model.path}: float model, {reference_model.step_backend.describe_mode()}")
-        reference = measure_reference(reference_model, prompts, settings)
+        reference = measure_reference(reference_model, prompts, settings, progress=progress)
     finally:
         reference_model.close()  # its engine stops; dropping the last reference frees weights and KV rows
     del reference_model
@@ -93,7 +93,7 @@ def run_eval(
     try:
         log(f"quantized    {fmt} ({'folder ' + str(other.path) if quantized is not None else 'quantized while loading'}), "
             f"{other.step_backend.describe_mode()}")
-        comparison = compare(reference, other)
+        comparison = compare(reference, other, progress=progress)
     finally:
         other.close()
     log(f"             compared in {time.perf_counter() - t1:.1f}s")

@@ -79,5 +79,5 @@ def prepare_images(prompt: str | Sequence[str], num_images: int, params: Samplin
     texts = [image_prompt_text(p, context, raw) for p in prompts]  # every prompt checked before any is tokenized
     encoded = [context.tokenizer.encode(t) for t in texts]
     for ids in encoded:
-        context.capacity.check_image(len(ids), context.image_tokens)
+        context.capacity.check_image(len(ids), context.image_tokens, spelling)
     return PreparedImages(texts, encoded, num_images, params, single)
