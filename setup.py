@@ -42,10 +42,11 @@ setup(
         "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
         # `janus-rt serve --ray`: replicas behind Ray Serve's proxy (tested with 2.60; ingress from a builder function)
         "ray": ["ray[serve]>=2.60", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
-        # tests: transformers is the parity oracle; the export tests run ONNX Runtime on the CPU
+        # tests: transformers is the parity oracle; the export tests run ONNX Runtime on the CPU; the server's
+        # OpenAI compatibility is tested with the official SDK, its OpenAPI document with schemathesis
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54", "onnx>=1.16", "onnxscript>=0.1",
                 "onnxruntime>=1.18", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27",
-                "ray[serve]>=2.60"],
+                "ray[serve]>=2.60", "openai>=1.40", "schemathesis>=4.0"],
     },
     entry_points={"console_scripts": ["janus-rt=janus_rt.cli.main:main"]},
 )

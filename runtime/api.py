@@ -22,7 +22,7 @@ from janus_rt.checkpoint.hub import resolve_model_path
 from janus_rt.checkpoint.info import count_parameters, describe
 from janus_rt.jobs import ChatJob, ChatResult, ImageJob, ImageResult
 from janus_rt.model.janus import JanusModel, build_empty_model
-from janus_rt.requests.chat import Conversation, PreparedChat, check_chat_args, prepare_chat
+from janus_rt.requests.chat import Conversation, PreparedChat, check_chat_args, check_stop, prepare_chat
 from janus_rt.requests.context import RequestContext
 from janus_rt.requests.image import PreparedImages, image_prompt_text, prepare_images
 from janus_rt.requests.prompts import ChatFormat
@@ -141,7 +141,7 @@ class Janus:
             sp = self.tokenizer.special
             handle = self.engine.submit_text(prepared.ids, prepared.pixel_values, sp.eos, sp.image_placeholder,
                                              prepared.params)
-            return ChatJob(handle, prepared.prompt, self.tokenizer)
+            return ChatJob(handle, prepared.prompt, self.tokenizer, prepared.stop)
         pad = self.tokenizer.special.pad
         requests = []
         try:
@@ -227,12 +227,13 @@ class Janus:
         seed: int | None = None,
         system_prompt: str | None = None,
         raw: bool = False,
+        stop: str | Sequence[str] | None = None,
     ) -> ChatJob:
         """Queue one answer and return at once: `job.result()`, `await job`, `job.stream()` / `job.astream()`
         (text pieces as they are decoded), `job.cancel()`. Arguments as `chat` with a single question."""
         params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
         conversation = self._conversation(question, _image_list(image), system_prompt, raw)
-        return self.submit_prepared(prepare_chat(conversation, params, self.request_context))
+        return self.submit_prepared(prepare_chat(conversation, params, self.request_context, stop=stop))
 
     def chat(
         self,
@@ -245,6 +246,7 @@ class Janus:
         seed: int | None = None,
         system_prompt: str | None = None,
         raw: bool = False,
+        stop: str | Sequence[str] | None = None,
     ) -> ChatResult | list[ChatResult]:
         """Answer a question about zero or more images (greedy by default).
 
@@ -255,7 +257,8 @@ class Janus:
 
         Sampling (temperature > 0) follows transformers' `generate`, which the reference calls: temperature,
         then top-k (50 unless given; None turns it off), then top-p, on fp32 logits; a `seed` reproduces the
-        reference's draw after `torch.manual_seed(seed)` on the same device.
+        reference's draw after `torch.manual_seed(seed)` on the same device. `stop`: a string or up to 4 strings;
+        the answer ends right before the first one it produces (not returned; `ChatResult.stop_sequence`).
         """
         batched = not isinstance(question, str)
         if batched and not isinstance(question, (list, tuple)):
@@ -273,12 +276,13 @@ class Janus:
         else:
             per_row = [image]
         params = check_chat_args(max_new_tokens, temperature, top_k, top_p, seed)
+        check_stop(stop)
         conversations = [self._conversation(q, _image_list(imgs), system_prompt, raw)  # all checked before any runs
                          for q, imgs in zip(questions, per_row)]
         jobs: list[ChatJob] = []
         try:
             for conversation in conversations:
-                jobs.append(self.submit_prepared(prepare_chat(conversation, params, self.request_context)))
+                jobs.append(self.submit_prepared(prepare_chat(conversation, params, self.request_context, stop=stop)))
         except Exception:
             for j in jobs:
                 j.cancel()

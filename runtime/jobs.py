@@ -4,6 +4,12 @@ A job wraps the engine's token-level `Request`s and turns their tokens into what
 (decoded in the caller's thread, or in an executor when awaited, so the engine thread keeps stepping) and
 text. Each job can be waited on (`result()`), awaited (`await job`), cancelled (`cancel()`); a chat job
 also streams text (`stream()`, `astream()`).
+
+Stop sequences (a chat job's `stop`): the answer ends right before the first occurrence of any of them, the match
+itself not returned, and the job then counts as finished (`ChatResult.finished`, `stop_sequence`). Whoever waits
+on the job (`result()`, `await job`, `stream()`, `astream()`) watches the text as it is decoded and cancels the
+engine request at the first match, so its row frees at the next step boundary; a stream holds back only a tail
+that could still start a match (at most len(longest stop) - 1 characters), so it never emits text past one.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ class ImageResult:
 class ChatResult:
     text: str  # decoded answer, special tokens skipped
     token_ids: list[int]  # new tokens only, EOS excluded
-    finished: bool  # True when EOS ended the answer, False when max_new_tokens did
+    finished: bool  # True when EOS or a stop sequence ended the answer, False when max_new_tokens did
     prompt: str  # the exact text that was tokenized (before placeholder expansion)
+    stop_sequence: str | None = None  # the stop sequence that ended the answer (not part of `text`), if one did
 
 
 def wait_with_progress(requests: list[Request], progress: bool, desc: str, unit: str) -> None:
@@ -88,25 +95,48 @@ class ImageJob:
 class ChatJob:
     """One answer in flight (see module docstring)."""
 
-    def __init__(self, request: Request, prompt: str, tokenizer: JanusTokenizer):
+    def __init__(self, request: Request, prompt: str, tokenizer: JanusTokenizer, stop: tuple[str, ...] = ()):
         self.request = request
         self.prompt = prompt
+        self.stop = tuple(stop)  # checked by `janus_rt.requests.chat.check_stop`
         self._tokenizer = tokenizer
+        self._stopped = False  # a stop sequence matched and this job cancelled the engine request
 
     def _build(self) -> ChatResult:
-        ids, finished = self.request.result()
-        return ChatResult(text=self._tokenizer.decode(ids), token_ids=ids, finished=finished, prompt=self.prompt)
+        if self._stopped and self.request.cancelled():  # ended by its stop sequence: the tokens read so far
+            ids, finished = list(self.request.text_tokens), True
+        else:
+            ids, finished = self.request.result()
+        if not self.stop:
+            return ChatResult(text=self._tokenizer.decode(ids), token_ids=ids, finished=finished, prompt=self.prompt)
+        text, used, matched = cut_at_stop(self._tokenizer, ids, self.stop)
+        return ChatResult(text=text, token_ids=ids[:used], finished=finished or matched is not None,
+                          prompt=self.prompt, stop_sequence=matched)
 
     def result(self, progress: bool = False) -> ChatResult:
         """Wait for the answer; `progress` draws a bar of decoded tokens (out of max_new_tokens) meanwhile."""
-        wait_with_progress([self.request], progress, "answer", "tok")
+        if self.stop:
+            with tqdm(total=self.request.total_tokens, desc="answer", unit="tok", leave=False,
+                      disable=not progress) as bar:
+                for _ in self.stream():  # watches for the stop sequences
+                    bar.n = min(self.request.progress, bar.total)
+                    bar.refresh()
+            self.request.wait()
+        else:
+            wait_with_progress([self.request], progress, "answer", "tok")
         return self._build()
 
     def __await__(self):
         return self._async_result().__await__()
 
     async def _async_result(self) -> ChatResult:
-        await self.request
+        if self.stop:
+            async for _ in self.astream():  # watches for the stop sequences
+                pass
+            async for _ in self.request.astream():  # until the engine has dropped it (no error raised)
+                pass
+        else:
+            await self.request
         return self._build()
 
     def cancel(self) -> None:
@@ -117,23 +147,109 @@ class ChatJob:
 
     def stream(self) -> Iterator[str]:
         """Text pieces as the engine produces them; their concatenation is the final `text`."""
-        decoder = TextDeltas(self._tokenizer)
+        pieces = self._pieces()
         for tid in self.request.stream():
-            piece = decoder.add(tid)
+            piece = pieces.add(tid)
             if piece:
                 yield piece
-        if tail := decoder.flush():
+            if pieces.matched is not None:
+                self._stop_request()
+                return
+        if tail := pieces.flush():
             yield tail
 
     async def astream(self) -> AsyncIterator[str]:
         """`stream()` for asyncio."""
-        decoder = TextDeltas(self._tokenizer)
+        pieces = self._pieces()
         async for tid in self.request.astream():
-            piece = decoder.add(tid)
+            piece = pieces.add(tid)
             if piece:
                 yield piece
-        if tail := decoder.flush():
+            if pieces.matched is not None:
+                self._stop_request()
+                return
+        if tail := pieces.flush():
             yield tail
+
+    def _pieces(self) -> "StoppedText":
+        return StoppedText(TextDeltas(self._tokenizer), StopText(self.stop))
+
+    def _stop_request(self) -> None:
+        if not self.request.done():
+            self._stopped = True
+            self.request.cancel()
+
+
+def cut_at_stop(tokenizer: JanusTokenizer, ids: list[int], stop: tuple[str, ...]) -> tuple[str, int, str | None]:
+    """(the answer's text cut before the first stop sequence, how many ids it took, the sequence or None): what
+    a stream of these ids yields, so a streamed and a waited-for answer agree."""
+    pieces = StoppedText(TextDeltas(tokenizer), StopText(stop))
+    out = []
+    for used, tid in enumerate(ids, start=1):
+        out.append(pieces.add(tid))
+        if pieces.matched is not None:
+            return "".join(out), used, pieces.matched
+    out.append(pieces.flush())
+    return "".join(out), len(ids), None
+
+
+class StopText:
+    """Text pieces in, the same text out, cut right before the first occurrence of any stop sequence.
+
+    A piece is released once no stop sequence can start in it: the longest tail of the text so far that is the
+    beginning of a stop sequence is held back (at most len(longest) - 1 characters) until the next piece settles
+    it. So the first match is found wherever the pieces split it, and no released text follows it."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        self.stop = stop
+        self.longest = max((len(s) for s in stop), default=0)
+        self.pending = ""  # text received but not released: a possible beginning of a match
+        self.matched: str | None = None  # the stop sequence found (then everything after it is dropped)
+
+    def add(self, piece: str) -> str:
+        if self.matched is not None or not self.stop:
+            return "" if self.matched is not None else piece
+        self.pending += piece
+        found = [(at, i) for i, s in enumerate(self.stop) if (at := self.pending.find(s)) >= 0]
+        if found:
+            at, i = min(found)
+            self.matched = self.stop[i]
+            released, self.pending = self.pending[:at], ""
+            return released
+        held = self._held()
+        released = self.pending[:len(self.pending) - held]
+        self.pending = self.pending[len(released):]
+        return released
+
+    def _held(self) -> int:
+        for size in range(min(self.longest - 1, len(self.pending)), 0, -1):
+            tail = self.pending[-size:]
+            if any(s.startswith(tail) for s in self.stop):
+                return size
+        return 0
+
+    def flush(self) -> str:
+        """The held-back tail once the answer has ended without a match."""
+        released, self.pending = ("" if self.matched is not None else self.pending), ""
+        return released
+
+
+class StoppedText:
+    """Token ids -> text pieces: incremental detokenization (`TextDeltas`) then the stop sequences (`StopText`)."""
+
+    def __init__(self, deltas: "TextDeltas", stops: StopText):
+        self.deltas = deltas
+        self.stops = stops
+
+    @property
+    def matched(self) -> str | None:
+        return self.stops.matched
+
+    def add(self, tid: int) -> str:
+        return self.stops.add(self.deltas.add(tid))
+
+    def flush(self) -> str:
+        return self.stops.add(self.deltas.flush()) + self.stops.flush()
 
 
 class TextDeltas:

@@ -5,7 +5,8 @@ A `Conversation` is what the user asked: alternating user / assistant turns whos
 preformatted prompt (`raw=True`). `prepare_chat` checks the cheap things first (the image count against the
 row's capacity), formats the prompt in the model's chat format, tokenizes it, checks that the placeholders
 match the images, expands each into the image's positions, checks capacity once (the engine's check), and
-only then turns the images into pixels; it returns exactly what the engine's `submit_text` takes.
+only then turns the images into pixels; it returns exactly what the engine's `submit_text` takes, plus the
+answer's stop sequences (`check_stop`; the chat job applies them, `janus_rt.jobs`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,23 @@ def check_chat_args(max_new_tokens: int = CHAT_DEFAULTS.max_new_tokens, temperat
     """The sampling fields of a chat request, checked and built once (needs no model)."""
     return SamplingParams.checked(spelling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                   max_new_tokens=max_new_tokens)
+
+
+MAX_STOP_SEQUENCES = 4  # as OpenAI's chat completions
+
+
+def check_stop(stop: object, spelling: Spelling = API) -> tuple[str, ...]:
+    """Stop sequences: None, a non-empty string, or a list of up to 4 non-empty strings -> a tuple of them."""
+    name = spelling.name("stop")
+    if stop is None:
+        return ()
+    items = [stop] if isinstance(stop, str) else stop
+    if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) and s for s in items):
+        raise InputError(f"{name} must be a non-empty string or a list of up to {MAX_STOP_SEQUENCES} non-empty strings, "
+                         f"got {stop!r:.80}", param="stop")
+    if len(items) > MAX_STOP_SEQUENCES:
+        raise InputError(f"{name} takes at most {MAX_STOP_SEQUENCES} sequences, got {len(items)}", param="stop")
+    return tuple(items)
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class PreparedChat:
     ids: list[int]  # token ids, each placeholder expanded to its image's positions
     pixel_values: torch.Tensor | None  # [n_images, 3, S, S], or None without images
     params: SamplingParams
+    stop: tuple[str, ...] = ()  # the answer ends right before the first of these (`check_stop`)
 
     @property
     def inputs(self) -> TextRequest:
@@ -85,12 +104,13 @@ class PreparedChat:
 
 
 def prepare_chat(conversation: Conversation, params: SamplingParams, context: RequestContext,
-                 shrink_to_fit: bool = False, spelling: Spelling = API) -> PreparedChat:
+                 shrink_to_fit: bool = False, spelling: Spelling = API, stop: object = None) -> PreparedChat:
     """Validate, format, tokenize, check capacity once, then prepare pixels (see the module docstring).
 
     `shrink_to_fit`: `params.max_new_tokens` is a cap, lowered to what the row holds after the prompt (a server's
-    default answer length); otherwise asking for more than fits is refused.
+    default answer length); otherwise asking for more than fits is refused. `stop`: as `check_stop` takes it.
     """
+    stops = check_stop(stop, spelling)
     images = conversation.images
     per_image = context.tokens_per_input_image + 2  # <begin_of_image> + patches + <end_of_image>
     if len(images) * per_image >= context.capacity.slots:
@@ -114,4 +134,4 @@ def prepare_chat(conversation: Conversation, params: SamplingParams, context: Re
         params = replace(params, max_new_tokens=max(1, min(params.max_new_tokens, context.capacity.room(len(ids)))))
     context.capacity.check_text(len(ids), params.max_new_tokens, spelling)
     pixels = torch.stack([preprocess(image, context.image_processor) for image in images]) if images else None
-    return PreparedChat(text, ids, pixels, params)
+    return PreparedChat(text, ids, pixels, params, stops)

@@ -2,12 +2,16 @@
 
 Routes (OpenAI shapes; `/v1/*` need `Authorization: Bearer KEY` when an API key is set):
     POST /v1/images/generations   prompt, n, size, response_format=b64_json (+ cfg_weight, temperature,
-                                  top_k, top_p, seed) -> {created, data: [{b64_json}]} (PNG)
-    POST /v1/chat/completions     messages (text + data: image parts), max_tokens / max_completion_tokens,
-                                  temperature, top_p, top_k, seed, stream -> completion or server-sent events
+                                  top_k, top_p, seed) -> {created, data: [{b64_json}], usage} (PNG)
+    POST /v1/chat/completions     messages (text + data: image parts; roles system / developer, user,
+                                  assistant), max_tokens / max_completion_tokens, temperature, top_p, top_k,
+                                  seed, stop, stream -> completion or server-sent events
     GET  /v1/models               the one model served
+    GET  /v1/models/{id}          that model, or a 404
     GET  /health                  200 once the model is loaded and its engine takes work, else 503
     GET  /metrics                 Prometheus text (metrics.py)
+    GET  /openapi.json, /docs     the OpenAPI document of these routes (openapi.py) and its browsable page
+A route asked with another method is a 405 whose `Allow` header lists the route's methods.
 
 A request is checked completely (body size, JSON, fields, ranges, images, context) before anything reaches
 the engine; a refusal is a 4xx with `{"error": {message, type, param, code}}`. Admission (admission.py) then
@@ -26,17 +30,18 @@ import time
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from janus_rt import __version__
 from janus_rt.api import Janus
-from janus_rt.requests.chat import check_chat_args
+from janus_rt.requests.chat import check_chat_args, check_stop
 from janus_rt.requests.image import check_generation_args
 from janus_rt.engine import EngineError
 from janus_rt.requests.chat import prepare_chat
@@ -48,7 +53,10 @@ from janus_rt.serve.admission import Admission
 from janus_rt.serve.errors import APIError, from_input_error, invalid
 from janus_rt.serve.messages import build_conversation
 from janus_rt.serve.metrics import ServerMetrics
-from janus_rt.serve.responses import ChatIds, finish_reason, images_body, sse
+from janus_rt.serve.docs_page import docs_page
+from janus_rt.serve.openapi import answers, install_openapi, json_body
+from janus_rt.serve.responses import (ChatCompletion, ChatIds, Health, ImagesResponse, ModelList, ModelObject,
+                                      finish_reason, images_body, model_object, sse)
 from janus_rt.serve.schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
 from janus_rt.serve.settings import ServeSettings
 from janus_rt.serve.waiting import ClientGone, await_job, engine_failure, wait_for_disconnect
@@ -56,8 +64,10 @@ from janus_rt.serve.waiting import ClientGone, await_job, engine_failure, wait_f
 IMAGES_ROUTE = "/v1/images/generations"
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
-ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics")
+MODEL_ROUTE = "/v1/models/{model_id}"  # metrics label of every /v1/models/<id> (one label, whatever the id)
+ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics", "/openapi.json", "/docs")
 IMAGE_FIELDS = Spelling(renamed={"num_images": "n"})  # the library's names as the images route's body spells them
+STREAM_MEDIA = {"text/event-stream": {"schema": {"type": "string"}}}  # a chat answer with `stream`: its events
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
 
 
@@ -72,7 +82,8 @@ class ResponseCounter:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = scope["path"] if scope["path"] in ROUTES else "other"
+        path = scope["path"]
+        route = path if path in ROUTES else MODEL_ROUTE if path.startswith(MODELS_ROUTE + "/") else "other"
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -114,7 +125,7 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     loaded_at = int(time.time())
     image_side = model.config.vq.image_size
     image_size = f"{image_side}x{image_side}"
-    app = FastAPI(title="janus-rt", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="janus-rt", version=__version__, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.add_middleware(ResponseCounter, metrics=metrics)
     app.state.metrics = metrics
     app.state.settings = settings
@@ -131,8 +142,10 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         message = (f"no route {request.method} {request.url.path}; routes: POST {IMAGES_ROUTE}, POST {CHAT_ROUTE}, "
-                   f"GET {MODELS_ROUTE}, GET /health, GET /metrics")
-        return await api_error(request, APIError(error.status_code, message, code=code))
+                   f"GET {MODELS_ROUTE}, GET {MODELS_ROUTE}/{{id}}, GET /health, GET /metrics, GET /openapi.json")
+        if error.status_code == 405 and error.headers and "Allow" in error.headers:
+            message = f"{request.url.path} does not take {request.method}; it takes: {error.headers['Allow']}"
+        return await api_error(request, APIError(error.status_code, message, code=code, headers=error.headers))
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -162,24 +175,32 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         metrics.latency.labels(route).observe(time.perf_counter() - started)
 
     # ------------------------------------------------------------------------------------------- routes
-    @app.get("/health")
+    @app.get("/health", responses={200: {"model": Health}, 503: {"model": Health, "description": "not taking work"}})
     async def health() -> JSONResponse:
         state = model.engine.health()
         body = {"status": "ok" if state["alive"] else "unavailable", "model": settings.model_name,
                 "backend": model.backend, "engine": state}
         return JSONResponse(body, status_code=200 if state["alive"] else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(MODELS_ROUTE)
+    @app.get(MODELS_ROUTE, responses=answers(ModelList, 401))
     async def models(request: Request) -> JSONResponse:
         authorize(request)
-        return JSONResponse({"object": "list", "data": [
-            {"id": settings.model_name, "object": "model", "created": loaded_at, "owned_by": "janus-rt"}]})
+        return JSONResponse({"object": "list", "data": [model_object(settings.model_name, loaded_at)]})
 
-    @app.post(IMAGES_ROUTE)
+    @app.get(MODELS_ROUTE + "/{model_id:path}", responses=answers(ModelObject, 401, 404))
+    async def model_by_id(request: Request, model_id: str) -> JSONResponse:
+        authorize(request)
+        if model_id != settings.model_name:
+            raise APIError(404, f"model {model_id!r} is not served here; this server serves {settings.model_name!r} "
+                                f"(GET {MODELS_ROUTE})", code="model_not_found", param="model")
+        return JSONResponse(model_object(settings.model_name, loaded_at))
+
+    @app.post(IMAGES_ROUTE, openapi_extra=json_body(ImageGenerationRequest),
+              responses=answers(ImagesResponse, 400, 401, 404, 413, 429, 500, 503, 504))
     async def images(request: Request) -> Response:
         started = time.perf_counter()
         authorize(request)
@@ -207,12 +228,14 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
-        payload = await run_in_threadpool(images_body, result.images)
+        prompt_tokens = sum(len(ids) for ids in prepared.prompt_ids)
+        payload = await run_in_threadpool(images_body, result.images, prompt_tokens, result.tokens.numel())
         metrics.images.inc(len(result.images))
         served(IMAGES_ROUTE, started)
         return JSONResponse(payload)
 
-    @app.post(CHAT_ROUTE)
+    @app.post(CHAT_ROUTE, openapi_extra=json_body(ChatCompletionRequest),
+              responses=answers(ChatCompletion, 400, 401, 404, 413, 429, 500, 503, 504, ok_media=STREAM_MEDIA))
     async def chat(request: Request) -> Response:
         started = time.perf_counter()
         authorize(request)
@@ -231,12 +254,13 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         try:
             params = check_chat_args(settings.default_max_tokens if asked is None else asked, body.temperature,
                                      body.top_k, body.top_p, body.seed, spelling=fields)
+            stop = check_stop(body.stop, fields)
         except InputError as e:
             raise from_input_error(e, spelling=fields) from None
         conversation = await run_in_threadpool(build_conversation, body.messages, settings.max_image_pixels)
         try:  # a server's default length is a cap, lowered to what the conversation leaves
             prepared = await run_in_threadpool(prepare_chat, conversation, params, model.request_context,
-                                               asked is None, fields)
+                                               asked is None, fields, stop)
         except InputError as e:
             raise from_input_error(e, code="invalid_messages", spelling=fields) from None
         prompt_tokens = len(prepared.ids)
@@ -308,4 +332,9 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             if not job.done():
                 job.cancel()
 
+    install_openapi(app, [ImageGenerationRequest, ChatCompletionRequest])
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:  # our own page: FastAPI's loads Swagger UI from a CDN (nothing offline)
+        return HTMLResponse(docs_page(app.openapi()))
     return app

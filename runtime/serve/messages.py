@@ -4,7 +4,7 @@ A message's content is a string or a list of parts, `{"type": "text", "text": ..
 `{"type": "image_url", "image_url": {"url": "data:..."}}`. The parts of one message are joined with "\\n", an
 image part standing as one `<image_placeholder>`, so a user message `[image, text]` is
 `"<image_placeholder>\\n" + text`: exactly what `m.chat(text, image=...)` builds. Images are numbered in
-message order. A leading system message replaces the reference's understanding system prompt (an empty
+message order. A leading system (or developer: OpenAI's newer name for it) message replaces the reference's understanding system prompt (an empty
 one means none); then user and assistant messages alternate, starting and ending with user (checked where the
 prompt is built: `janus_rt.requests.chat.prepare_chat`).
 """
@@ -12,8 +12,6 @@ prompt is built: `janus_rt.requests.chat.prepare_chat`).
 from __future__ import annotations
 
 from typing import Any
-
-
 
 from janus_rt.requests.chat import Conversation
 from janus_rt.requests.prompts import TurnRole
@@ -23,6 +21,8 @@ from janus_rt.serve.data_uri import decode_data_uri_image
 from janus_rt.serve.errors import invalid
 from janus_rt.serve.schemas import ChatMessage
 
+SYSTEM_ROLES = ("system", "developer")  # OpenAI's "developer" messages are system messages
+
 
 def build_conversation(messages: list[ChatMessage], max_image_pixels: int) -> Conversation:
     """Check the messages' shapes and decode their images; a 400 naming the field otherwise."""
@@ -31,10 +31,11 @@ def build_conversation(messages: list[ChatMessage], max_image_pixels: int) -> Co
     images: list[HeaderOnlyImage] = []
     for i, message in enumerate(messages):
         param = f"messages.{i}.content"
-        if message.role == "system":
+        if message.role in SYSTEM_ROLES:
             if i != 0:
-                raise invalid("a system message may only come first", f"messages.{i}.role", code="invalid_messages")
-            system = _text_only(message.content, param, "system")
+                raise invalid(f"a {message.role} message may only come first", f"messages.{i}.role",
+                              code="invalid_messages")
+            system = _text_only(message.content, param, message.role)
             continue
         if message.role == "assistant":
             turns.append(("assistant", _text_only(message.content, param, "assistant")))

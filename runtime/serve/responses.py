@@ -1,4 +1,9 @@
-"""OpenAI response bodies: images, chat completions, stream chunks and server-sent-event framing."""
+"""OpenAI response bodies: images, chat completions, stream chunks and server-sent-event framing.
+
+The bodies are built as plain dicts (cheap, in the order clients print them); the pydantic models below describe
+the same shapes for the server's OpenAPI document (openapi.py), and the schema tests check every answer against
+them.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ import json
 import time
 import uuid
 
+from typing import Any, Literal
+
 import numpy as np
 from PIL import Image
+from pydantic import BaseModel
 
 from janus_rt.jobs import ChatResult
 
@@ -21,12 +29,24 @@ def png_b64(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def images_body(images: np.ndarray) -> dict:
-    return {"created": int(time.time()), "data": [{"b64_json": png_b64(image)} for image in images]}
+def images_body(images: np.ndarray, prompt_tokens: int, image_tokens: int) -> dict:
+    """The images as PNGs, and their usage as OpenAI's images API counts it: input = the prompt's tokens,
+    output = the image tokens sampled (the model's grid x grid per image)."""
+    return {"created": int(time.time()), "data": [{"b64_json": png_b64(image)} for image in images],
+            "usage": {"input_tokens": prompt_tokens, "input_tokens_details": {"text_tokens": prompt_tokens,
+                                                                             "image_tokens": 0},
+                      "output_tokens": image_tokens, "output_tokens_details": {"text_tokens": 0,
+                                                                               "image_tokens": image_tokens},
+                      "total_tokens": prompt_tokens + image_tokens}}
+
+
+def model_object(name: str, created: int) -> dict:
+    """The served model as `/v1/models` lists it and `/v1/models/{id}` returns it."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "janus-rt"}
 
 
 def finish_reason(result: ChatResult) -> str:
-    """"stop" when the model ended its answer (EOS), "length" when the token limit did."""
+    """"stop" when the model ended its answer (EOS or a stop sequence), "length" when the token limit did."""
     return "stop" if result.finished else "length"
 
 
@@ -62,3 +82,87 @@ def sse(payload: dict | str) -> bytes:
     """One server-sent event: `data: <json>` (or `data: [DONE]`) and a blank line."""
     data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
     return f"data: {data}\n\n".encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- shapes, for the OpenAPI document
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every refusal and failure (errors.py)."""
+
+    error: ErrorDetail
+
+
+class ImageData(BaseModel):
+    b64_json: str  # a PNG file
+
+
+class TokenKinds(BaseModel):
+    text_tokens: int
+    image_tokens: int
+
+
+class ImagesUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: TokenKinds
+    output_tokens: int
+    output_tokens_details: TokenKinds
+    total_tokens: int
+
+
+class ImagesResponse(BaseModel):
+    created: int
+    data: list[ImageData]
+    usage: ImagesUsage
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """The answer of a chat request without `stream` (with it: server-sent `chat.completion.chunk` events)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model: str
+    backend: str
+    engine: dict[str, Any]

@@ -4,6 +4,8 @@ Strict mode: a number is not accepted as a string nor a string as a number, `tru
 unknown fields are refused (a misspelt `temprature` is an error, not a silent default). Range checks that the
 library already makes (`SamplingParams`) stay there, so the server and the library refuse the same values
 with the same words. Chat message contents are checked in messages.py (their parts name their own paths).
+These models are also the request bodies of the server's OpenAPI document (openapi.py): `documented` adds the
+ranges to a field's JSON schema without validating them here (the library's checks keep their own words).
 """
 
 from __future__ import annotations
@@ -12,10 +14,33 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from janus_rt.engine.params import CHAT_DEFAULTS, IMAGE_DEFAULTS
+from janus_rt.engine.params import (CHAT_DEFAULTS, IMAGE_DEFAULTS, MAX_CFG_WEIGHT, MAX_NEW_TOKENS, MAX_SEED,
+                                    MAX_TEMPERATURE, MAX_TOP_K)
 from janus_rt.serve.errors import APIError, invalid
 
 Model = TypeVar("Model", bound=BaseModel)
+
+
+def documented(default: Any, **schema: Any) -> Any:
+    """A field's default, with `schema` (JSON Schema keywords: ranges, shapes) shown in the OpenAPI document only."""
+    return Field(default, json_schema_extra=schema)
+
+
+TEMPERATURE = {"minimum": 0, "maximum": MAX_TEMPERATURE}  # 0 (greedy) or in [1e-4, 1e4]
+TOP_K = {"minimum": 1, "maximum": MAX_TOP_K}
+TOP_P = {"exclusiveMinimum": 0, "maximum": 1}
+SEED = {"minimum": 0, "maximum": MAX_SEED}
+TOKENS = {"minimum": 1, "maximum": MAX_NEW_TOKENS}
+TEXT_PART = {"type": "object", "required": ["type", "text"], "additionalProperties": False,
+             "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+IMAGE_PART = {"type": "object", "required": ["type", "image_url"], "additionalProperties": False,
+              "properties": {"type": {"const": "image_url"}, "image_url": {
+                  "type": "object", "required": ["url"], "additionalProperties": False,
+                  "properties": {"url": {"type": "string", "description": "data:image/...;base64,..."},
+                                 "detail": {"type": "string"}}}}}
+CONTENT = {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"anyOf": [TEXT_PART, IMAGE_PART]}}]}
+STOP = {"anyOf": [{"type": "string", "minLength": 1},
+                  {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}}, {"type": "null"}]}
 
 
 class StrictBody(BaseModel):
@@ -25,22 +50,24 @@ class StrictBody(BaseModel):
 class ImageGenerationRequest(StrictBody):
     """POST /v1/images/generations (OpenAI's fields, plus janus-rt's sampling fields)."""
 
-    prompt: str
+    prompt: str = Field(json_schema_extra={"minLength": 1})
     model: str | None = None
-    n: int = 1
+    n: int = documented(1, minimum=1)  # at most the server's --max-images-per-request
     size: str | None = None  # only the model's own "SxS"
-    response_format: str = "b64_json"  # only b64_json (PNG): the server stores no images to link to
+    response_format: str = documented("b64_json", enum=["b64_json"])  # PNG inline: the server stores no images
     user: str | None = None  # accepted for OpenAI clients, unused
-    cfg_weight: float = IMAGE_DEFAULTS.cfg_weight
-    temperature: float = IMAGE_DEFAULTS.temperature
-    top_k: int | None = IMAGE_DEFAULTS.top_k
-    top_p: float | None = IMAGE_DEFAULTS.top_p
-    seed: int | None = None
+    cfg_weight: float = documented(IMAGE_DEFAULTS.cfg_weight, minimum=0, maximum=MAX_CFG_WEIGHT)
+    temperature: float = documented(IMAGE_DEFAULTS.temperature, **TEMPERATURE)
+    top_k: int | None = documented(IMAGE_DEFAULTS.top_k, **TOP_K)
+    top_p: float | None = documented(IMAGE_DEFAULTS.top_p, **TOP_P)
+    seed: int | None = documented(None, **SEED)
 
 
 class ChatMessage(StrictBody):
-    role: Literal["system", "user", "assistant"]
-    content: Any = None  # a string or a list of {"type": "text" | "image_url", ...} parts (messages.py)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"required": ["role", "content"]})
+
+    role: Literal["system", "developer", "user", "assistant"]  # "developer": OpenAI's newer name for "system"
+    content: Any = documented(None, **CONTENT)  # a string or a list of text / image_url parts (messages.py)
     name: str | None = None  # accepted for OpenAI clients, unused
 
 
@@ -53,15 +80,16 @@ class ChatCompletionRequest(StrictBody):
 
     messages: list[ChatMessage] = Field(min_length=1)
     model: str | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float = CHAT_DEFAULTS.temperature  # the library's chat defaults (greedy, as the reference)
-    top_p: float | None = CHAT_DEFAULTS.top_p
-    top_k: int | None = CHAT_DEFAULTS.top_k  # janus-rt field
-    seed: int | None = None
+    max_tokens: int | None = documented(None, **TOKENS)
+    max_completion_tokens: int | None = documented(None, **TOKENS)
+    temperature: float = documented(CHAT_DEFAULTS.temperature, **TEMPERATURE)  # the library's chat defaults (greedy)
+    top_p: float | None = documented(CHAT_DEFAULTS.top_p, **TOP_P)
+    top_k: int | None = documented(CHAT_DEFAULTS.top_k, **TOP_K)  # janus-rt field
+    seed: int | None = documented(None, **SEED)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: int = 1  # only 1
+    n: int = documented(1, enum=[1])  # only 1
+    stop: Any = documented(None, **STOP)  # a string or up to 4 (checked by `check_stop`): the answer ends before one
     user: str | None = None  # accepted for OpenAI clients, unused
 
 
