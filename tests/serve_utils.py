@@ -6,10 +6,10 @@
 The socket is bound before uvicorn starts, so the port is known at once; the context waits until the server
 answers, and on exit stops it (in-flight requests finish) and joins the thread. A checkpoint path is loaded on
 the CPU in fp32 and closed afterwards; a given `janus_rt.Janus` is left open (its owner closes it).
-Also: `tiny_image_model(ckpt)` gives a model with a 6x6 image-token grid (36 decode steps an image, 12x12 px),
-`with_image_grid(model, 6)` a fresh Janus (own engine) over an already loaded model's weights, and the server
-tests' fixtures (import them into a test module): `ckpt` (a tiny checkpoint per module), `base` (its model with
-the 6x6 grid), `make(**engine_config)` (a fresh Janus over base's weights, closed after the test).
+Also: `with_image_grid(model, 6)` a fresh Janus (own engine) over an already loaded model's weights, whose checkpoint
+has that image-token grid, and the server tests' fixtures (import them into a test module): `ckpt` (the session's
+tiny checkpoint with a 6x6 grid: 36 decode steps an image, 12x12 px), `base` (a Janus over its weights, own engine),
+`make(**engine_config)` (a fresh Janus over base's weights, closed after the test).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -26,31 +25,21 @@ import pytest
 
 import janus_rt
 from janus_rt.serve.settings import ServeSettings
-from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
 STARTUP_TIMEOUT_S = 60.0
 
 
-def tiny_image_model(checkpoint: str | Path, grid: int = 6, **engine) -> janus_rt.Janus:
-    """The checkpoint on the CPU in fp32 with a `grid` x `grid` image-token grid (fast image requests)."""
-    from janus_rt.engine import EngineConfig
-
-    loaded = janus_rt.load(checkpoint, device="cpu", dtype="float32", engine=EngineConfig(max_rows=2))
-    loaded.close()
-    return with_image_grid(loaded, grid, **engine)
-
-
 def with_image_grid(loaded: janus_rt.Janus, grid: int, **engine) -> janus_rt.Janus:
-    """A new Janus (own engine) over `loaded`'s weights with a `grid` x `grid` image-token grid."""
+    """A new Janus (own engine) over `loaded`'s weights, whose checkpoint has a `grid` x `grid` image-token grid."""
     from janus_rt.backends.choice import make_backend
     from janus_rt.engine import EngineConfig
 
-    model = loaded.model
-    if model.cfg.vq.image_token_grid != grid:
-        model.cfg = replace(model.cfg, vq=replace(model.cfg.vq, image_token_grid=grid))
-        model.vq.cfg = model.cfg.vq
-    return janus_rt.Janus(make_backend(loaded.backend, model), loaded.tokenizer, loaded.chat_format, loaded.path,
-                          EngineConfig(**engine))
+    if loaded.config.vq.image_token_grid != grid:
+        side = loaded.config.vq.image_token_grid
+        raise ValueError(f"{loaded.path}'s image-token grid is {side}x{side}, not {grid}x{grid}: load a checkpoint "
+                         f"written with TinySpec(image_token_grid={grid}) (the tiny_small_grid fixture)")
+    return janus_rt.Janus(make_backend(loaded.backend, loaded.model), loaded.tokenizer, loaded.chat_format,
+                          loaded.path, EngineConfig(**engine))
 
 
 @contextmanager
@@ -61,6 +50,7 @@ def start_server(model_or_checkpoint: janus_rt.Janus | str | Path,
     import uvicorn
 
     from janus_rt.serve.app import build_app
+    from janus_rt.serve.connection import uvicorn_options
 
     settings = settings or ServeSettings(host="127.0.0.1", port=0)
     owned = not isinstance(model_or_checkpoint, janus_rt.Janus)
@@ -68,8 +58,7 @@ def start_server(model_or_checkpoint: janus_rt.Janus | str | Path,
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(build_app(model, settings), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=settings.grace_period_s)
+    config = uvicorn.Config(build_app(model, settings), log_level="warning", **uvicorn_options(settings))
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="janus-rt-test-server", daemon=True)
     thread.start()
@@ -90,13 +79,13 @@ def start_server(model_or_checkpoint: janus_rt.Janus | str | Path,
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "ckpt", TinySpec(max_positions=1024))
+def ckpt(tiny_small_grid: Path) -> Path:
+    return tiny_small_grid
 
 
 @pytest.fixture(scope="module")
-def base(ckpt: Path):
-    m = tiny_image_model(ckpt)
+def base(small_grid_model: janus_rt.Janus) -> Iterator[janus_rt.Janus]:
+    m = with_image_grid(small_grid_model, 6)
     yield m
     m.close()
 

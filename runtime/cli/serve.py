@@ -2,7 +2,8 @@
 
 Order: every flag is checked, the port is bound (so a taken port fails before the slow load; nothing is
 accepted yet), the model is loaded, then uvicorn starts listening on the bound socket. SIGTERM or Ctrl-C
-stops accepting, lets in-flight requests finish within --grace-period, closes the engine and exits 0.
+stops accepting, lets in-flight requests finish within --grace-period, cuts those still running (503, or an
+SSE error event; serve/shutdown.py), closes the engine, says how many were cut and exits 0.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from janus_rt.backends.choice import resolve_device
 from janus_rt.cli.common import GRAPH_BACKENDS, add_model_args, engine_config, load_model
 from janus_rt.errors import InputError
 from janus_rt.serve import build_app, require_serve_extra
+from janus_rt.serve.connection import CUT_MARGIN_S, CuttingServer, uvicorn_options
 from janus_rt.serve.ray_app import run_ray_serve
 from janus_rt.serve.settings import API_KEY_ENV, MiB, ServeSettings
 from janus_rt.spelling import CLI
@@ -70,6 +72,12 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                         f"(default {defaults.request_timeout_s:g}; 0 = no limit)")
     a.add_argument("--grace-period", type=float, default=defaults.grace_period_s,
                    help=f"on SIGTERM, seconds in-flight requests may take to finish (default {defaults.grace_period_s:g})")
+    a.add_argument("--read-timeout", type=float, default=defaults.read_timeout_s,
+                   help="seconds a request's headers, and each piece of its body, may take to arrive; slower clients "
+                        f"are cut off (408 for a body; default {defaults.read_timeout_s:g})")
+    s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a web page origin (e.g. http://localhost:3000; '*' for any) allowed to call this server "
+                        "from a browser (CORS); repeatable. Other pages' requests are refused with 403 (default: none)")
     a.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / MiB,
                    help=f"largest request body in MiB, images included (default {defaults.max_body_bytes / MiB:g})")
     a.add_argument("--max-image-pixels", type=int, default=defaults.max_image_pixels,
@@ -101,10 +109,12 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
                              request_timeout_s=args.request_timeout or None, api_key=api_key,
                              max_body_bytes=int(args.max_body_mb * MiB), max_image_pixels=args.max_image_pixels,
                              max_images_per_request=args.max_images, default_max_tokens=args.default_max_tokens,
-                             grace_period_s=args.grace_period)
+                             grace_period_s=args.grace_period, read_timeout_s=args.read_timeout,
+                             allow_origins=tuple(args.allow_origin))
     except InputError as e:
         flag = {"max_body_bytes": "max_body_mb", "request_timeout_s": "request_timeout", "grace_period_s": "grace_period",
-                "max_images_per_request": "max_images"}.get(e.param or "", e.param or "")
+                "max_images_per_request": "max_images", "read_timeout_s": "read_timeout",
+                "allow_origins": "allow_origin"}.get(e.param or "", e.param or "")
         raise InputError(f"--{flag.replace('_', '-')}: {e}", param=e.param) from None
 
 
@@ -151,9 +161,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 print(f"warmed up    {buckets} decode buckets and {shapes} shapes in "
                       f"{sum(st.seconds for st in steps):.1f} s", file=sys.stderr, flush=True)
             app = build_app(model, settings)
-            config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=settings.grace_period_s,
-                                    access_log=False)
-            server = uvicorn.Server(config)
+            config = uvicorn.Config(app, log_level="info", **uvicorn_options(settings, CUT_MARGIN_S))
+            server = CuttingServer(config, app.state.in_flight, settings.grace_period_s)
             host, port = sock.getsockname()[:2]
             print(f"serving      {settings.model_name} on http://{host}:{port} (auth: "
                   f"{'Bearer key' if settings.api_key else 'none'}; stop with Ctrl-C or SIGTERM)", file=sys.stderr,
@@ -164,7 +173,11 @@ def run_serve(args: argparse.Namespace) -> int:
             model.close()
     finally:
         sock.close()
-    print("stopped      in-flight requests finished", file=sys.stderr)
+    if server.cut_count:
+        print(f"stopped      {server.cut_count} in-flight request(s) cut when the {settings.grace_period_s:g} s grace "
+              "period ended (answered 503 shutting_down)", file=sys.stderr)
+    else:
+        print("stopped      in-flight requests finished", file=sys.stderr)
     return 0
 
 

@@ -266,6 +266,7 @@ class Engine:
                 return  # first come first served: later groups wait behind it
             self._waiting.popleft()
             group.first_row = first
+            group.request.admitted_at = group.request.admitted_at or time.monotonic()
             with self._cv:
                 self._active.append(group)
                 self._count_waiting()
@@ -275,6 +276,7 @@ class Engine:
                 self._fail(group.request, EngineError(f"prefill failed: {type(e).__name__}: {e}"), e)
                 continue
             group.steps_done = 1
+            group.request.first_token_at = group.request.first_token_at or time.monotonic()
             self._stats.prefills += 1
             self._stats.tokens_sampled += group.images
             if self.timer is not None:

@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Iterator, Literal
@@ -111,6 +112,9 @@ class Request:
         self._listeners: list[tuple[asyncio.AbstractEventLoop | None, Any]] = []
         self._cancel = threading.Event()
         self._groups_left = 0
+        self.submitted_at = time.monotonic()  # when it was made (submission); the server's queue-wait / TTFT origin
+        self.admitted_at: float | None = None  # when its first group got KV rows (its first prefill began)
+        self.first_token_at: float | None = None  # when its first token was sampled (first prefill done)
 
     # ---------------------------------------------------------------------------------- caller side
     def result(self, timeout: float | None = None) -> Any:

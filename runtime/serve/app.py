@@ -13,31 +13,32 @@ Routes (OpenAI shapes; `/v1/*` need `Authorization: Bearer KEY` when an API key 
     GET  /openapi.json, /docs     the OpenAPI document of these routes (openapi.py) and its browsable page
 A route asked with another method is a 405 whose `Allow` header lists the route's methods.
 
-A request is checked completely (body size, JSON, fields, ranges, images, context) before anything reaches
-the engine; a refusal is a 4xx with `{"error": {message, type, param, code}}`. Admission (admission.py) then
-bounds the queue (429) and refuses work when the engine is down (503). Work runs on the model's engine (the
-library's `prepare_images` / `prepare_chat` then `submit_prepared`, no second request path); a request that outlives the
-timeout (504) or whose client goes away is cancelled, which frees its rows. The app holds no global state:
-everything lives in the closure of `build_app`, so several apps (several models) can share a process.
+A request is checked completely (Origin and Content-Type: browser.py; body size and read timeout: body.py; JSON,
+fields, ranges, images, context) before anything reaches the engine; a refusal is a 4xx with `{"error": {message,
+type, param, code}}`. Admission (admission.py) then bounds the queue (429) and refuses work when the engine is down
+(503). Work runs on the model's engine (the library's `prepare_images` / `prepare_chat` then `submit_prepared`, no
+second request path); a request that outlives the timeout (504) or whose client goes away is cancelled, which frees
+its rows; one still running when a shutdown's grace period ends is cut (503 / an SSE error event: shutdown.py).
+access.py counts and logs every answer. The app holds no global state: everything lives in the closure of
+`build_app`, so several apps (several models) can share a process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import time
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import PlainTextResponse
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from janus_rt import __version__
 from janus_rt.api import Janus
@@ -49,7 +50,10 @@ from janus_rt.requests.image import prepare_images
 from janus_rt.spelling import Spelling
 from janus_rt.errors import InputError
 from janus_rt.jobs import ChatJob
+from janus_rt.serve.access import ResponseCounter, route_label
 from janus_rt.serve.admission import Admission
+from janus_rt.serve.body import read_json
+from janus_rt.serve.browser import OriginGuard, cors_options
 from janus_rt.serve.errors import APIError, from_input_error, invalid
 from janus_rt.serve.messages import build_conversation
 from janus_rt.serve.metrics import ServerMetrics
@@ -59,6 +63,7 @@ from janus_rt.serve.responses import (ChatCompletion, ChatIds, Health, ImagesRes
                                       finish_reason, images_body, model_object, sse)
 from janus_rt.serve.schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
 from janus_rt.serve.settings import ServeSettings
+from janus_rt.serve.shutdown import InFlight, shutting_down_error
 from janus_rt.serve.waiting import ClientGone, await_job, engine_failure, wait_for_disconnect
 
 IMAGES_ROUTE = "/v1/images/generations"
@@ -71,53 +76,6 @@ STREAM_MEDIA = {"text/event-stream": {"schema": {"type": "string"}}}  # a chat a
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
 
 
-class ResponseCounter:
-    """ASGI middleware: counts every answer by route and status (unknown paths as route "other")."""
-
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics):
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        route = path if path in ROUTES else MODEL_ROUTE if path.startswith(MODELS_ROUTE + "/") else "other"
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.responses.labels(route, str(message["status"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
-
-
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body as JSON: 413 past `max_bytes` (Content-Length or counted), 400 when empty or malformed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise APIError(413, f"the request body is {int(declared):,} bytes, over the server's limit of {max_bytes:,}; "
-                            "send smaller images or fewer of them", code="body_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise APIError(413, f"the request body is over the server's limit of {max_bytes:,} bytes; send smaller "
-                                "images or fewer of them", code="body_too_large")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        raise invalid("the request body is empty; send a JSON object", code="invalid_json")
-    try:
-        return await run_in_threadpool(json.loads, raw)  # up to the body limit: never parse on the event loop
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise invalid(f"the request body is not valid JSON ({e})", code="invalid_json") from None
-    except RecursionError:
-        raise invalid("the request body nests JSON too deeply; a request is a flat object with short lists",
-                      code="invalid_json") from None
-
-
 def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     """The app serving `model` under `settings` (see module docstring); the caller owns the model's lifetime."""
     metrics = ServerMetrics(model.stats, lambda: model.engine.alive)
@@ -126,8 +84,12 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     image_side = model.config.vq.image_size
     image_size = f"{image_side}x{image_side}"
     app = FastAPI(title="janus-rt", version=__version__, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
-    app.add_middleware(ResponseCounter, metrics=metrics)
+    app.add_middleware(CORSMiddleware, **cors_options(settings.allow_origins))
+    app.add_middleware(OriginGuard, allow_origins=settings.allow_origins)  # outside CORS: refused before any work
+    app.add_middleware(ResponseCounter, metrics=metrics,
+                       label=lambda path: route_label(path, ROUTES, MODELS_ROUTE, MODEL_ROUTE))
     app.state.metrics = metrics
+    in_flight = app.state.in_flight = InFlight()
     app.state.settings = settings
     app.state.model = model
 
@@ -171,8 +133,23 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             raise APIError(404, f"model {name!r} is not served here; this server serves {settings.model_name!r} "
                                 f"(GET {MODELS_ROUTE})", code="model_not_found", param="model")
 
-    def served(route: str, started: float) -> None:
+    async def finish(job: Any, request: Request, route: str) -> Any:
+        """`await_job` (timeout, disconnect), tracked so a shutdown can cut it with a 503 (shutdown.py)."""
+        in_flight.add(job, request.state.request_id, route)
+        try:
+            return await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
+        except APIError:
+            if in_flight.was_cut(job):
+                raise shutting_down_error() from None
+            raise
+        finally:
+            in_flight.discard(job)
+
+    def served(route: str, started: float, request: Request, tokens: int, engine_requests: list) -> None:
         metrics.latency.labels(route).observe(time.perf_counter() - started)
+        request.state.tokens = tokens  # for the access-log line (access.py)
+        for engine_request in engine_requests:
+            metrics.observe_engine_request(engine_request)
 
     # ------------------------------------------------------------------------------------------- routes
     @app.get("/health", responses={200: {"model": Health}, 503: {"model": Health, "description": "not taking work"}})
@@ -200,11 +177,12 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         return JSONResponse(model_object(settings.model_name, loaded_at))
 
     @app.post(IMAGES_ROUTE, openapi_extra=json_body(ImageGenerationRequest),
-              responses=answers(ImagesResponse, 400, 401, 404, 413, 429, 500, 503, 504))
+              responses=answers(ImagesResponse, 400, 401, 404, 408, 413, 415, 429, 500, 503, 504))
     async def images(request: Request) -> Response:
         started = time.perf_counter()
         authorize(request)
-        body = parse_body(ImageGenerationRequest, await read_json(request, settings.max_body_bytes))
+        raw = await read_json(request, settings.max_body_bytes, settings.read_timeout_s)
+        body = parse_body(ImageGenerationRequest, raw)
         check_model_name(body.model)
         if body.size is not None and body.size != image_size:
             raise invalid(f"size {body.size!r} is not available: this model makes {image_size} images only",
@@ -225,21 +203,23 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             raise from_input_error(e, spelling=IMAGE_FIELDS) from None
         job = await run_in_threadpool(admission.submit, lambda: model.submit_prepared(prepared))
         try:
-            result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
+            result = await finish(job, request, IMAGES_ROUTE)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
         prompt_tokens = sum(len(ids) for ids in prepared.prompt_ids)
         payload = await run_in_threadpool(images_body, result.images, prompt_tokens, result.tokens.numel())
         metrics.images.inc(len(result.images))
-        served(IMAGES_ROUTE, started)
+        served(IMAGES_ROUTE, started, request, result.tokens.numel(), job.requests)
         return JSONResponse(payload)
 
     @app.post(CHAT_ROUTE, openapi_extra=json_body(ChatCompletionRequest),
-              responses=answers(ChatCompletion, 400, 401, 404, 413, 429, 500, 503, 504, ok_media=STREAM_MEDIA))
+              responses=answers(ChatCompletion, 400, 401, 404, 408, 413, 415, 429, 500, 503, 504,
+                                ok_media=STREAM_MEDIA))
     async def chat(request: Request) -> Response:
         started = time.perf_counter()
         authorize(request)
-        body = parse_body(ChatCompletionRequest, await read_json(request, settings.max_body_bytes))
+        raw = await read_json(request, settings.max_body_bytes, settings.read_timeout_s)
+        body = parse_body(ChatCompletionRequest, raw)
         check_model_name(body.model)
         if body.n != 1:
             raise invalid(f"n must be 1 (one answer per request), got {body.n}; send several requests", "n")
@@ -271,12 +251,12 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             return StreamingResponse(stream_chat(job, ids, request, prompt_tokens, include_usage, started),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
-            result = await await_job(job, request, settings.request_timeout_s, metrics, lambda: model.engine.alive)
+            result = await finish(job, request, CHAT_ROUTE)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
         metrics.prompt_tokens.inc(prompt_tokens)
         metrics.completion_tokens.inc(len(result.token_ids))
-        served(CHAT_ROUTE, started)
+        served(CHAT_ROUTE, started, request, len(result.token_ids), [job.request])
         return JSONResponse(ids.completion(result, prompt_tokens))
 
     async def cancel_on_disconnect(request: Request, job: ChatJob) -> None:
@@ -292,6 +272,7 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         timeout = settings.request_timeout_s
         deadline = None if timeout is None else loop.time() + timeout
         watcher = asyncio.ensure_future(cancel_on_disconnect(request, job))
+        in_flight.add(job, request.state.request_id, CHAT_ROUTE)
         pieces = job.astream().__aiter__()
         try:
             yield sse(ids.chunk({"role": "assistant", "content": ""}))
@@ -313,6 +294,10 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             try:
                 result = await job
             except asyncio.CancelledError:
+                if in_flight.was_cut(job):  # the shutdown's grace period ended: say so, then end the stream
+                    yield sse(shutting_down_error().body())
+                    yield sse("[DONE]")
+                    return
                 if job.request.cancel_requested:  # cancelled on our side (the client left): nothing to send
                     return
                 raise
@@ -326,8 +311,9 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             yield sse("[DONE]")
             metrics.prompt_tokens.inc(prompt_tokens)
             metrics.completion_tokens.inc(len(result.token_ids))
-            served(CHAT_ROUTE, started)
+            served(CHAT_ROUTE, started, request, len(result.token_ids), [job.request])
         finally:
+            in_flight.discard(job)
             watcher.cancel()
             if not job.done():
                 job.cancel()

@@ -12,9 +12,10 @@ from typing import Mapping
 from janus_rt.errors import InputError
 from janus_rt.spelling import Spelling
 
-TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-         405: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
-         500: "server_error", 503: "service_unavailable_error", 504: "timeout_error"}
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+         405: "invalid_request_error", 408: "timeout_error", 413: "invalid_request_error",
+         415: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "service_unavailable_error",
+         504: "timeout_error"}
 
 
 class APIError(Exception):

@@ -14,18 +14,25 @@ steps, request outcomes) are read from `Janus.stats()` at each scrape, so they a
     janus_rt_request_duration_seconds{route}  latency of served requests (histogram)
     janus_rt_requests_total{route,status}   HTTP answers by route and status
     janus_rt_requests_rejected_total{reason}  refused requests (4xx/503) by error code
-    janus_rt_requests_cancelled_total{reason}  requests cancelled mid-way: timeout, client_disconnected
+    janus_rt_requests_cancelled_total{reason}  requests cancelled mid-way: timeout, client_disconnected, shutdown
+    janus_rt_queue_wait_seconds             submission -> first prefill of served engine requests (histogram)
+    janus_rt_time_to_first_token_seconds    submission -> first sampled token of served engine requests (histogram)
+    process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds, ...  the server process (Linux)
+
+A 500 raised outside the route handlers (an exception escaping the app) is counted in janus_rt_requests_total
+by access.py's middleware, which also writes one access-log line per request.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300, 600)
+WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)  # queue wait and TTFT
 
 
 class EngineCollector(Collector):
@@ -63,6 +70,19 @@ class ServerMetrics:
         self.responses = Counter("janus_rt_requests", "HTTP answers by route and status", ["route", "status"], registry=r)
         self.rejected = Counter("janus_rt_requests_rejected", "Refused requests by reason", ["reason"], registry=r)
         self.cancelled = Counter("janus_rt_requests_cancelled", "Requests cancelled mid-way", ["reason"], registry=r)
+        self.queue_wait = Histogram("janus_rt_queue_wait_seconds", "Submission to first prefill of engine requests",
+                                    buckets=WAIT_BUCKETS, registry=r)
+        self.first_token = Histogram("janus_rt_time_to_first_token_seconds",
+                                     "Submission to first sampled token of engine requests", buckets=WAIT_BUCKETS,
+                                     registry=r)
+        ProcessCollector(registry=r)  # RSS, CPU seconds, open fds of this process (read from /proc; Linux only)
+
+    def observe_engine_request(self, request: Any) -> None:
+        """Queue wait and time to first token of a finished engine `Request` (those it reached)."""
+        if request.admitted_at is not None:
+            self.queue_wait.observe(request.admitted_at - request.submitted_at)
+        if request.first_token_at is not None:
+            self.first_token.observe(request.first_token_at - request.submitted_at)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -24,6 +24,8 @@ DESCRIPTION = ("janus-rt's OpenAI-compatible server for one Janus model: text-to
 SCHEMA_REF = "#/components/schemas/{model}"
 ERROR_REASONS = {400: "a bad request (the field is named in `param`)", 401: "a missing or wrong API key",
                  404: "no such model or route", 413: "the body is over the server's limit",
+                 408: "the body did not arrive within the server's read timeout",
+                 415: "the body is not sent as `Content-Type: application/json`",
                  429: "the queue is full (see Retry-After)", 500: "the engine failed on this request",
                  503: "the engine is not taking work", 504: "the request outlived the server's timeout"}
 

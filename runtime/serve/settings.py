@@ -27,6 +27,8 @@ class ServeSettings:
     max_images_per_request: int = 16  # `n` of one /v1/images/generations request
     default_max_tokens: int = CHAT_DEFAULTS.max_new_tokens  # answer length when a chat request names none (cut to what the context holds)
     grace_period_s: float = 30.0  # on SIGTERM: how long in-flight requests may take to finish
+    allow_origins: tuple[str, ...] = ()  # browser origins (scheme://host[:port]) allowed to call; others get 403
+    read_timeout_s: float = 30.0  # a request's headers, and each piece of its body, must arrive within this
 
     def __post_init__(self) -> None:
         positive_ints = ("max_queue", "max_body_bytes", "max_image_pixels", "max_images_per_request",
@@ -44,7 +46,23 @@ class ServeSettings:
                              param="request_timeout_s")
         if not self.grace_period_s >= 0:
             raise InputError(f"grace_period_s must be >= 0 seconds, got {self.grace_period_s!r}", param="grace_period_s")
+        if not self.read_timeout_s > 0:
+            raise InputError(f"read_timeout_s must be > 0 seconds, got {self.read_timeout_s!r}", param="read_timeout_s")
+        if not isinstance(self.allow_origins, tuple) or not all(_is_origin(o) for o in self.allow_origins):
+            raise InputError("allow_origins must be a tuple of origins like 'https://app.example.com' or "
+                             "'http://localhost:3000' (scheme://host[:port], no path) or '*', got "
+                             f"{self.allow_origins!r}", param="allow_origins")
         if self.api_key is not None and not self.api_key.strip():
             raise InputError("api_key is empty; give a non-empty key or none (no authentication)", param="api_key")
         if not self.model_name.strip():
             raise InputError("model_name is empty; name the model clients will ask for", param="model_name")
+
+
+def _is_origin(origin: object) -> bool:
+    """`*`, or scheme://host[:port] with no path (how a browser spells the Origin header)."""
+    if origin == "*":
+        return True
+    if not isinstance(origin, str):
+        return False
+    scheme, sep, rest = origin.partition("://")
+    return bool(sep) and scheme in ("http", "https") and bool(rest) and "/" not in rest
