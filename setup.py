@@ -48,5 +48,7 @@ setup(
                 "onnxruntime>=1.18", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27",
                 "ray[serve]>=2.60", "openai>=1.40", "schemathesis>=4.0"],
     },
-    entry_points={"console_scripts": ["janus-rt=janus_rt.cli.main:main"]},
+    # the command starts in a module outside the package, so Ctrl-C while torch imports is caught too (janus_rt_entry.py)
+    py_modules=["janus_rt_entry"],
+    entry_points={"console_scripts": ["janus-rt=janus_rt_entry:main"]},
 )

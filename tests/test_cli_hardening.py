@@ -311,3 +311,32 @@ def test_bench_serve_level_shows_progress(monkeypatch: pytest.MonkeyPatch, capsy
     assert level["ok"] == 3
     err = capsys.readouterr().err
     assert "concurrency 2" in err and "/3 " in err, err
+
+
+def test_ctrl_c_while_janus_rt_itself_imports(monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """SIGINT while `janus_rt` (torch) still imports, before any code of the package runs: was Python's 40-line
+    traceback. The console command starts in `janus_rt_entry`, outside the package, which catches it."""
+    import importlib.abc
+
+    import janus_rt_entry
+
+    class InterruptedImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "janus_rt.cli.main":
+                raise KeyboardInterrupt  # as if Ctrl-C landed inside this import
+            return None
+
+    monkeypatch.delitem(sys.modules, "janus_rt.cli.main", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [InterruptedImport(), *sys.meta_path])
+    assert janus_rt_entry.main() == 130
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "janus-rt: interrupted\n")
+
+
+def test_the_console_command_starts_outside_the_package() -> None:
+    """`janus-rt` is `janus_rt_entry:main` (so the catch above is what a user's Ctrl-C meets)."""
+    from importlib.metadata import entry_points
+
+    (command,) = [e for e in entry_points(group="console_scripts") if e.name == "janus-rt"]
+    assert command.value == "janus_rt_entry:main"

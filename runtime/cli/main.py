@@ -1,6 +1,6 @@
 """The `janus-rt` command line: generate, chat, info, export, warmup, demo, bench, bench-serve, quantize, eval-quant, serve.
 
-The entry point (`janus_rt.cli.main:main`) lists every subcommand by name and help line, and imports only the
+`main` (the console command enters through `janus_rt_entry.main`) lists every subcommand by name and help line, and imports only the
 module of the subcommand that runs (start-up time: `janus-rt --help` imports no benchmark, server or quantization
 evaluation). Each subcommand's module defines its flags (`add_*_args(parser)`) and its handler (`run_*(args)`);
 what they share lives in `common.py`. Nothing in the library imports this package.
@@ -9,7 +9,8 @@ How a command ends: an InputError or other JanusRTError is one line "janus-rt: e
 file that could not be written after the work (SaveError) is that line plus the files saved, exit 1; Ctrl-C, at
 any point after this module is imported (the subcommand's import included), is one line "janus-rt: interrupted"
 and exit 130, after the models the command loaded are closed (their engine threads joined) and its temp folders
-removed. (Ctrl-C while `janus_rt` itself is still importing torch, before this module runs, is Python's own.)
+removed. Ctrl-C while `janus_rt` itself still imports torch, before this module runs, is caught by the console
+command's entry outside the package (`janus_rt_entry.py`), with the same line and code.
 """
 
 from __future__ import annotations
