@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,8 @@ import torch
 TESTS = Path(__file__).resolve().parent
 MODULE = TESTS / "test_kernel_compile.py"
 CHILD_TIMEOUT_S = 1200.0  # one child (the record, or one target's compile)
+# below the tests' own processes (servers, CLI runs): the children take the CPU time the tests leave idle
+NICE = ["nice", "-n", "10"] if shutil.which("nice") else []
 JOB = pytest.StashKey["AotJob"]()
 
 
@@ -60,7 +63,7 @@ class AotJob:
             if self.stopped:
                 raise RuntimeError("the session ended before the ahead-of-time compile did")
             with open(self.folder / f"{name}.out", "w") as out, open(self.folder / f"{name}.err", "w") as err:
-                proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=TESTS.parent)
+                proc = subprocess.Popen(NICE + argv, stdout=out, stderr=err, env=env, cwd=TESTS.parent)
             self.running[name], self.started[name] = proc, time.monotonic()
             return proc
 
@@ -75,38 +78,36 @@ class AotJob:
     def _run(self) -> None:
         try:
             record_env = {**self.env, "TRITON_INTERPRET": "1"}  # the launchers run in the interpreter
-            proc = self._start_child("record", [sys.executable, str(MODULE), str(self.launches_path)], record_env)
-            self._wait_any({"record": proc})
-            self._finish_child("record", proc)
+            self._run_children([("record", [sys.executable, str(MODULE), str(self.launches_path)], record_env)])
             compile_env = {k: v for k, v in self.env.items() if k != "TRITON_INTERPRET"}
-            script = str(TESTS / "aot_compile.py")
-            pending, running = list(self.targets), {}
-            while pending or running:
-                cores = usable_cores()
-                limit = cores if self.waiting.is_set() else max(1, cores - 1)
-                while pending and len(running) < limit:
-                    target = pending.pop(0)
-                    running[f"compile-{target}"] = self._start_child(
-                        f"compile-{target}", [sys.executable, script, str(self.launches_path), target], compile_env)
-                name = self._wait_any(running)
-                out = self._finish_child(name, running.pop(name))
-                self.rows += [json.loads(line) for line in out.splitlines() if line.strip()]
+            script, launches = str(TESTS / "aot_compile.py"), str(self.launches_path)
+            outputs = self._run_children([(f"compile-{target}", [sys.executable, script, launches, target], compile_env)
+                                          for target in self.targets])
+            self.rows = [json.loads(line) for out in outputs for line in out.splitlines() if line.strip()]
         except BaseException as e:  # noqa: BLE001 - handed to the test that waits for the result
             self.error = e
 
-    def _wait_any(self, running: dict[str, subprocess.Popen]) -> str:
-        """The name of the first child of `running` to exit (polled: a new target may start when the suite waits)."""
-        while True:
-            for name, proc in running.items():
+    def _run_children(self, children: list[tuple[str, list[str], dict[str, str]]]) -> list[str]:
+        """Run each (name, argv, env), at most cores - 1 at once beside the suite and one per core once the suite
+        waits (polled, so the next one starts at once); their outputs, in the order they finished."""
+        pending, running, outputs = list(children), {}, []
+        while pending or running:
+            cores = usable_cores()
+            limit = cores if self.waiting.is_set() else max(1, cores - 1)
+            while pending and len(running) < limit:
+                name, argv, env = pending.pop(0)
+                running[name] = self._start_child(name, argv, env)
+            for name, proc in list(running.items()):
                 if proc.poll() is not None:
-                    return name
-                if time.monotonic() - self.started[name] > CHILD_TIMEOUT_S:
+                    outputs.append(self._finish_child(name, running.pop(name)))
+                elif time.monotonic() - self.started[name] > CHILD_TIMEOUT_S:
                     proc.kill()
                     proc.wait()
                     raise AssertionError(f"{name} ran over {CHILD_TIMEOUT_S:g} s")
             if self.stopped:
                 raise RuntimeError("the session ended before the ahead-of-time compile did")
             time.sleep(0.1)
+        return outputs
 
     def result(self) -> tuple[list[dict], list[dict]]:
         """(the recorded launches, one row per compiled (launch, target)), once every child has finished."""

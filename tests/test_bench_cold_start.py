@@ -26,6 +26,8 @@ from janus_rt.bench.goals import cold_start_targets
 from janus_rt.bench.options import BenchOptions
 from janus_rt.cli.main import main
 
+pytestmark = pytest.mark.subprocess
+
 SMOKE = ["bench", "--arch", "tiny", "--image-grid", "6", "--images", "none", "--text-batches", "none", "--no-hf",
          "--backends", "torch", "--repeats", "1"]
 TIMES = ("startup_s", "import_s", "load_s", "first_image_s", "first_tokens_s", "first_vq_s", "warm_image_s",

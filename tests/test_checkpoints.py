@@ -53,9 +53,8 @@ SYSTEM_PROMPT = (
 
 # --------------------------------------------------------------------------------------- weight formats
 @pytest.fixture(scope="module")
-def format_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("formats")
-    return {fmt: write_tiny_checkpoint(root / fmt, weights_format=fmt, seed=SEED) for fmt in FORMATS}
+def format_dirs(tiny_checkpoint) -> dict[str, Path]:
+    return {fmt: tiny_checkpoint(weights_format=fmt, seed=SEED) for fmt in FORMATS}
 
 
 @pytest.fixture(scope="module")
@@ -432,8 +431,8 @@ def test_hf_untied_with_lm_head_uses_its_own_weight(hf_checkpoint, tmp_path: Pat
 
 # ------------------------------------------------------------------------------------------ chat format
 @pytest.fixture(scope="module")
-def legacy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("legacy") / "ckpt", TinySpec(pro=False))
+def legacy_dir(tiny_checkpoint) -> Path:
+    return tiny_checkpoint(TinySpec(pro=False))
 
 
 def test_legacy_tokenizer_selects_janus_1_3b_roles(legacy_dir: Path) -> None:

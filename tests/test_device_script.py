@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from janus_rt.bench.import_check import module_names
+
+pytestmark = pytest.mark.subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_SCRIPT = REPO / "bench" / "device_env.sh"

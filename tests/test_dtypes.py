@@ -16,8 +16,8 @@ from janus_rt.model.llm import KVCache
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_official):
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")
+def fp32(torch_model):
+    return torch_model  # the session's tiny model in fp32, read only
 
 
 def gen_head_logits(m, ids: list[int], image_tokens: torch.Tensor) -> torch.Tensor:

@@ -36,8 +36,8 @@ def _loaded(checkpoint, quantize: str | None = None) -> janus_rt.Janus:
 
 
 @pytest.fixture(scope="module")
-def float_model(tiny_official):
-    m = _loaded(tiny_official)
+def float_model(small_grid_model):
+    m = with_image_grid(small_grid_model, GRID)  # the session's weights, an engine of its own
     yield m
     m.close()
 
@@ -48,10 +48,10 @@ def reference(float_model):
 
 
 @pytest.fixture(scope="module")
-def comparisons(tiny_official, reference):
+def comparisons(tiny_small_grid, reference):
     out = {}
     for fmt in ("int8", "int4"):
-        m = _loaded(tiny_official, fmt)
+        m = _loaded(tiny_small_grid, fmt)
         try:
             out[fmt] = compare(reference, m)
         finally:

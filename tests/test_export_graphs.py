@@ -22,8 +22,8 @@ def close(a: torch.Tensor, ref: torch.Tensor, rel: float = 1e-5) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fp32(tiny_official):
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")
+def fp32(torch_model):
+    return torch_model  # the session's tiny model in fp32, read only
 
 
 def run_llm_reference(model, embeds, positions, key_start, past_k, past_v):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import janus_rt
 from janus_rt.errors import CheckpointError, InputError
 from janus_rt.export import export_onnx
 from janus_rt.export import trt_builder as tb
@@ -21,9 +20,8 @@ pytest.importorskip("onnx")
 
 
 @pytest.fixture(scope="module")
-def export_dir(tiny_official, tmp_path_factory) -> Path:
-    m = janus_rt.load(tiny_official, device="cpu", dtype="float32")
-    return export_onnx(m, tmp_path_factory.mktemp("trt") / "export", dtype="float16").path
+def export_dir(torch_model, tmp_path_factory) -> Path:
+    return export_onnx(torch_model, tmp_path_factory.mktemp("trt") / "export", dtype="float16").path
 
 
 def test_transformer_profiles_cover_prefill_and_decode(export_dir):

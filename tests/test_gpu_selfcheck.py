@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from kernel_utils import DEVICE  # noqa: F401  (sets TRITON_INTERPRET before triton is imported)
 
 from janus_rt.bench.gpu_selfcheck import Check, Shapes, attention_check, gemm_checks, render, same_bits
+
+pytestmark = pytest.mark.interpreter
 
 
 def test_same_bits_counts_launches_that_differ() -> None:

@@ -25,10 +25,11 @@ import janus_rt
 from janus_rt.backends import triton_step
 from janus_rt.backends.choice import make_backend
 from janus_rt.engine import EngineConfig
-from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 from janus_rt.backends.triton import TritonBackend
 from janus_rt.backends.graph_capture import CAPTURE_LOCK, capture_graph
 from janus_rt.backends.triton_step import StepGraph
+
+pytestmark = pytest.mark.interpreter
 
 
 @dataclass
@@ -165,8 +166,8 @@ def test_a_failed_capture_releases_the_lock(fake_cuda: FakeCuda) -> None:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("capture") / "ckpt")
+def ckpt(tiny_official: Path) -> Path:
+    return tiny_official
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from kernel_utils import DEVICE, assert_close_to_reference  # noqa: E402  (sets 
 
 from janus_rt.kernels.decode_attention import SPLIT_KEYS, decode_attention, decode_attention_ref
 
+pytestmark = pytest.mark.interpreter
+
 CASES = [
     # batch, q heads, kv heads, head_dim, new tokens, S_max, split_keys, pool rows (None: no cache_rows)
     (1, 2, 2, 64, 1, 1, None, None),

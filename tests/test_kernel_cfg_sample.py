@@ -18,6 +18,8 @@ from kernel_utils import DEVICE  # noqa: E402  (sets TRITON_INTERPRET first)
 
 from janus_rt.kernels.cfg_sample import cfg_sample, cfg_sample_ref
 
+pytestmark = pytest.mark.interpreter
+
 
 def launch(logits, cfg_weight, temperature, top_k, top_p, seed=0, step=0, steps=4, table=None, block_v=2048):
     """Every row at the same step; row p seeded `seed + p` (the v1 stream: seed + step * 65537 + p)."""
@@ -57,6 +59,7 @@ def test_greedy_is_torch_argmax(dtype: torch.dtype, vocab: int, block_v: int, cf
     (0, 1.0, 1.0, True, 256), (0, 1.0, 0.7, False, 256), (7, 1.0, 0.8, False, 32), (0, 0.6, 1.3, True, 32),
     (25, 0.9, 1.0, True, 32),
 ])
+@pytest.mark.slow
 def test_draws_follow_the_reference_distribution(top_k: int, top_p: float, temperature: float, cfg: bool,
                                                  rows: int) -> None:
     """`rows` rows of the same logits are independent draws, 4 steps of them. Chi-square against the reference.

@@ -19,8 +19,8 @@ from test_kernel_dequant_gemm import DTYPES, check_close, make_quantized, refere
 
 from janus_rt.kernels.dequant_gemm import DequantLinear, dequant_gemm_ref
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
-                                reason="float8 conversion needs sm_89+")
+pytestmark = [pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
+                                 reason="float8 conversion needs sm_89+"), pytest.mark.interpreter]
 
 
 @pytest.fixture

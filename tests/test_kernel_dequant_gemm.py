@@ -26,6 +26,8 @@ from kernel_utils import DEVICE  # noqa: E402  (sets TRITON_INTERPRET first)
 from janus_rt.kernels.dequant_gemm import (BLOCK_M, DequantLinear, decode_e4m3fn, dequant_gemm_ref, dequantize,
                                            dequantize_fp8, dequantize_int4, dequantize_int8, unpack_int4)
 
+pytestmark = pytest.mark.interpreter
+
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 RTOL = {torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 SHAPES = [(1, 24, 64), (2, 40, 80), (5, 96, 160), (17, 24, 80), (33, 40, 160)]  # (M, N, K), K = in_features

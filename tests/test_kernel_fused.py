@@ -14,6 +14,8 @@ from kernel_utils import DEVICE, assert_close_to_reference  # noqa: E402  (sets 
 from janus_rt.kernels.fused_norm import add_rmsnorm, add_rmsnorm_ref, silu_mul, silu_mul_ref
 from janus_rt.kernels.rope_cache import inv_freq_of, rope_cache, rope_cache_ref
 
+pytestmark = pytest.mark.interpreter
+
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 

@@ -18,6 +18,8 @@ from janus_rt.kernels.fused_norm import silu_mul
 from janus_rt.kernels.skinny_gemm import (BLOCK_M, SkinnyLinear, norm_linear_ref, silu_linear_ref,
                                           skinny_gemm_ref)
 
+pytestmark = pytest.mark.interpreter
+
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 

@@ -31,6 +31,8 @@ from janus_rt.kernels.tuning import Tile, TileChoices
 
 import triton
 
+pytestmark = pytest.mark.interpreter
+
 
 class FakeBench:
     """Runs the config once (interpreter) and returns a made-up time: long K tiles and narrow N tiles are "fast"

@@ -22,6 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 # folder -> the package it is (setup.py's mapping; kernels/ is reached through runtime/kernels)
 ROOTS = {"runtime": "janus_rt", "export": "janus_rt.export", "bench": "janus_rt.bench", "kernels": "janus_rt.kernels"}
@@ -185,6 +187,7 @@ def test_in_function_imports_are_few_and_say_why() -> None:
 HELP_MUST_NOT_IMPORT = ("janus_rt.bench", "janus_rt.serve", "janus_rt.quant.evaluate", "fastapi", "ray", "triton")
 
 
+@pytest.mark.subprocess
 def test_help_imports_no_subcommand() -> None:
     """`janus-rt --help` lists every subcommand without importing their modules (start-up time)."""
     script = ("import json, sys\nfrom janus_rt.cli.main import main\ntry:\n    main(['--help'])\n"

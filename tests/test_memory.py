@@ -18,6 +18,8 @@ import pytest
 
 from janus_rt.checkpoint.tiny import TinySpec, write_tiny_checkpoint
 
+pytestmark = pytest.mark.subprocess
+
 PROBE = r"""
 import json, sys, threading, time
 def anon_mib():

@@ -26,7 +26,6 @@ from janus_rt.quant import QuantSpec
 from janus_rt.quant.formats import quantize_fp8, quantize_int4, quantize_int8
 from janus_rt.quant.linear import QuantLinear
 from janus_rt.quant.model import quantize_model, quantized_module_names
-from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 
 
 # ------------------------------------------------------------------------ an independent reading of the bytes
@@ -111,8 +110,8 @@ def test_quant_spec_checks_its_fields() -> None:
 
 # ------------------------------------------------------------------------------------------- models
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("quant") / "ckpt")
+def ckpt(tiny_official: Path) -> Path:
+    return tiny_official
 
 
 def buffers(m: janus_rt.Janus) -> dict[str, torch.Tensor]:
@@ -195,6 +194,7 @@ def test_a_tampered_folder_is_refused_with_the_key(ckpt: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize("fmt", ["int8", "int4", "fp8"])
 @pytest.mark.parametrize("fusions", ["none", "all"])
+@pytest.mark.interpreter
 def test_the_triton_backend_gives_the_torch_backends_tokens(ckpt: Path, fmt: str, fusions: str) -> None:
     """Also with every fused kernel on: the dequant-GEMMs then take the norm and SiLU*up prologues (counted)."""
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():

@@ -7,6 +7,8 @@ transformers modules of the same weights, and requires janus-rt's seeded tokens 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import janus_rt
+from janus_rt.checkpoint.tiny import TinySpec
 from janus_rt.kernels.reference_sampling import cfg_mix, filter_top_k, filter_top_p, sample
 from oracle import transformers_oracle
 
@@ -65,8 +68,12 @@ def test_sample_temperature_zero_is_argmax_and_draws_follow_the_distribution():
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_official):
-    return janus_rt.load(tiny_official, device="cpu", dtype="float32")
+def tiny(tiny_checkpoint) -> Iterator[janus_rt.Janus]:
+    """The tiny weights with a 6x6 image-token grid (36 steps an image) and the whole 2048-position context (a chat
+    with two images takes 1156 positions), fp32 on the CPU."""
+    m = janus_rt.load(tiny_checkpoint(TinySpec(image_token_grid=6)), device="cpu", dtype="float32")
+    yield m
+    m.close()
 
 
 def test_seeded_image_sampling_is_reproducible_and_seed_dependent(tiny):

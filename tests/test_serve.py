@@ -484,6 +484,7 @@ def test_settings_are_validated() -> None:
         ServeSettings(api_key=" ")
 
 
+@pytest.mark.subprocess
 def test_serve_help_teaches_with_examples() -> None:
     out = subprocess.run([sys.executable, "-m", "janus_rt.cli.main", "serve", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
@@ -534,6 +535,7 @@ def test_a_missing_ray_extra_says_how_to_install_it(monkeypatch) -> None:
         require_ray_extra()
 
 
+@pytest.mark.subprocess
 def test_sigterm_finishes_the_in_flight_request_and_exits_0(tmp_path) -> None:
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt")  # what the CLI gives: 24x24 grid, 576 steps an image
     env = {**os.environ, "JANUS_RT_API_KEY": ""}

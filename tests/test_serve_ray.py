@@ -28,8 +28,7 @@ from PIL import Image
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'janus-rt[ray]'")
 httpx = pytest.importorskip("httpx", reason="the server tests need the serve extra: pip install 'janus-rt[serve]'")
 
-import janus_rt  # noqa: E402
-from janus_rt.checkpoint.tiny import write_tiny_checkpoint  # noqa: E402
+pytestmark = [pytest.mark.ray, pytest.mark.subprocess, pytest.mark.slow]
 
 IMAGES = "/v1/images/generations"
 CHAT = "/v1/chat/completions"
@@ -81,8 +80,8 @@ class RayServer:
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ray") / "ckpt")
+def ckpt(tiny_official: Path) -> Path:
+    return tiny_official
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +95,8 @@ def server(ckpt: Path):
 
 
 @pytest.fixture(scope="module")
-def library(ckpt: Path):
-    m = janus_rt.load(ckpt, device="cpu", dtype="float32")
-    yield m
-    m.close()
+def library(torch_model):
+    return torch_model  # the session's model of the same checkpoint (tiny_official), read only
 
 
 def decode_png(b64: str) -> np.ndarray:

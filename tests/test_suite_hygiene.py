@@ -13,6 +13,8 @@ import pytest
 
 from session_env import REDIRECTED
 
+pytestmark = pytest.mark.subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
 
@@ -46,6 +48,7 @@ def test_a_passing_run_leaves_no_temp_folders(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the memory test needs Linux /proc")
+@pytest.mark.slow
 def test_the_largest_fixture_is_removed_even_when_folders_are_kept(tmp_path: Path) -> None:
     base = tmp_path / "base"  # a given --basetemp is never removed by pytest: only the fixture's own cleanup acts
     proc = run_pytest([str(REPO / "tests" / "test_memory.py"), "-k", "float32", "--basetemp", str(base)],
@@ -78,6 +81,7 @@ def run_in_fresh_home(tmp_path: Path, name: str, *extra: str) -> tuple[subproces
     return proc, home, temp
 
 
+@pytest.mark.slow
 def test_a_passing_run_leaves_nothing_in_home_or_temp(tmp_path: Path) -> None:
     # the control: without the conftest the same tests do write into the home and the temp dir
     bare, home, temp = run_in_fresh_home(tmp_path, "bare", "--noconftest", "--basetemp", str(tmp_path / "bare-base"))

@@ -5,8 +5,9 @@ fused kernel on (`fusions="all"`: norms and SiLU*up in the GEMM prologues, the a
 
 Without CUDA the kernels run in the Triton interpreter and the decode step runs eagerly; on a GPU the same
 tests run the compiled kernels and the CUDA-graph replay (capture on the second step, reuse across calls).
-The interpreter takes about a second per decode step, so on CPU both backends share a configuration with a
-4x4 image-token grid (16 tokens instead of 576): the same code with a shorter loop. On a GPU the full grid runs.
+The interpreter takes about a second per decode step, so on CPU both backends share a checkpoint with a
+3x3 image-token grid (9 tokens instead of 576) and 4096 image codes instead of 16384 (a narrower gen head): the same
+code with a shorter loop. On a GPU the full grid and codebook run.
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from janus_rt.timing import PhaseTimer
 
 pytestmark = [pytest.mark.interpreter, pytest.mark.slow]
 
-CPU_GRID = 4  # image tokens per side without CUDA: the interpreter's steps are slow (see the module docstring)
+CPU_GRID, CPU_CODES = 3, 4096  # without CUDA: the interpreter's steps are slow (see the module docstring)
 
 
 @pytest.fixture(scope="module")
 def ckpt(tiny_checkpoint) -> Path:
-    """Context of 1024 positions (576 image tokens + prompt on a GPU); a 4x4 image-token grid without CUDA."""
-    grid = {} if torch.cuda.is_available() else {"image_token_grid": CPU_GRID}
-    return tiny_checkpoint(TinySpec(max_positions=1024, **grid))
+    """Context of 1024 positions (576 image tokens + prompt on a GPU); a 3x3 grid of 4096 codes without CUDA."""
+    smaller = {} if torch.cuda.is_available() else {"image_token_grid": CPU_GRID, "codes": CPU_CODES}
+    return tiny_checkpoint(TinySpec(max_positions=1024, **smaller))
 
 
 @pytest.fixture(scope="module")

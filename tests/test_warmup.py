@@ -27,17 +27,18 @@ from janus_rt.engine import EngineConfig
 from janus_rt.errors import InputError
 from janus_rt.kernels.skinny_gemm import CONFIGS, SkinnyLinear
 from janus_rt.kernels.tuning import TileChoices
-from janus_rt.checkpoint.tiny import write_tiny_checkpoint
 from janus_rt.backends.triton_step import reachable_buckets
 from janus_rt.backends.warmup import WarmupStep, build_buckets, warm_up
+
+pytestmark = pytest.mark.interpreter
 
 ROWS = 4  # the tests' planned rows: (0,1) (0,2) (0,4) (2,0) (2,1) (2,2) (4,0)
 TILE = CONFIGS[0] if DEVICE.type == "cuda" else (2048, 128, 4, 1, 1)  # the one GEMM tile: wide is cheap interpreted
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("warmup") / "ckpt")
+def ckpt(tiny_official: Path) -> Path:
+    return tiny_official
 
 
 def padded(rows: int) -> int:
