@@ -5,7 +5,7 @@ A job wraps the engine's token-level `Request`s and turns their tokens into what
 text. Each job can be waited on (`result()`), awaited (`await job`), cancelled (`cancel()`); a chat job
 also streams text (`stream()`, `astream()`).
 
-Stop sequences (a chat job's `stop`): the answer ends right before the first occurrence of any of them, the match
+Stop sequences (a chat job's `stop`): the answer ends right before the one completed first (as generation meets it), the match
 itself not returned, and the job then counts as finished (`ChatResult.finished`, `stop_sequence`). Whoever waits
 on the job (`result()`, `await job`, `stream()`, `astream()`) watches the text as it is decoded and cancels the
 engine request at the first match, so its row frees at the next step boundary; a stream holds back only a tail
@@ -194,7 +194,7 @@ def cut_at_stop(tokenizer: JanusTokenizer, ids: list[int], stop: tuple[str, ...]
 
 
 class StopText:
-    """Text pieces in, the same text out, cut right before the first occurrence of any stop sequence.
+    """Text pieces in, the same text out, cut right before the stop sequence that is completed first.
 
     A piece is released once no stop sequence can start in it: the longest tail of the text so far that is the
     beginning of a stop sequence is held back (at most len(longest) - 1 characters) until the next piece settles
@@ -210,9 +210,11 @@ class StopText:
         if self.matched is not None or not self.stop:
             return "" if self.matched is not None else piece
         self.pending += piece
-        found = [(at, i) for i, s in enumerate(self.stop) if (at := self.pending.find(s)) >= 0]
+        # the first stop sequence to complete ends the answer (generation stops there, so one that would end later
+        # never completes): the smallest end, then the earliest start
+        found = [(at + len(s), at, i) for i, s in enumerate(self.stop) if (at := self.pending.find(s)) >= 0]
         if found:
-            at, i = min(found)
+            _, at, i = min(found)
             self.matched = self.stop[i]
             released, self.pending = self.pending[:at], ""
             return released

@@ -205,6 +205,7 @@ def test_sigterm_past_the_grace_period_cuts_in_flight_requests_with_503_and_an_s
         assert url is not None, "".join(log)
         drain = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
         drain.start()
+        wait_until_serving(url, proc)  # the port is bound before the model loads; it answers once serving
 
         def image() -> None:
             answers["image"] = httpx.post(url + IMAGES, json={"prompt": "a fox", "seed": 0}, timeout=60)
@@ -245,3 +246,17 @@ def active_rows(metrics_text: str) -> float:
     """The `janus_rt_active_rows` gauge of a /metrics page."""
     (line,) = [line for line in metrics_text.splitlines() if line.startswith("janus_rt_active_rows ")]
     return float(line.split()[1])
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Poll /health until the server answers 200 (connections are refused until uvicorn listens)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, "the server exited"
+        try:
+            if httpx.get(url + "/health", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server never answered /health"
+        time.sleep(0.1)

@@ -20,10 +20,12 @@ QUESTION = "Tell me about foxes."
 
 
 def first_cut(text: str, stops: list[str]) -> tuple[str, str | None]:
-    hits = [(text.find(s), s) for s in stops if s in text]
+    """The text up to the stop sequence completed first (smallest end; on a tie the one that starts earlier),
+    as generation meets it: it stops at the first completed match, so a later-ending one never completes."""
+    hits = [(text.find(s) + len(s), text.find(s), s) for s in stops if s in text]
     if not hits:
         return text, None
-    at, stop = min(hits, key=lambda hit: hit[0])
+    _, at, stop = min(hits)
     return text[:at], stop
 
 
