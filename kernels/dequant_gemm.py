@@ -59,9 +59,6 @@ import triton.language as tl
 from janus_rt.kernels.gemm_prologue import PROLOGUE_NONE, PROLOGUE_NORM, PROLOGUE_SILU, a_tile, epilogue, norm_operands_problem
 from janus_rt.kernels.interpret import interpreting
 from janus_rt.kernels.reference_dequant import check_weight, describe_tensor, weight_error
-# the formats and torch references, importable from here too (the kernel tests compare against them by this name)
-from janus_rt.kernels.reference_dequant import (FORMATS, dequant_gemm_ref, dequantize, dequantize_fp8,  # noqa: F401
-                                                dequantize_int4, dequantize_int8, unpack_int4)
 from janus_rt.kernels.tile_tuner import PersistentTuner
 from janus_rt.kernels.tuning import TileChoices
 

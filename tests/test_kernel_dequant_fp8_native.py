@@ -17,7 +17,8 @@ import torch
 from kernel_utils import DEVICE  # noqa: F401  (sets TRITON_INTERPRET before triton is imported)
 from test_kernel_dequant_gemm import DTYPES, check_close, make_quantized, reference_weight
 
-from janus_rt.kernels.dequant_gemm import DequantLinear, dequant_gemm_ref
+from janus_rt.kernels.dequant_gemm import DequantLinear
+from janus_rt.kernels.reference_dequant import dequant_gemm_ref
 
 pytestmark = [pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.get_device_capability() < (8, 9),
                                  reason="float8 conversion needs sm_89+"), pytest.mark.interpreter]

@@ -23,8 +23,9 @@ import torch
 
 from kernel_utils import DEVICE  # noqa: E402  (sets TRITON_INTERPRET first)
 
-from janus_rt.kernels.dequant_gemm import (BLOCK_M, DequantLinear, decode_e4m3fn, dequant_gemm_ref, dequantize,
-                                           dequantize_fp8, dequantize_int4, dequantize_int8, unpack_int4)
+from janus_rt.kernels.dequant_gemm import BLOCK_M, DequantLinear, decode_e4m3fn
+from janus_rt.kernels.reference_dequant import (dequant_gemm_ref, dequantize, dequantize_fp8, dequantize_int4,
+                                                dequantize_int8, unpack_int4)
 
 pytestmark = pytest.mark.interpreter
 

@@ -23,7 +23,8 @@ from test_kernel_dequant_gemm import check_close, make_quantized, reference_weig
 
 import janus_rt
 from janus_rt.kernels import tuning
-from janus_rt.kernels.dequant_gemm import CONFIGS_8BIT, DequantLinear, dequant_gemm_ref
+from janus_rt.kernels.dequant_gemm import CONFIGS_8BIT, DequantLinear
+from janus_rt.kernels.reference_dequant import dequant_gemm_ref
 from janus_rt.kernels.skinny_gemm import (BLOCK_M, CONFIGS, PROLOGUE_NONE, SkinnyLinear, _skinny_gemm_kernel,
                                           skinny_gemm_ref)
 from janus_rt.kernels.tile_tuner import PersistentTuner, cuda_context_error

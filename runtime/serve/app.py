@@ -71,7 +71,8 @@ CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
 MODEL_ROUTE = "/v1/models/{model_id}"  # metrics label of every /v1/models/<id> (one label, whatever the id)
 ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics", "/openapi.json", "/docs")
-IMAGE_FIELDS = Spelling(renamed={"num_images": "n"})  # the library's names as the images route's body spells them
+JSON_OFF = {"top_k": "null (off)", "top_p": "null (off)", "seed": "null or left out (a random seed)"}  # in a JSON body
+IMAGE_FIELDS = Spelling(renamed={"num_images": "n"}, off_values=JSON_OFF)  # the library's names as the body spells them
 STREAM_MEDIA = {"text/event-stream": {"schema": {"type": "string"}}}  # a chat answer with `stream`: its events
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
 
@@ -229,8 +230,8 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         elif body.max_tokens is not None and body.max_tokens != asked:
             raise invalid(f"max_tokens ({body.max_tokens}) and max_completion_tokens ({asked}) disagree; give one",
                           "max_tokens")
-        fields = Spelling(renamed={"max_new_tokens": length_field, "prompt": "messages", "image": "messages",
-                                   "question": "messages"})
+        fields = Spelling(off_values=JSON_OFF, renamed={"max_new_tokens": length_field, "prompt": "messages",
+                                                        "image": "messages", "question": "messages"})
         try:
             params = check_chat_args(settings.default_max_tokens if asked is None else asked, body.temperature,
                                      body.top_k, body.top_p, body.seed, spelling=fields)
