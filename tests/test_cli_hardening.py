@@ -7,6 +7,7 @@ Ctrl-C is sent to a real subprocess.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import errno
 import os
@@ -102,9 +103,9 @@ def test_ctrl_c_while_the_subcommand_imports(monkeypatch: pytest.MonkeyPatch, ca
 def test_models_are_closed_when_the_command_is_interrupted(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     closed: list[str] = []
-    cli_common.opened(SimpleNamespace(close=lambda: closed.append("model")))
 
-    def interrupted(args: object) -> int:
+    def interrupted(args: argparse.Namespace) -> int:
+        cli_common.opened(args, SimpleNamespace(close=lambda: closed.append("model")))  # a model the command loaded
         raise KeyboardInterrupt
     monkeypatch.setattr("janus_rt.cli.info.run_info", interrupted)
     code, _, err = run(["info", "--model", "x"], capsys)

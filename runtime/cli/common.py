@@ -38,7 +38,6 @@ as deepseek-ai/Janus-Pro-1B is fetched only when huggingface_hub is installed an
 
 GRAPH_BACKENDS = ("onnxruntime", "tensorrt")  # run a `janus-rt export` folder, not the checkpoint's torch modules
 PROBE_NAME = ".janus-rt-write-probe"  # written into an `--out` folder and removed before the model loads
-_open_models: list[Janus] = []  # models this process's command loaded; `close_models` stops their engine threads
 
 
 class SaveError(Exception):
@@ -118,25 +117,27 @@ def load_model(args: argparse.Namespace, config: EngineConfig | None = None) -> 
     m = load(args.model, device=args.device, dtype=args.dtype, chat_format=args.chat_format, progress=show_progress(),
              backend=args.backend, providers=providers, engine=engine_config(args) if config is None else config,
              quantize=args.quantize, fusions=args.fusions)
-    opened(m)
+    opened(args, m)
     fmt = weight_format(m.model) if m.model is not None else None
     print(f"backend      {m.step_backend.describe_mode()}{f'; {fmt} weights' if fmt else ''}", file=sys.stderr)
     return m
 
 
-def opened(m: Janus) -> Janus:
-    """Register `m` to be closed by `close_models` when the command ends; returns `m`."""
-    _open_models.append(m)
+def opened(args: argparse.Namespace, m: Janus) -> Janus:
+    """Register `m` on the command's `args` (`args.open_models`), to be closed by `close_models` when the command
+    ends; returns `m`."""
+    vars(args).setdefault("open_models", []).append(m)
     return m
 
 
-def close_models() -> None:
+def close_models(args: argparse.Namespace) -> None:
     """Close every model the command loaded, newest first: their engine threads stop and are joined, so the
     interpreter never exits (Ctrl-C included) while a thread still runs torch's C++ code, which aborts it with
     "terminate called without an active exception"."""
-    while _open_models:
+    models = vars(args).get("open_models", [])
+    while models:
         with contextlib.suppress(Exception):
-            _open_models.pop().close()
+            models.pop().close()
 
 
 def check_out_folder(out: Path, flag: str = "--out") -> None:

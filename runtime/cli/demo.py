@@ -28,12 +28,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
     resolve_device(args.device, CLI)  # before anything is written
     if args.out:
         check_out_folder(Path(args.out))
-        return run_demo(Path(args.out), args.device, kept=True)
+        return run_demo(args, Path(args.out), kept=True)
     with tempfile.TemporaryDirectory(prefix="janus-rt-demo-") as work:  # removed afterwards, also on failure
-        return run_demo(Path(work), args.device, kept=False)
+        return run_demo(args, Path(work), kept=False)
 
 
-def run_demo(work: Path, device: str, kept: bool) -> int:
+def run_demo(args: argparse.Namespace, work: Path, kept: bool) -> int:
     """The demo's work in `work`; `kept` says whether the folder outlives the run (`--out`)."""
     print("janus-rt demo: the weights are RANDOM (a tiny model built here); outputs are noise, but every step of a")
     print("real run executes: checkpoint files -> strict loading -> SigLIP + chat, and CFG image generation -> VQ decode.")
@@ -47,7 +47,7 @@ def run_demo(work: Path, device: str, kept: bool) -> int:
         except FileExistsError:
             raise InputError(f"{ckpt} exists and is not a demo checkpoint; pass another --out folder") from None
         print(f"checkpoint   {ckpt} (official layout, safetensors, tokenizer.json)")
-    m = opened(load(ckpt, device=device, dtype="float32"))  # closed by the CLI, Ctrl-C included
+    m = opened(args, load(ckpt, device=args.device, dtype="float32"))  # closed by the CLI, Ctrl-C included
     info = m.info()
     print(f"loaded       {info['parameters']:,} parameters, {info['dtype']}, chat format {m.chat_format}")
     image = np.random.default_rng(0).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)

@@ -107,11 +107,11 @@ def command_of(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = build_parser(command_of(argv)).parse_args(argv)  # imports the subcommand's module
         try:
-            args = build_parser(command_of(argv)).parse_args(argv)  # imports the subcommand's module
             return _function(COMMANDS[args.command], COMMANDS[args.command].run)(args)
         finally:  # also on Ctrl-C: no engine thread may outlive the command (see close_models)
-            close_models()
+            close_models(args)
     except JanusRTError as e:
         print(f"janus-rt: error: {e}", file=sys.stderr)
         return 2
