@@ -18,7 +18,7 @@ import torch
 from janus_rt.model.config import JanusConfig
 from janus_rt.engine.primitives import seeded_generator
 from janus_rt.engine.request import Group
-from janus_rt.model.cfg_rows import ROWS_PER_IMAGE, cfg_prompt_tokens, pair_rows
+from janus_rt.model.cfg_rows import ROWS_PER_IMAGE, cfg_prompt_tokens, negative_prompt_tokens, pair_rows
 from janus_rt.kernels.reference_sampling import sample_head_logits
 from janus_rt.export.graphs import past_names, present_names
 
@@ -36,6 +36,7 @@ class GraphEngine(Protocol):
 class GroupState:
     generator: torch.Generator  # the group's torch.multinomial stream
     past: list[torch.Tensor]  # per cache input: [rows, kv_heads, length, head_dim]
+    left_pad: torch.Tensor | None = None  # [rows] masked slots before each row's prompt (a negative prompt's rows)
 
 
 class GraphBackend:
@@ -82,7 +83,11 @@ class GraphBackend:
     def prefill(self, group: Group) -> None:
         request, dev = group.request, self.device
         generator = seeded_generator(request.seed, group.index, dev)
-        if group.kind == "image":
+        left_pad = None
+        if group.kind == "image" and request.negative_ids is not None:
+            ids, left_pad = self._negative_prompt_rows(group)  # [2P, L] left-padded, [2P]
+            embeds = self._embed_text(ids)
+        elif group.kind == "image":
             ids = cfg_prompt_tokens(request.prompt_ids, request.pad_id, group.images, dev)  # [2P, L] cond / uncond
             embeds = self._embed_text(ids)
         else:
@@ -95,9 +100,24 @@ class GraphBackend:
         rows, length = group.rows, group.prompt_len
         positions = torch.arange(length, device=dev).expand(rows, length).contiguous()  # [R, L]
         mask = torch.ones(rows, length, dtype=torch.long, device=dev)  # no padding: each group is alone
+        if left_pad is not None:  # each row's positions count from its own first token; its padding is masked
+            positions = (positions - left_pad[:, None]).clamp(min=0)  # [R, L]
+            mask = (torch.arange(length, device=dev)[None, :] >= left_pad[:, None]).long()  # [R, L]
         hidden, past = self.transformer(embeds, positions, mask, self.empty_cache(rows))
-        group.state = GroupState(generator, past)
+        group.state = GroupState(generator, past, left_pad)
         self._sample(group, hidden, 0)
+
+    def _negative_prompt_rows(self, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        """A negative prompt's CFG rows as one batch: `[2P, L]` ids, the shorter prompt left-padded to the longer
+        one's length L, and `[2P]` how many padding slots each row starts with (masked out by the graph)."""
+        request, dev = group.request, self.device
+        cond, uncond = negative_prompt_tokens(request.prompt_ids, request.negative_ids, group.images, dev)
+        length = group.prompt_len
+        ids = torch.full((group.rows, length), request.pad_id, dtype=torch.long, device=dev)  # [2P, L]
+        ids[0::ROWS_PER_IMAGE, length - cond.shape[1]:] = cond
+        ids[1::ROWS_PER_IMAGE, length - uncond.shape[1]:] = uncond
+        left_pad = torch.tensor([length - n for n in group.row_prompt_lens], dtype=torch.long, device=dev)  # [2P]
+        return ids, left_pad
 
     @torch.inference_mode()
     def decode(self, groups: list[Group]) -> None:
@@ -112,8 +132,11 @@ class GraphBackend:
             embeds = self.engine.run("gen_embed", {"image_token_ids": ids})["inputs_embeds"]  # [2P, 1, D]
         else:
             embeds = self._embed_text(last[:, None])  # [1, 1, D]
-        pos = torch.full((group.rows, 1), group.position, dtype=torch.long, device=dev)  # [R, 1]
-        mask = torch.ones(group.rows, group.position + 1, dtype=torch.long, device=dev)  # [R, past + 1]
+        pos = torch.tensor(group.positions(), dtype=torch.long, device=dev)[:, None]  # [R, 1]
+        slots = group.prompt_len + step  # past + 1: the cache as long as the longest row's, padding included
+        mask = torch.ones(group.rows, slots, dtype=torch.long, device=dev)  # [R, past + 1]
+        if state.left_pad is not None:
+            mask = (torch.arange(slots, device=dev)[None, :] >= state.left_pad[:, None]).long()  # [R, past + 1]
         hidden, state.past = self.transformer(embeds, pos, mask, state.past)
         self._sample(group, hidden, step)
 
@@ -125,6 +148,9 @@ class GraphBackend:
 
     def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
         return self._records(group)[:, start:stop].clone()
+
+    def snapshot_tokens(self, group: Group, stop: int) -> torch.Tensor:
+        return self._records(group)[:, :stop].clone()
 
     def release(self, group: Group) -> None:
         group.state = None

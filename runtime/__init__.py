@@ -14,7 +14,8 @@ from janus_rt.kernels.interpret import enable_interpreter_if_no_gpu as _enable_i
 _enable_interpreter_if_no_gpu(_torch.cuda.is_available())
 
 from janus_rt.api import ChatResult, ImageResult, Janus, load  # noqa: E402
+from janus_rt.previews import Preview  # noqa: E402
 from janus_rt.errors import CheckpointError, InputError, JanusRTError  # noqa: E402
 from janus_rt.version import __version__  # noqa: E402
 
-__all__ = ["load", "Janus", "ImageResult", "ChatResult", "JanusRTError", "CheckpointError", "InputError", "__version__"]
+__all__ = ["load", "Janus", "ImageResult", "ChatResult", "Preview", "JanusRTError", "CheckpointError", "InputError", "__version__"]

@@ -6,7 +6,7 @@ Every argument is validated before any model work starts; errors say which argum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Literal, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from janus_rt.requests.pixels import ImageLike, postprocess
 from janus_rt.checkpoint.hub import resolve_model_path
 from janus_rt.checkpoint.info import count_parameters, describe
 from janus_rt.jobs import ChatJob, ChatResult, ImageJob, ImageResult
+from janus_rt.previews import Preview
 from janus_rt.model.janus import JanusModel, build_empty_model
 from janus_rt.requests.chat import Conversation, PreparedChat, check_chat_args, check_stop, prepare_chat
 from janus_rt.requests.context import RequestContext
@@ -129,11 +130,15 @@ class Janus:
         top_k: int | None = IMAGE_DEFAULTS.top_k,
         top_p: float | None = IMAGE_DEFAULTS.top_p,
         raw: bool = False,
+        negative_prompt: str | None = None,
+        partial_images: int = 0,
     ) -> ImageJob:
-        """Queue `generate_images` work and return at once: `job.result()`, `await job`, `job.cancel()`."""
+        """Queue `generate_images` work and return at once: `job.result()`, `await job`, `job.cancel()`; with
+        `partial_images=K`, `job.previews()` / `job.apreviews()` yield up to K previews per image as it is drawn."""
         params = SamplingParams.checked(API, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                         cfg_weight=cfg_weight)
-        return self.submit_prepared(prepare_images(prompt, num_images, params, self.request_context, raw))
+        return self.submit_prepared(prepare_images(prompt, num_images, params, self.request_context, raw,
+                                                   negative_prompt=negative_prompt, partial_images=partial_images))
 
     def submit_prepared(self, prepared: PreparedImages | PreparedChat) -> ImageJob | ChatJob:
         """Queue a request made by `janus_rt.requests` (`prepare_images` / `prepare_chat`) and return its job."""
@@ -146,12 +151,13 @@ class Janus:
         requests = []
         try:
             for ids in prepared.prompt_ids:
-                requests.append(self.engine.submit_images(ids, pad, prepared.num_images, prepared.params))
+                requests.append(self.engine.submit_images(ids, pad, prepared.num_images, prepared.params,
+                                                          prepared.negative_ids, prepared.preview_steps))
         except Exception:
             for r in requests:
                 r.cancel()
             raise
-        return ImageJob(requests, prepared.texts, prepared.single, self._decode)
+        return ImageJob(requests, prepared.texts, prepared.single, self._decode, self.config.vq.image_token_grid)
 
     def generate_images(
         self,
@@ -164,14 +170,28 @@ class Janus:
         top_p: float | None = IMAGE_DEFAULTS.top_p,
         raw: bool = False,
         progress: bool = False,
+        negative_prompt: str | None = None,
+        partial_images: int = 0,
+        on_preview: Callable[[Preview], None] | None = None,
     ) -> ImageResult:
         """Text-to-image: `num_images` samples of `prompt` (or of each prompt of a list, in order) with CFG.
 
         temperature 0 is argmax (deterministic); otherwise a given `seed` reproduces the tokens on the same
         device, whatever else runs beside them (each prompt of a list gets the same seed, so it equals its solo
         call). top_k/top_p are off by default, as in the reference. `raw=True` takes a preformatted prompt.
+        `negative_prompt`: what the unconditional rows say instead of nothing (the guidance pushes away from it);
+        None or "" is the reference's behaviour. `partial_images=K` with `on_preview`: up to K previews per image
+        (`janus_rt.previews.Preview`) are passed to `on_preview` as they are drawn, in this thread.
         """
-        job = self.submit_images(prompt, num_images, cfg_weight, temperature, seed, top_k, top_p, raw)
+        job = self.submit_images(prompt, num_images, cfg_weight, temperature, seed, top_k, top_p, raw,
+                                 negative_prompt, partial_images)
+        if on_preview is not None:
+            try:
+                for preview in job.previews():
+                    on_preview(preview)
+            except BaseException:
+                job.cancel()
+                raise
         return job.result(progress=progress)
 
     def decode_image_tokens(self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:

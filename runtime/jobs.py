@@ -3,7 +3,8 @@
 A job wraps the engine's token-level `Request`s and turns their tokens into what the API returns: pixels
 (decoded in the caller's thread, or in an executor when awaited, so the engine thread keeps stepping) and
 text. Each job can be waited on (`result()`), awaited (`await job`), cancelled (`cancel()`); a chat job
-also streams text (`stream()`, `astream()`).
+also streams text (`stream()`, `astream()`); an image job asked for previews yields them as they are drawn
+(`previews()`, `apreviews()`: janus_rt/previews.py) and tells how far each image is (`rows_done()`, `waiting()`).
 
 Stop sequences (a chat job's `stop`): the answer ends right before the one completed first (as generation meets it), the match
 itself not returned, and the job then counts as finished (`ChatResult.finished`, `stop_sequence`). Whoever waits
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from janus_rt.engine.request import Request
 from janus_rt.checkpoint.tokenizer import JanusTokenizer
+from janus_rt.previews import Preview, PreviewReader
 
 
 @dataclass
@@ -61,11 +63,43 @@ class ImageJob:
     """Images of one or more prompts in flight (see module docstring)."""
 
     def __init__(self, requests: list[Request], prompts: list[str], single: bool,
-                 decode: Callable[[torch.Tensor], np.ndarray]):
-        self.requests = requests
+                 decode: Callable[[torch.Tensor], np.ndarray], grid: int):
+        self.requests = requests  # one per prompt, each of the same number of images
         self.prompts = prompts
         self.single = single  # a single prompt string was given (ImageResult.prompt is then a string)
+        self.grid = grid  # token rows (and columns) of an image
         self._decode = decode
+
+    @property
+    def num_images(self) -> int:
+        return sum(r.num_images for r in self.requests)
+
+    def previews(self) -> Iterator[Preview]:
+        """The previews asked for (`partial_images`), rendered as they come; ends when every image is done. A slow
+        consumer sees only the newest preview of each image (the engine never waits): fewer may come, in order."""
+        return iter(self._reader())
+
+    def apreviews(self) -> AsyncIterator[Preview]:
+        """`previews()` for asyncio (rendered in an executor); cancelling the consumer does not cancel the job."""
+        return self._reader().aiter()
+
+    def _reader(self) -> PreviewReader:
+        return PreviewReader(self.requests, self.requests[0].num_images, self.grid, self._decode)
+
+    def rows_done(self) -> list[int]:
+        """Token rows drawn so far of each image (prompt-major order), 0..grid; read without locks."""
+        done = []
+        for r in self.requests:
+            per_image = [0] * r.num_images
+            for g in r.groups:
+                steps = r.max_steps if r.done() and not r.cancel_requested and not r.failed else g.steps_done
+                per_image[g.first_image:g.first_image + g.images] = [steps // self.grid] * g.images
+            done += per_image
+        return done
+
+    def waiting(self) -> bool:
+        """True while none of the job's images has started (its requests wait for KV rows)."""
+        return all(r.admitted_at is None for r in self.requests) and not self.done()
 
     def _build(self) -> ImageResult:
         tokens = torch.cat([r.result() for r in self.requests])  # [N, grid*grid]

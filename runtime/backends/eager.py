@@ -16,7 +16,7 @@ import torch
 from janus_rt.model.config import JanusConfig
 from janus_rt.engine.primitives import seeded_generator
 from janus_rt.engine.request import Group
-from janus_rt.backends.prefill_inputs import prefill_embeddings, prefill_positions
+from janus_rt.backends.prefill_inputs import prefill_hidden
 from janus_rt.model.cfg_rows import pair_rows
 from janus_rt.backends.kv_rows import KVRows
 from janus_rt.model.janus import JanusModel
@@ -45,10 +45,7 @@ class TorchBackend:
     def prefill(self, group: Group) -> None:
         model = self.model
         group.state = seeded_generator(group.request.seed, group.index, self.device)
-        embeds = prefill_embeddings(model, group, self.device)  # [R, L, D]
-        positions = prefill_positions(group, self.device)  # [R, L]
-        hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
-        self._sample(group, hidden, 0)
+        self._sample(group, prefill_hidden(model, group, self.kv, self.device), 0)  # hidden [R, D]
 
     def decode(self, groups: list[Group]) -> None:
         for group in groups:
@@ -61,8 +58,16 @@ class TorchBackend:
             embeds = model.gen_token_embeddings(pair_rows(last))[:, None]  # [2P, 1, D]
         else:
             embeds = model.llm.embed_tokens(last[:, None])  # [1, 1, D]
-        pos = torch.full((group.rows, 1), group.position, device=self.device)  # [R, 1]
-        hidden = model.llm(embeds, pos, self.kv.group_cache(group), group.position)[:, -1]  # [R, D]
+        sets = group.row_sets()  # one set, or a negative prompt's conditional and unconditional rows
+        hidden = embeds.new_empty(group.rows, embeds.shape[-1]) if len(sets) > 1 else None  # [R, D]
+        for rows, length in sets:
+            slot = length + step - 1  # this set's cache slot and RoPE position of the input token
+            pos = torch.full((embeds[rows].shape[0], 1), slot, device=self.device)  # [r, 1]
+            out = model.llm(embeds[rows], pos, self.kv.group_cache(group, rows), slot)[:, -1]  # [r, D]
+            if hidden is None:
+                hidden = out
+            else:
+                hidden[rows] = out
         self._sample(group, hidden, step)
 
     def _sample(self, group: Group, hidden: torch.Tensor, step: int) -> None:
@@ -73,6 +78,9 @@ class TorchBackend:
 
     def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
         return self.kv.read(group, start, stop)
+
+    def snapshot_tokens(self, group: Group, stop: int) -> torch.Tensor:
+        return self.kv.out_tokens(group)[:, :stop].clone()  # enqueued on the device: no sync
 
     def release(self, group: Group) -> None:
         group.state = None

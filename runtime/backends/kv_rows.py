@@ -25,10 +25,11 @@ class KVRows:
         self.cache = KVCache.empty(llm, rows + 1, max_seq_len, device, dtype)
         self.tokens = torch.zeros(rows + 1, max_seq_len, dtype=torch.long, device=device)
 
-    def group_cache(self, group: Group) -> KVCache:
-        """The group's rows of every layer, `[layers, group.rows, kv_heads, max_seq_len, head_dim]` (a view)."""
-        rows = slice(group.first_row, group.first_row + group.rows)
-        return KVCache(self.cache.keys[:, rows], self.cache.values[:, rows])
+    def group_cache(self, group: Group, rows: slice = slice(None)) -> KVCache:
+        """The group's rows of every layer, `[layers, group.rows, kv_heads, max_seq_len, head_dim]` (a view), or
+        those `rows` of them (a row set of `group.row_sets()`, a strided view)."""
+        span = slice(group.first_row, group.first_row + group.rows)
+        return KVCache(self.cache.keys[:, span][:, rows], self.cache.values[:, span][:, rows])
 
     def out_tokens(self, group: Group) -> torch.Tensor:
         """The group's token records `[images, max_seq_len]` (a view: each image's conditional row)."""

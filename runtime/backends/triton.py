@@ -39,7 +39,7 @@ from janus_rt.kernels.interpret import INTERPRETER_LOCK, interpreter_problem, in
 from janus_rt.kernels.rope_cache import inv_freq_of
 from janus_rt.kernels.skinny_gemm import SkinnyLinear
 from janus_rt.kernels.tuning import configure_triton_cache
-from janus_rt.backends.prefill_inputs import prefill_embeddings, prefill_positions
+from janus_rt.backends.prefill_inputs import prefill_hidden
 from janus_rt.model.janus import JanusModel
 
 
@@ -146,9 +146,7 @@ class TritonBackend:
 
     def _prefill(self, group: Group) -> None:
         model, dev = self.model, self.device
-        embeds = prefill_embeddings(model, group, dev)  # [R, L, D]
-        positions = prefill_positions(group, dev)  # [R, L]
-        hidden = model.llm(embeds, positions, self.kv.group_cache(group), 0)[:, -1]  # [R, D]
+        hidden = prefill_hidden(model, group, self.kv, dev)  # [R, D]
         logits = model.gen_head(hidden) if group.kind == "image" else model.lm_head(hidden)  # [R, V]
         temperature, top_k, top_p, cfg_weight = group.params.kernel_row()
 
@@ -184,6 +182,9 @@ class TritonBackend:
 
     def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor:
         return self.kv.read(group, start, stop)
+
+    def snapshot_tokens(self, group: Group, stop: int) -> torch.Tensor:
+        return self.kv.out_tokens(group)[:, :stop].clone()  # enqueued on the device: no sync
 
     def release(self, group: Group) -> None:
         self._layout = None  # the batch changes at the next step

@@ -5,7 +5,8 @@ Batch layout of a step (host-built when the set of running groups changes, then 
     rows   [Bi, Bi + Bt) text rows, Bt a bucket size
 Padding rows (to reach the bucket) point at the pool's scratch row and never advance.
 Buffers (device tensors of fixed shape, so the body captures into a CUDA graph once per (Bi, Bt)):
-    cache_rows [B] int32, positions [B] int64 (RoPE position = cache slot of this step's input), row_live [B]
+    cache_rows [B] int32, positions [B] int64 (RoPE position = cache slot of this step's input, per row: a
+    negative prompt's unconditional rows have their own), row_live [B]
     per sampled output row (Pi = Bi / 2 images, Pt = Bt answers): out_row int32 (its token record),
     step int64 (index of the token sampled now), live, seed int64 (request seed + image index),
     temperature, top_k, top_p, cfg_weight (images)
@@ -135,7 +136,7 @@ class StepGraph:
             n = 0
             for g in groups:
                 cache_rows += range(g.first_row, g.first_row + g.rows)
-                positions += [g.position] * g.rows
+                positions += g.positions()
                 live += [1] * g.rows
                 n += g.rows
             cache_rows += [scratch] * (width - n)

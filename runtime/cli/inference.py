@@ -42,6 +42,9 @@ def add_generate_args(g: argparse.ArgumentParser) -> None:
                         "memory until the call ends, and more images than the engine's rows run in waves)")
     g.add_argument("--cfg-weight", type=float, default=IMAGE_DEFAULTS.cfg_weight,
                    help=f"classifier-free guidance weight (default {IMAGE_DEFAULTS.cfg_weight:g})")
+    g.add_argument("--negative-prompt", default=None, metavar="TEXT",
+                   help="what the images should not look like, e.g. \"blurry, low quality\": guidance steers away "
+                        "from it (default: none, the reference's guidance against an empty prompt)")
     _add_sampling_args(g, IMAGE_DEFAULTS)
     g.add_argument("--out", default="janus-rt-images",
                    help="output folder, created if needed; files are never overwritten (default ./janus-rt-images)")
@@ -78,7 +81,8 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--max-rows {args.max_rows}: one image needs 2 KV rows (classifier-free guidance runs the "
                          "prompt with and without its text); pass --max-rows 2 or more, or leave it out", "--max-rows")
     m = load_model(args, config)
-    job = m.submit_prepared(prepare_images(args.prompt, args.num_images, params, m.request_context, args.raw, CLI))
+    job = m.submit_prepared(prepare_images(args.prompt, args.num_images, params, m.request_context, args.raw, CLI,
+                                           negative_prompt=args.negative_prompt))
     result = job.result(progress=show_progress())
     save_pngs(result.images, Path(args.out), slug(args.prompt), on_saved=print)  # each path once it is written
     return 0

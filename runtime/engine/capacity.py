@@ -35,14 +35,15 @@ class RowCapacity:
         """Most tokens a prompt of `prompt_len` tokens may sample (< 1: not even one)."""
         return self.slots - prompt_len + 1
 
-    def check_image(self, prompt_len: int, image_tokens: int, spelling: Spelling = API) -> None:
-        """Refuse an image prompt whose `image_tokens` sampled tokens do not fit after it."""
+    def check_image(self, prompt_len: int, image_tokens: int, spelling: Spelling = API, field: str = "prompt") -> None:
+        """Refuse an image prompt (or negative prompt: `field`) whose `image_tokens` sampled tokens do not fit after it."""
         need = prompt_len + image_tokens - 1
         if need > self.slots:
-            raise InputError(f"the prompt is {prompt_len} tokens; with {image_tokens} image tokens it needs {need} "
-                             f"cache slots, more than the {self.limits()}: shorten the prompt (to at most "
+            name = "prompt" if field == "prompt" else spelling.name(field)
+            raise InputError(f"the {name} is {prompt_len} tokens; with {image_tokens} image tokens it needs {need} "
+                             f"cache slots, more than the {self.limits()}: shorten the {name} (to at most "
                              f"{self.slots - image_tokens + 1} tokens) or load with a larger {spelling.name('max_seq_len')}",
-                             param="prompt", code=CONTEXT_EXCEEDED)
+                             param=field, code=CONTEXT_EXCEEDED)
 
     def check_text(self, prompt_len: int, max_new_tokens: int, spelling: Spelling = API) -> None:
         """Refuse a text prompt (images included) that leaves no room for `max_new_tokens` tokens."""

@@ -4,7 +4,8 @@ Loop (one iteration = one step boundary):
     1. take new requests from the inbox; drop cancelled ones (their rows are freed now)
     2. admit waiting groups, first come first served, while their rows fit the pool: prefill each
     3. one decode step for every admitted group: image rows and text rows share it
-    4. read text tokens back every `backend.sync_every` steps: EOS, streaming; retire finished groups
+    4. read text tokens back every `backend.sync_every` steps: EOS, streaming; snapshot image tokens where a
+       preview is due (a copy on the device, never a wait: `PreviewSnapshot`); retire finished groups
     5. mark the step; wait until at most MAX_STEPS_IN_FLIGHT - 1 steps are still running on the device
 A request never depends on its companions: a group's rows run the same arithmetic alone or in a batch,
 and its random draws are keyed by its own seed (see README, "Batch invariance").
@@ -26,7 +27,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -38,7 +39,7 @@ from janus_rt.engine.capacity import RowCapacity
 from janus_rt.model.cfg_rows import images_in_rows
 from janus_rt.engine.pool import EngineConfig, RowPool, plan_rows
 from janus_rt.engine.primitives import StepBackend, StepMarker, step_marker_source
-from janus_rt.engine.request import EngineStats, Group, Request
+from janus_rt.engine.request import EngineStats, Group, PreviewSnapshot, Request
 
 
 IDLE_EXIT_S = 5.0  # an engine thread with nothing to do for this long exits; the next submission starts one
@@ -107,16 +108,25 @@ class Engine:
         return images_in_rows(self.pool.rows)
 
     # ------------------------------------------------------------------------------------- submission
-    def submit_images(self, prompt_ids: list[int], pad_id: int, num_images: int, params: SamplingParams) -> Request:
-        """Queue `num_images` images of one prompt (ids end with `<begin_of_image>`); returns at once."""
+    def submit_images(self, prompt_ids: list[int], pad_id: int, num_images: int, params: SamplingParams,
+                      negative_ids: list[int] | None = None, preview_steps: Sequence[int] = ()) -> Request:
+        """Queue `num_images` images of one prompt (ids end with `<begin_of_image>`); returns at once.
+
+        `negative_ids`: the unconditional rows' own prompt (formatted like the prompt) instead of the pad-filled
+        copy; `preview_steps`: tokens per image (increasing, each in [1, grid*grid)) at which to snapshot them."""
         steps = self.cfg.image_tokens_per_image
         self.capacity.check_image(len(prompt_ids), steps)
+        if negative_ids is not None:
+            self.capacity.check_image(len(negative_ids), steps, field="negative_prompt")
+        points = list(preview_steps)
+        if points != sorted(set(points)) or any(not 1 <= p < steps for p in points):
+            raise InputError(f"preview steps must increase within [1, {steps}), got {points}", param="partial_images")
         if self.max_rows < 2:
             words = self.config.spelling
             raise InputError(f"one image needs 2 KV rows but the engine has {words.setting('max_rows', self.max_rows)}; "
                              f"raise {words.name('max_rows')}", param="max_rows")
         request = Request("image", prompt_ids, params, max_steps=steps, num_images=num_images, pad_id=pad_id,
-                          seed=self._seed(params))
+                          seed=self._seed(params), negative_ids=negative_ids, preview_steps=tuple(points))
         per = self.images_per_group
         request.groups = [Group(request, images=min(per, num_images - first), first_image=first, index=i)
                           for i, first in enumerate(range(0, num_images, per))]
@@ -330,11 +340,25 @@ class Engine:
             group.fetched = group.steps_done
             done = request.publish_text(new) or done
         if not done:
+            if request.preview_steps:
+                self._snapshot_previews(group)
             return
         if request.kind == "image":
             tokens = self.backend.read_tokens(group, 0, group.max_steps)
             request.image_tokens[group.first_image:group.first_image + group.images] = tokens
         self._retire(group)
+
+    def _snapshot_previews(self, group: Group) -> None:
+        """Publish a snapshot of the group's tokens where a preview is due: a copy enqueued on the device and a
+        marker after it, so the engine goes on at once; whoever renders it waits for the marker in its own thread."""
+        points = group.request.preview_steps
+        while group.previews_taken < len(points) and group.steps_done >= points[group.previews_taken]:
+            steps = points[group.previews_taken]
+            tokens = self.backend.snapshot_tokens(group, steps)  # [images, steps]
+            marker = self._mark_step() if self._mark_step is not None else None
+            group.request.publish_preview(PreviewSnapshot(group.first_image, group.previews_taken, steps, tokens,
+                                                          marker))
+            group.previews_taken += 1
 
     def _retire(self, group: Group) -> None:
         """Free the group's rows; finish its request when it was the last group."""

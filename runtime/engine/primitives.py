@@ -7,6 +7,8 @@ backend implements:
     decode(groups)                one step for every row of these groups: feed each output row's last token,
                                   sample token `group.steps_done` (the engine then advances `steps_done`)
     read_tokens(group, a, b)      tokens a..b-1 of each output row, `[images, b - a]` int64 on the CPU
+    snapshot_tokens(group, b)     a copy of tokens 0..b-1 of each output row, `[images, b]`, made on the device
+                                  without waiting for it (a preview: the rows may be reused before it is read)
     release(group)                drop per-group state (the engine frees the rows)
     decode_pixels(tokens)         image-token ids `[N, grid*grid]` -> RGB `[N, 3, S, S]` in [-1, 1] (thread-safe)
 `sync_every` says how many steps the engine may run between reads of text tokens (EOS checks, streaming):
@@ -43,6 +45,8 @@ class StepBackend(Protocol):
     def decode(self, groups: list[Group]) -> None: ...
 
     def read_tokens(self, group: Group, start: int, stop: int) -> torch.Tensor: ...
+
+    def snapshot_tokens(self, group: Group, stop: int) -> torch.Tensor: ...
 
     def release(self, group: Group) -> None: ...
 

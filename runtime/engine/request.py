@@ -6,8 +6,12 @@ A group is the unit of scheduling and of KV memory: rows that are admitted, step
                  else ceil(N / per_group) groups that run in waves.
     text group:  one row (one question).
 Rows of a group are contiguous in the KV pool (`first_row ...`), so a backend can take the group's cache as
-a view. A group has sampled `steps_done` tokens per output row; its next input token sits at cache slot /
-RoPE position `prompt_len + steps_done - 1` (no padding: every row starts at slot 0).
+a view. A group has sampled `steps_done` tokens per output row; row r's next input token sits at cache slot / RoPE
+position `row_prompt_lens[r] + steps_done - 1` (no padding: every row starts at slot 0). The rows of a group share
+one prompt length, except an image request with a negative prompt, whose unconditional rows hold the negative
+prompt's own ids (`janus_rt.model.cfg_rows`).
+An image request may ask for previews (`preview_steps`): when a group has sampled that many tokens per image, the
+engine snapshots them without waiting for the device (`publish_preview`), and whoever listens renders them.
 
 A `Request` is thread-safe to hold from any thread: `result()` blocks, `await request` suits asyncio,
 `cancel()` frees its rows at the next step boundary, `stream()` / `astream()` yield text token ids as the
@@ -28,7 +32,7 @@ from typing import Any, AsyncIterator, Iterator, Literal
 import torch
 
 from janus_rt.engine.params import SamplingParams, seed_bits
-from janus_rt.model.cfg_rows import conditional_rows, rows_for_images
+from janus_rt.model.cfg_rows import ROWS_PER_IMAGE, conditional_rows, rows_for_images
 
 Kind = Literal["image", "text"]
 _ids = itertools.count(1)
@@ -47,6 +51,7 @@ class Group:
     steps_done: int = 0  # tokens sampled per output row so far
     fetched: int = 0  # tokens per output row already read back to the host
     state: Any = None  # backend-owned (a torch.Generator, an ONNX past cache, ...)
+    previews_taken: int = 0  # how many of the request's `preview_steps` this group has snapshotted
 
     @property
     def kind(self) -> Kind:
@@ -62,16 +67,36 @@ class Group:
 
     @property
     def prompt_len(self) -> int:
-        return len(self.request.prompt_ids)
+        """The longest prompt among the group's rows (what its rows need of the cache before sampling)."""
+        return max(self.request.prompt_lens)
+
+    @property
+    def row_prompt_lens(self) -> list[int]:
+        """Prompt length of each of the group's rows, in row order."""
+        lens = self.request.prompt_lens
+        return lens * self.images if self.kind == "image" else lens
+
+    @property
+    def uniform(self) -> bool:
+        """Every row has the same prompt length (always, but for an image request with a negative prompt)."""
+        return len(set(self.request.prompt_lens)) == 1
 
     @property
     def max_steps(self) -> int:
         return self.request.max_steps
 
-    @property
-    def position(self) -> int:
-        """Cache slot and RoPE position of the next input token (the last sampled one)."""
-        return self.prompt_len + self.steps_done - 1
+    def row_sets(self) -> list[tuple[slice, int]]:
+        """The group's rows split by prompt length: (rows of the group, their prompt length) for each length.
+        One set for every group but an image group with a negative prompt: its conditional rows (0::2) and its
+        unconditional rows (1::2)."""
+        if self.uniform:
+            return [(slice(0, self.rows), self.prompt_len)]
+        cond, uncond = self.request.prompt_lens
+        return [(slice(0, self.rows, ROWS_PER_IMAGE), cond), (slice(1, self.rows, ROWS_PER_IMAGE), uncond)]
+
+    def positions(self) -> list[int]:
+        """Cache slot and RoPE position of each row's next input token (the last sampled one)."""
+        return [length + self.steps_done - 1 for length in self.row_prompt_lens]
 
     @property
     def done(self) -> bool:
@@ -91,10 +116,16 @@ class Request:
 
     def __init__(self, kind: Kind, prompt_ids: list[int], params: SamplingParams, *, max_steps: int,
                  num_images: int = 1, pad_id: int = 0, pixel_values: torch.Tensor | None = None,
-                 eos_id: int = -1, placeholder_id: int = -1, seed: int = 0):
+                 eos_id: int = -1, placeholder_id: int = -1, seed: int = 0,
+                 negative_ids: list[int] | None = None, preview_steps: tuple[int, ...] = ()):
         self.id = next(_ids)
         self.kind: Kind = kind
         self.prompt_ids = list(prompt_ids)  # image: BOS ... <begin_of_image>; text: image placeholders expanded
+        # image: the unconditional rows' own prompt (a negative prompt, formatted like the prompt); None = the
+        # reference's pad-filled copy of the prompt
+        self.negative_ids = list(negative_ids) if negative_ids is not None else None
+        self.preview_steps = tuple(preview_steps)  # image: tokens per image at which a preview snapshot is taken
+        self.previews: list[PreviewSnapshot] = []  # snapshots published so far (image)
         self.params = params
         self.seed = seed  # params.seed, or the fresh one drawn at submission
         self.max_steps = max_steps  # tokens per output row: the image grid, or max_new_tokens
@@ -157,8 +188,17 @@ class Request:
     def total_tokens(self) -> int:
         return self.max_steps * self.num_images
 
-    def stream(self) -> Iterator[int]:
-        """Text token ids as the engine reads them back (EOS excluded); ends when the request ends."""
+    @property
+    def prompt_lens(self) -> list[int]:
+        """Prompt length of each row of one image's CFG pair (conditional, unconditional), or of the text row."""
+        if self.kind != "image":
+            return [len(self.prompt_ids)]
+        uncond = len(self.prompt_ids) if self.negative_ids is None else len(self.negative_ids)
+        return [len(self.prompt_ids), uncond]
+
+    def stream(self) -> Iterator[Any]:
+        """Text token ids as the engine reads them back (EOS excluded), or an image request's preview snapshots;
+        ends when the request ends."""
         q: queue.Queue = queue.Queue()
         self._listen(None, q)
         while True:
@@ -167,7 +207,7 @@ class Request:
                 break
             yield item
 
-    async def astream(self) -> AsyncIterator[int]:
+    async def astream(self) -> AsyncIterator[Any]:
         """`stream()` for asyncio; cancelling the consumer does not cancel the request (call `cancel()`)."""
         q: asyncio.Queue = asyncio.Queue()
         self._listen(asyncio.get_running_loop(), q)
@@ -177,10 +217,27 @@ class Request:
                 break
             yield item
 
+    def preview_stream(self) -> Iterator["PreviewSnapshot"]:
+        """Preview snapshots as the engine takes them (those taken before included); ends when the request ends."""
+        return self.stream()
+
+    END = _END  # what a listener's queue receives last (`listen`)
+
+    @property
+    def failed(self) -> bool:
+        """Done with an error (not finished, not cancelled)."""
+        return self._future.done() and not self._future.cancelled() and self._future.exception() is not None
+
+    def listen(self, loop: asyncio.AbstractEventLoop | None, q: Any) -> None:
+        """Send what the request publishes (text ids, or preview snapshots; those published already first) to `q`,
+        then `Request.END`: `q.put(item)` from the engine thread when `loop` is None, else `q.put_nowait(item)` on
+        `loop` (an asyncio queue). `stream()` / `astream()` are built on it."""
+        self._listen(loop, q)
+
     def _listen(self, loop: asyncio.AbstractEventLoop | None, q: Any) -> None:
         with self._lock:
-            for tid in self.text_tokens:
-                self._put(loop, q, tid)
+            for item in (self.text_tokens if self.kind == "text" else self.previews):
+                self._put(loop, q, item)
             if self._future.done():
                 self._put(loop, q, _END)
             else:
@@ -206,6 +263,13 @@ class Request:
                     self._put(loop, q, tid)
         return self.finished_by_eos
 
+    def publish_preview(self, snapshot: "PreviewSnapshot") -> None:
+        """Hand a preview snapshot to every listener (never blocks: the engine thread calls it)."""
+        with self._lock:
+            self.previews.append(snapshot)
+            for loop, q in self._listeners:
+                self._put(loop, q, snapshot)
+
     def group_finished(self) -> bool:
         """One group is done; True when it was the last one (then call `finish`)."""
         self._groups_left -= 1
@@ -228,6 +292,26 @@ class Request:
             self._listeners.clear()
 
 
+@dataclass(frozen=True)
+class PreviewSnapshot:
+    """The tokens a group had drawn when a preview was due, copied on the device without waiting for it.
+
+    `tokens` may still be being computed when this arrives: call `ready()` (it waits for the device, in the
+    caller's thread) before reading it."""
+
+    first_image: int  # the group's first image within its request
+    preview_index: int  # which of the request's `preview_steps`
+    steps: int  # tokens per image drawn (the first `steps` of the raster order)
+    tokens: torch.Tensor  # [images, steps] int64 on the backend's device (a copy: the rows may be reused)
+    marker: Any = None  # a StepMarker enqueued after the copy (None: the copy is already done)
+
+    def ready(self) -> torch.Tensor:
+        """The tokens on the CPU `[images, steps]`, once the device has made them."""
+        if self.marker is not None:
+            self.marker.synchronize()
+        return self.tokens.cpu()
+
+
 @dataclass
 class EngineStats:
     """Counters since the engine started (what `Janus.stats()` returns as a dict)."""
@@ -243,4 +327,4 @@ class EngineStats:
     tokens_sampled: int = 0  # output-row tokens, prefill tokens included
 
 
-__all__ = ["CancelledError", "EngineStats", "Group", "Request"]
+__all__ = ["CancelledError", "EngineStats", "Group", "PreviewSnapshot", "Request"]

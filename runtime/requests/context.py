@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from janus_rt.checkpoint.tokenizer import JanusTokenizer
@@ -20,3 +21,8 @@ class RequestContext:
     image_tokens: int  # tokens one generated image samples (the VQ grid, 576)
     tokens_per_input_image: int  # prompt positions of one understood image (SigLIP patches, 576)
     image_processor: ImageProcessorConfig  # resize / normalize of understood images
+
+    @property
+    def image_grid(self) -> int:
+        """Token rows (and columns) of a generated image (24)."""
+        return math.isqrt(self.image_tokens)

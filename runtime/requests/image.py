@@ -1,8 +1,10 @@
 """Preparing a text-to-image request: the one path the library, the CLI and the server take.
 
-`prepare_images` checks the cheap things first (the prompt's type, the image count), then formats each prompt
-in the model's chat format, tokenizes it and checks that the image fits after it (the engine's one capacity
-check); it returns exactly what the engine's `submit_images` takes. Sampling fields arrive already checked as a
+`prepare_images` checks the cheap things first (the prompt's type, the image count, the previews), then formats each
+prompt (and the negative prompt, when one is given) in the model's chat format, tokenizes it and checks that the
+image fits after it (the engine's one capacity check); it returns exactly what the engine's `submit_images` takes.
+A negative prompt replaces the unconditional CFG rows' pad-filled copy of the prompt; None or "" keeps the
+reference's behaviour exactly. Sampling fields arrive already checked as a
 `SamplingParams` (built once, in the words of the caller's user).
 """
 
@@ -17,6 +19,7 @@ from janus_rt.requests.context import RequestContext
 from janus_rt.requests.prompts import generation_prompt
 from janus_rt.requests.text import check_size_before_tokenizing, check_text
 from janus_rt.checkpoint.tokenizer import BEGIN_OF_IMAGE
+from janus_rt.previews import preview_steps
 from janus_rt.spelling import API, Spelling
 
 MAX_IMAGES_PER_CALL = 256  # images one call may ask for: tokens and pixels are held until it returns
@@ -31,6 +34,8 @@ class PreparedImages:
     num_images: int  # samples per prompt
     params: SamplingParams
     single: bool  # the caller passed one prompt (not a list): results are not wrapped in a list
+    negative_ids: list[int] | None = None  # the negative prompt's ids (each prompt's unconditional rows), or None
+    preview_steps: tuple[int, ...] = ()  # tokens per image after which a preview is taken (`partial_images`)
 
 
 def check_image_count(num_images: object, num_prompts: int = 1, spelling: Spelling = API) -> int:
@@ -67,17 +72,40 @@ def image_prompt_text(prompt: object, context: RequestContext, raw: bool = False
     return generation_prompt(prompt, context.chat_format)
 
 
+def negative_prompt_ids(negative_prompt: object, context: RequestContext, raw: bool = False,
+                        spelling: Spelling = API) -> list[int] | None:
+    """The negative prompt's ids in the model's generation format (checked as the prompt is), or None when absent
+    or empty (then the unconditional rows are the reference's pad-filled prompt)."""
+    if negative_prompt is None or negative_prompt == "":
+        return None
+    name = spelling.name("negative_prompt")
+    if not isinstance(negative_prompt, str):
+        raise InputError(f"{name} must be a string, got {type(negative_prompt).__name__}", param="negative_prompt")
+    check_size_before_tokenizing(check_text(negative_prompt, name), context.tokenizer, context.capacity.slots, name)
+    if raw:
+        text = negative_prompt if negative_prompt.endswith(BEGIN_OF_IMAGE) else negative_prompt + BEGIN_OF_IMAGE
+    else:
+        text = generation_prompt(negative_prompt, context.chat_format)
+    ids = context.tokenizer.encode(text)
+    context.capacity.check_image(len(ids), context.image_tokens, spelling, field="negative_prompt")
+    return ids
+
+
 def prepare_images(prompt: str | Sequence[str], num_images: int, params: SamplingParams, context: RequestContext,
-                   raw: bool = False, spelling: Spelling = API) -> PreparedImages:
-    """Validate, format, tokenize and check capacity once; see the module docstring."""
+                   raw: bool = False, spelling: Spelling = API, negative_prompt: str | None = None,
+                   partial_images: int = 0) -> PreparedImages:
+    """Validate, format, tokenize and check capacity once; see the module docstring. `negative_prompt` applies to
+    every prompt; `partial_images` previews per image (`janus_rt.previews`)."""
     single = isinstance(prompt, str)
     if not single and (not isinstance(prompt, (list, tuple)) or not prompt):
         raise InputError(f"prompt must be a non-empty string or a non-empty list of them, got {prompt!r}",
                          param="prompt")
     prompts = [prompt] if single else list(prompt)  # type: ignore[list-item]
     check_image_count(num_images, len(prompts), spelling)
+    steps = preview_steps(partial_images, context.image_grid, spelling.name("partial_images"))
     texts = [image_prompt_text(p, context, raw) for p in prompts]  # every prompt checked before any is tokenized
     encoded = [context.tokenizer.encode(t) for t in texts]
     for ids in encoded:
         context.capacity.check_image(len(ids), context.image_tokens, spelling)
-    return PreparedImages(texts, encoded, num_images, params, single)
+    negative = negative_prompt_ids(negative_prompt, context, raw, spelling)
+    return PreparedImages(texts, encoded, num_images, params, single, negative, steps)
