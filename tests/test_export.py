@@ -90,6 +90,29 @@ def test_onnxruntime_greedy_image_tokens_and_pixels_match_torch(torch_model, ort
     assert np.abs(got.images.astype(int) - ref.images.astype(int)).max() <= 1
 
 
+def test_onnxruntime_negative_prompts_match_torch(torch_model, ort_model):
+    """The graph backend left-pads the shorter of a negative prompt's CFG rows and masks the padding: greedy tokens
+    equal the torch backend's (whose rows keep their own lengths), for a negative prompt shorter and one longer."""
+    for negative in ("dark", "blurry, low quality, deformed, extra limbs, watermark, text, jpeg artifacts"):
+        ref = torch_model.generate_images("a red fox in the snow", num_images=2, temperature=0, negative_prompt=negative)
+        got = ort_model.generate_images("a red fox in the snow", num_images=2, temperature=0, negative_prompt=negative)
+        assert torch.equal(got.tokens, ref.tokens)
+        assert np.abs(got.images.astype(int) - ref.images.astype(int)).max() <= 1
+
+
+def test_onnxruntime_previews_show_the_drawn_rows(ort_model):
+    from janus_rt.previews import fill_undrawn, gray_undrawn
+
+    grid = ort_model.config.vq.image_token_grid
+    job = ort_model.submit_images("a cat", seed=3, partial_images=1)
+    result = job.result()
+    (preview,) = list(job.previews())
+    assert (preview.preview_index, preview.rows_done) == (0, grid // 2)
+    drawn = result.tokens[:, :preview.rows_done * grid]
+    want = gray_undrawn(ort_model.decode_image_tokens(fill_undrawn(drawn, grid)), preview.rows_done, grid)[0]
+    assert np.array_equal(preview.image, want)
+
+
 def test_onnxruntime_seeded_sampling_matches_torch(torch_model, ort_model):
     ref = torch_model.generate_images("a cat", num_images=1, seed=7, cfg_weight=3.0)
     got = ort_model.generate_images("a cat", num_images=1, seed=7, cfg_weight=3.0)

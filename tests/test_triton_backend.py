@@ -252,3 +252,37 @@ def test_fusions_option_is_checked(ckpt: Path) -> None:
     assert info.value.param == "fusions"
     with pytest.raises(InputError, match="backend 'torch' has none"):
         janus_rt.load(ckpt, device=device, backend="torch", fusions="all")
+
+
+def test_negative_prompt_rows_keep_their_own_positions_in_the_mixed_step(pair) -> None:
+    """A negative prompt shorter and one longer than the prompt, beside a plain image and an answer in the same
+    steps: each row runs at its own cache length and position, so the triton step gives torch's greedy tokens."""
+    from test_engine import run_threads
+
+    torch_m, triton_m = pair
+    negatives = ["dark", "blurry, low quality, deformed, extra limbs, watermark, text"]
+    asks = [lambda m, neg=neg: m.generate_images("a red fox in the snow", num_images=2, temperature=0,
+                                                 negative_prompt=neg).tokens.cpu() for neg in negatives]
+    asks.append(lambda m: m.generate_images("a green field", num_images=1, temperature=0).tokens.cpu())
+    asks.append(lambda m: m.chat("What is this?", max_new_tokens=6).token_ids)
+    ref = [ask(torch_m) for ask in asks]
+    ours = run_threads([lambda ask=ask: ask(triton_m) for ask in asks])
+    for got, want in zip(ours, ref):
+        assert torch.equal(got, want) if isinstance(want, torch.Tensor) else got == want
+    assert not torch.equal(ref[0], ref[1])  # the two negative prompts steer differently
+
+
+def test_previews_come_from_the_triton_records(pair) -> None:
+    """The triton backend's snapshots are the drawn tokens: each preview is their decode, the rest gray."""
+    from janus_rt.previews import fill_undrawn, gray_undrawn
+
+    _, triton_m = pair
+    grid = triton_m.config.vq.image_token_grid
+    job = triton_m.submit_images("a red fox", num_images=2, seed=3, partial_images=grid - 1)
+    result = job.result()
+    late = list(job.previews())  # read after the end: the newest preview of each image
+    assert [(p.image_index, p.rows_done) for p in late] == [(0, grid - 1), (1, grid - 1)]
+    for p in late:
+        drawn = result.tokens[p.image_index:p.image_index + 1, :p.rows_done * grid]
+        want = gray_undrawn(triton_m.decode_image_tokens(fill_undrawn(drawn, grid)), p.rows_done, grid)[0]
+        assert np.array_equal(p.image, want)
