@@ -26,6 +26,7 @@ from janus_rt.model.janus import JanusModel, build_empty_model
 from janus_rt.requests.chat import Conversation, PreparedChat, check_chat_args, check_stop, prepare_chat
 from janus_rt.requests.context import RequestContext
 from janus_rt.requests.image import PreparedImages, image_prompt_text, prepare_images
+from janus_rt.requests.image_tokens import checked_image_tokens
 from janus_rt.requests.prompts import ChatFormat
 from janus_rt.spelling import API
 from janus_rt.backends.choice import BACKENDS, make_backend, parse_fusions, resolve_device, resolve_dtype
@@ -196,21 +197,8 @@ class Janus:
 
     def decode_image_tokens(self, tokens: torch.Tensor | np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         """Image-token ids `[N, grid*grid]` (or one row `[grid*grid]`) -> uint8 images `[N, S, S, 3]`."""
-        try:
-            t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(np.asarray(tokens))
-        except (TypeError, ValueError) as e:
-            raise InputError(f"image tokens must be an integer tensor / array of shape [N, "
-                             f"{self.config.image_tokens_per_image}], got {type(tokens).__name__} ({e})") from None
-        if t.dim() == 1:
-            t = t[None]
-        n_tok, codes = self.config.image_tokens_per_image, self.config.vq.codebook_size
-        if t.dim() != 2 or t.shape[1] != n_tok or t.shape[0] < 1:
-            raise InputError(f"image tokens must have shape [N, {n_tok}], got {list(t.shape)}")
-        if t.is_floating_point() or t.dtype == torch.bool:
-            raise InputError(f"image tokens must be integers, got dtype {t.dtype}")
-        if int(t.min()) < 0 or int(t.max()) >= codes:
-            raise InputError(f"image tokens must lie in [0, {codes}), got values in [{int(t.min())}, {int(t.max())}]")
-        return self._decode(t.to(dtype=torch.long))
+        cfg = self.config
+        return self._decode(checked_image_tokens(tokens, cfg.image_tokens_per_image, cfg.vq.codebook_size))
 
     def _decode(self, tokens: torch.Tensor) -> np.ndarray:
         """Pixels of `[N, grid*grid]` tokens, VQ_DECODE_CHUNK images at a time (device memory stays flat in N)."""

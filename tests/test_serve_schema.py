@@ -39,6 +39,13 @@ def test_openapi_document_declares_request_and_response_models(make) -> None:
     assert schemas["ChatCompletionRequest"]["additionalProperties"] is False  # unknown fields are refused
     assert "developer" in schemas["ChatMessage"]["properties"]["role"]["enum"]
     assert set(schemas["ImagesResponse"]["properties"]) == {"created", "data", "usage"}
+    image_fields = schemas["ImageGenerationRequest"]["properties"]
+    assert {"stream", "partial_images", "negative_prompt", "output_format", "output_compression", "background",
+            "quality", "moderation", "progress_events"} <= set(image_fields)
+    assert (image_fields["partial_images"]["maximum"], image_fields["output_compression"]["maximum"]) == (3, 100)
+    assert "text/event-stream" in images["responses"]["200"]["content"]  # the streamed answer
+    assert {"PartialImageEvent", "CompletedImageEvent", "ProgressEvent", "ErrorEvent"} <= set(schemas)
+    assert "load" in schemas["Health"]["properties"]
     assert chat["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletion")
     assert "text/event-stream" in chat["responses"]["200"]["content"]
     assert images["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

@@ -39,12 +39,20 @@ then, from another shell:
   curl -s localhost:8000/v1/chat/completions -H 'Content-Type: application/json' -d @ask.json   # a file: base64 is long
   curl -sN localhost:8000/v1/chat/completions -H 'Content-Type: application/json' \\
        -d '{{"messages": [{{"role": "user", "content": "Tell me a story."}}], "stream": true}}'
+  curl -sN localhost:8000/v1/images/generations -H 'Content-Type: application/json' \\
+       -d '{{"prompt": "a red fox", "negative_prompt": "blurry", "stream": true, "partial_images": 2}}'
+  curl -s localhost:8000/v1/images/generations -H 'Content-Type: application/json' \\
+       -d '{{"prompt": "a red fox", "output_format": "webp", "output_compression": 80}}' | jq -r '.data[0].b64_json' \\
+       | base64 -d > fox.webp
   curl -s localhost:8000/v1/models
   curl -s localhost:8000/metrics
 
+Open http://127.0.0.1:8000/ in a browser for the playground (images drawn row by row, chat); --no-ui turns it off.
 Routes follow OpenAI's shapes; with --api-key (or ${API_KEY_ENV}) the /v1 routes need
-'Authorization: Bearer KEY' (/health and /metrics stay open). Images come back as base64 PNG; input images
-are data: URIs only (the server never fetches a URL). needs: pip install 'janus-rt[serve]'
+'Authorization: Bearer KEY' (/health, /metrics and the playground page stay open; the page asks for the key).
+Images come back as base64 PNG (or jpeg / webp: output_format); with "stream": true as server-sent events
+(partial images while drawn, then the completed ones). Input images are data: URIs only (the server never
+fetches a URL). needs: pip install 'janus-rt[serve]'
 """
 
 
@@ -52,8 +60,8 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
     """The `serve` subcommand's flags (model flags shared with generate / chat)."""
     defaults = ServeSettings()
     p.description = ("Load a model and serve it over HTTP: POST /v1/images/generations, POST /v1/chat/completions, "
-                     "GET /v1/models, GET /health, GET /metrics.\nConcurrent requests share the engine's decode "
-                     "steps (README, 'The engine').")
+                     "GET /v1/models, GET /health, GET /metrics, and a web playground at GET /.\nConcurrent requests "
+                     "share the engine's decode steps (README, 'The engine').")
     p.epilog, p.formatter_class = SERVE_EPILOG, argparse.RawDescriptionHelpFormatter
     add_model_args(p)
     s = p.add_argument_group("server")
@@ -84,6 +92,10 @@ def add_serve_args(p: argparse.ArgumentParser) -> None:
                    help=f"largest input image, width x height, read before decoding (default {defaults.max_image_pixels:,})")
     a.add_argument("--max-images", type=int, default=defaults.max_images_per_request,
                    help=f"largest `n` of one image request (default {defaults.max_images_per_request})")
+    s.add_argument("--no-ui", action="store_true",
+                   help="do not serve the web playground at GET / (a 404 instead; the API routes stay). By default "
+                        "the page is served: a browser on this server's own address generates images (watching "
+                        "them drawn) and chats, with no other origin or CDN involved")
     s.add_argument("--warmup", action="store_true",
                    help="compile, tune and capture the common decode shapes before the port opens (the first "
                         "requests then run at full speed; see `janus-rt warmup`)")
@@ -110,7 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
                              max_body_bytes=int(args.max_body_mb * MiB), max_image_pixels=args.max_image_pixels,
                              max_images_per_request=args.max_images, default_max_tokens=args.default_max_tokens,
                              grace_period_s=args.grace_period, read_timeout_s=args.read_timeout,
-                             allow_origins=tuple(args.allow_origin))
+                             allow_origins=tuple(args.allow_origin), ui=not args.no_ui)
     except InputError as e:
         flag = {"max_body_bytes": "max_body_mb", "request_timeout_s": "request_timeout", "grace_period_s": "grace_period",
                 "max_images_per_request": "max_images", "read_timeout_s": "read_timeout",

@@ -1,14 +1,17 @@
 """`build_app(model, settings)`: the FastAPI app of one loaded model (every route, error, metric, the auth).
 
 Routes (OpenAI shapes; `/v1/*` need `Authorization: Bearer KEY` when an API key is set):
-    POST /v1/images/generations   prompt, n, size, response_format=b64_json (+ cfg_weight, temperature,
-                                  top_k, top_p, seed) -> {created, data: [{b64_json}], usage} (PNG)
+    POST /v1/images/generations   prompt, n, size, response_format=b64_json, output_format (png, jpeg, webp),
+                                  output_compression (+ cfg_weight, temperature, top_k, top_p, seed,
+                                  negative_prompt) -> {created, data: [{b64_json}], usage}; with stream (and
+                                  partial_images, progress_events): server-sent events (image_stream.py)
     POST /v1/chat/completions     messages (text + data: image parts; roles system / developer, user,
                                   assistant), max_tokens / max_completion_tokens, temperature, top_p, top_k,
                                   seed, stop, stream -> completion or server-sent events
     GET  /v1/models               the one model served
     GET  /v1/models/{id}          that model, or a 404
-    GET  /health                  200 once the model is loaded and its engine takes work, else 503
+    GET  /health                  200 once the model is loaded and its engine takes work, else 503; its load
+    GET  /                        the web playground (playground.py), unless the server runs with --no-ui
     GET  /metrics                 Prometheus text (metrics.py)
     GET  /openapi.json, /docs     the OpenAPI document of these routes (openapi.py) and its browsable page
 A route asked with another method is a 405 whose `Allow` header lists the route's methods.
@@ -49,7 +52,7 @@ from janus_rt.requests.chat import prepare_chat
 from janus_rt.requests.image import prepare_images
 from janus_rt.spelling import Spelling
 from janus_rt.errors import InputError
-from janus_rt.jobs import ChatJob
+from janus_rt.jobs import ChatJob, ImageResult
 from janus_rt.serve.access import ResponseCounter, route_label
 from janus_rt.serve.admission import Admission
 from janus_rt.serve.body import read_json
@@ -58,9 +61,12 @@ from janus_rt.serve.errors import APIError, from_input_error, invalid
 from janus_rt.serve.messages import build_conversation
 from janus_rt.serve.metrics import ServerMetrics
 from janus_rt.serve.docs_page import docs_page
-from janus_rt.serve.openapi import answers, install_openapi, json_body
-from janus_rt.serve.responses import (ChatCompletion, ChatIds, Health, ImagesResponse, ModelList, ModelObject,
-                                      finish_reason, images_body, model_object, sse)
+from janus_rt.serve.image_options import check_image_options
+from janus_rt.serve.image_stream import ImageStream, StreamGuards, StreamShape
+from janus_rt.serve.playground import playground_page
+from janus_rt.serve.openapi import answers, event_stream, install_openapi, json_body, json_events
+from janus_rt.serve.responses import (IMAGE_STREAM_EVENTS, ChatCompletion, ChatIds, Health, ImagesResponse, ModelList,
+                                      ModelObject, finish_reason, images_body, model_object, sse)
 from janus_rt.serve.schemas import ChatCompletionRequest, ImageGenerationRequest, parse_body
 from janus_rt.serve.settings import ServeSettings
 from janus_rt.serve.shutdown import InFlight, shutting_down_error
@@ -70,10 +76,17 @@ IMAGES_ROUTE = "/v1/images/generations"
 CHAT_ROUTE = "/v1/chat/completions"
 MODELS_ROUTE = "/v1/models"
 MODEL_ROUTE = "/v1/models/{model_id}"  # metrics label of every /v1/models/<id> (one label, whatever the id)
-ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics", "/openapi.json", "/docs")
+ROUTES = (IMAGES_ROUTE, CHAT_ROUTE, MODELS_ROUTE, "/health", "/metrics", "/openapi.json", "/docs", "/")
 JSON_OFF = {"top_k": "null (off)", "top_p": "null (off)", "seed": "null or left out (a random seed)"}  # in a JSON body
 IMAGE_FIELDS = Spelling(renamed={"num_images": "n"}, off_values=JSON_OFF)  # the library's names as the body spells them
-STREAM_MEDIA = {"text/event-stream": {"schema": {"type": "string"}}}  # a chat answer with `stream`: its events
+STREAM_MEDIA = event_stream({"type": "string"}, description=(  # a chat answer with `stream`: each event
+    "`data: <json>`: a chat.completion.chunk (or, on a failure, an error body), then `data: [DONE]`"))
+IMAGE_EVENTS = event_stream(json_events(list(IMAGE_STREAM_EVENTS.values())), list(IMAGE_STREAM_EVENTS), description=(
+    "`event: <type>` + `data: <json>`: partial images as they are drawn (with partial_images), progress (with "
+    "progress_events), one completed event per image; error ends the stream"))  # an image answer with `stream`
+PLAYGROUND_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+                  "img-src 'self' data: blob:; connect-src 'self'; base-uri 'self'; form-action 'self'; "
+                  "frame-ancestors 'self'")  # the page may load and call its own origin only
 CLIENT_CLOSED = 499  # nginx's "client closed request": logged and counted, never received by anyone
 
 
@@ -105,7 +118,8 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         message = (f"no route {request.method} {request.url.path}; routes: POST {IMAGES_ROUTE}, POST {CHAT_ROUTE}, "
-                   f"GET {MODELS_ROUTE}, GET {MODELS_ROUTE}/{{id}}, GET /health, GET /metrics, GET /openapi.json")
+                   f"GET {MODELS_ROUTE}, GET {MODELS_ROUTE}/{{id}}, GET /health, GET /metrics, GET /openapi.json"
+                   + (", GET / (the playground)" if settings.ui else ""))
         if error.status_code == 405 and error.headers and "Allow" in error.headers:
             message = f"{request.url.path} does not take {request.method}; it takes: {error.headers['Allow']}"
         return await api_error(request, APIError(error.status_code, message, code=code, headers=error.headers))
@@ -156,8 +170,10 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
     @app.get("/health", responses={200: {"model": Health}, 503: {"model": Health, "description": "not taking work"}})
     async def health() -> JSONResponse:
         state = model.engine.health()
+        stats = model.stats()
         body = {"status": "ok" if state["alive"] else "unavailable", "model": settings.model_name,
-                "backend": model.backend, "engine": state}
+                "backend": model.backend, "engine": state,
+                "load": {key: stats[key] for key in ("queued_requests", "active_rows", "max_rows")}}
         return JSONResponse(body, status_code=200 if state["alive"] else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -178,39 +194,44 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
         return JSONResponse(model_object(settings.model_name, loaded_at))
 
     @app.post(IMAGES_ROUTE, openapi_extra=json_body(ImageGenerationRequest),
-              responses=answers(ImagesResponse, 400, 401, 404, 408, 413, 415, 429, 500, 503, 504))
+              responses=answers(ImagesResponse, 400, 401, 404, 408, 413, 415, 429, 500, 503, 504,
+                                ok_media=IMAGE_EVENTS))
     async def images(request: Request) -> Response:
         started = time.perf_counter()
         authorize(request)
         raw = await read_json(request, settings.max_body_bytes, settings.read_timeout_s)
         body = parse_body(ImageGenerationRequest, raw)
         check_model_name(body.model)
-        if body.size is not None and body.size != image_size:
-            raise invalid(f"size {body.size!r} is not available: this model makes {image_size} images only",
-                          "size", code="unsupported_size")
-        if body.response_format != "b64_json":
-            raise invalid(f"response_format {body.response_format!r} is not available: images come back inline as "
-                          "b64_json (PNG); the server stores none to link to", "response_format",
-                          code="unsupported_response_format")
-        if not 1 <= body.n <= settings.max_images_per_request:
-            raise invalid(f"n must be an integer in [1, {settings.max_images_per_request}], got {body.n}; ask for more "
-                          "images in several requests", "n")
+        options = check_image_options(body, image_size, settings.max_images_per_request)
         try:
             params = check_generation_args(body.n, body.cfg_weight, body.temperature, body.top_k, body.top_p,
                                            body.seed, spelling=IMAGE_FIELDS)
             prepared = await run_in_threadpool(prepare_images, body.prompt, body.n, params, model.request_context,
-                                               False, IMAGE_FIELDS)
+                                               False, IMAGE_FIELDS, negative_prompt=body.negative_prompt,
+                                               partial_images=options.partial_images)
         except InputError as e:
             raise from_input_error(e, spelling=IMAGE_FIELDS) from None
         job = await run_in_threadpool(admission.submit, lambda: model.submit_prepared(prepared))
+        prompt_tokens = sum(len(ids) for ids in prepared.prompt_ids)
+
+        def served_images(result: ImageResult) -> None:
+            metrics.images.inc(len(result.images))
+            served(IMAGES_ROUTE, started, request, result.tokens.numel(), job.requests)
+
+        if options.stream:
+            shape = StreamShape(image_size, options.output_format, options.compression, body.n > 1,
+                                model.config.vq.image_token_grid, options.progress_events, prompt_tokens, IMAGES_ROUTE)
+            guards = StreamGuards(in_flight, metrics, settings.request_timeout_s, lambda: model.engine.alive,
+                                  served_images)
+            return StreamingResponse(ImageStream(job, request, shape, guards).events(),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         try:
             result = await finish(job, request, IMAGES_ROUTE)
         except ClientGone:
             return Response(status_code=CLIENT_CLOSED)
-        prompt_tokens = sum(len(ids) for ids in prepared.prompt_ids)
-        payload = await run_in_threadpool(images_body, result.images, prompt_tokens, result.tokens.numel())
-        metrics.images.inc(len(result.images))
-        served(IMAGES_ROUTE, started, request, result.tokens.numel(), job.requests)
+        payload = await run_in_threadpool(images_body, result.images, prompt_tokens, result.tokens.numel(),
+                                          options.output_format, options.compression)
+        served_images(result)
         return JSONResponse(payload)
 
     @app.post(CHAT_ROUTE, openapi_extra=json_body(ChatCompletionRequest),
@@ -319,9 +340,16 @@ def build_app(model: Janus, settings: ServeSettings) -> FastAPI:
             if not job.done():
                 job.cancel()
 
-    install_openapi(app, [ImageGenerationRequest, ChatCompletionRequest])
+    install_openapi(app, [ImageGenerationRequest, ChatCompletionRequest, *IMAGE_STREAM_EVENTS.values()])
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:  # our own page: FastAPI's loads Swagger UI from a CDN (nothing offline)
         return HTMLResponse(docs_page(app.openapi()))
+
+    if settings.ui:
+        page = playground_page()
+
+        @app.get("/", include_in_schema=False)
+        async def playground() -> HTMLResponse:
+            return HTMLResponse(page, headers={"Content-Security-Policy": PLAYGROUND_CSP})
     return app

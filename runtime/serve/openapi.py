@@ -36,6 +36,27 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
+def event_stream(data: dict[str, Any], events: list[str] | None = None,
+                 description: str | None = None) -> dict[str, Any]:
+    """`ok_media` of a route whose 200 may be server-sent events: `schema` describes ONE event, as OpenAPI 3.1
+    tools read a `text/event-stream` schema (schemathesis validates each event against it): its `data` field (a
+    string; `data` says what it holds) and, when given, its `event` names."""
+    properties: dict[str, Any] = {"data": data}
+    if events:
+        properties["event"] = {"enum": events}
+    schema: dict[str, Any] = {"type": "object", "required": ["data"], "properties": properties}
+    if description:
+        schema["description"] = description
+    return {"text/event-stream": {"schema": schema}}
+
+
+def json_events(models: list[type[BaseModel]]) -> dict[str, Any]:
+    """The `data` of an event that is one of `models` as JSON (their schemas are among the document's components:
+    pass them to `install_openapi`)."""
+    return {"type": "string", "contentMediaType": "application/json",
+            "contentSchema": {"anyOf": [{"$ref": SCHEMA_REF.format(model=m.__name__)} for m in models]}}
+
+
 def answers(ok: type[BaseModel] | None, *errors: int, ok_media: dict[str, Any] | None = None) -> dict[int, Any]:
     """`responses=` of a route: 200 with `ok` (plus other media types of a 200), and each error status with the
     error body."""

@@ -2,13 +2,11 @@
 
 The bodies are built as plain dicts (cheap, in the order clients print them); the pydantic models below describe
 the same shapes for the server's OpenAPI document (openapi.py), and the schema tests check every answer against
-them.
+them. The events of a streamed image request are built in image_stream.py; their shapes are described here.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import time
 import uuid
@@ -16,28 +14,26 @@ import uuid
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel
 
 from janus_rt.jobs import ChatResult
+from janus_rt.serve.image_formats import image_b64
 
 
-def png_b64(image: np.ndarray) -> str:
-    """uint8 HWC pixels -> base64 of a PNG file."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+def images_usage(prompt_tokens: int, image_tokens: int) -> dict:
+    """Usage as OpenAI's images API counts it: input = the prompt's tokens, output = the image tokens sampled (the
+    model's grid x grid per image)."""
+    return {"input_tokens": prompt_tokens, "input_tokens_details": {"text_tokens": prompt_tokens, "image_tokens": 0},
+            "output_tokens": image_tokens, "output_tokens_details": {"text_tokens": 0, "image_tokens": image_tokens},
+            "total_tokens": prompt_tokens + image_tokens}
 
 
-def images_body(images: np.ndarray, prompt_tokens: int, image_tokens: int) -> dict:
-    """The images as PNGs, and their usage as OpenAI's images API counts it: input = the prompt's tokens,
-    output = the image tokens sampled (the model's grid x grid per image)."""
-    return {"created": int(time.time()), "data": [{"b64_json": png_b64(image)} for image in images],
-            "usage": {"input_tokens": prompt_tokens, "input_tokens_details": {"text_tokens": prompt_tokens,
-                                                                             "image_tokens": 0},
-                      "output_tokens": image_tokens, "output_tokens_details": {"text_tokens": 0,
-                                                                               "image_tokens": image_tokens},
-                      "total_tokens": prompt_tokens + image_tokens}}
+def images_body(images: np.ndarray, prompt_tokens: int, image_tokens: int, output_format: str = "png",
+                compression: int | None = None) -> dict:
+    """The images as files in `output_format` (image_formats.py; PNG by default), and their usage."""
+    return {"created": int(time.time()),
+            "data": [{"b64_json": image_b64(image, output_format, compression)} for image in images],
+            "usage": images_usage(prompt_tokens, image_tokens)}
 
 
 def model_object(name: str, created: int) -> dict:
@@ -84,6 +80,12 @@ def sse(payload: dict | str) -> bytes:
     return f"data: {data}\n\n".encode("utf-8")
 
 
+def sse_event(payload: dict) -> bytes:
+    """One named server-sent event, as OpenAI's images API sends them: `event: <type>`, `data: <json>`, a blank
+    line (the JSON carries the same `type`)."""
+    return f"event: {payload['type']}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode("utf-8")
+
+
 # ----------------------------------------------------------------------------- shapes, for the OpenAPI document
 class ErrorDetail(BaseModel):
     message: str
@@ -99,7 +101,7 @@ class ErrorBody(BaseModel):
 
 
 class ImageData(BaseModel):
-    b64_json: str  # a PNG file
+    b64_json: str  # an image file in the request's output_format (PNG by default)
 
 
 class TokenKinds(BaseModel):
@@ -161,8 +163,65 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
+class Load(BaseModel):
+    queued_requests: int  # requests waiting for KV rows
+    active_rows: int  # KV rows in the running batch
+    max_rows: int  # KV rows in the engine's pool
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     model: str
     backend: str
     engine: dict[str, Any]
+    load: Load
+
+
+class PartialImageEvent(BaseModel):
+    """`event: image_generation.partial_image`: an image while it is drawn (rows not drawn yet are flat gray)."""
+
+    type: Literal["image_generation.partial_image"]
+    b64_json: str  # the preview, in the request's output_format
+    partial_image_index: int  # 0.. for that image (some may be skipped: the engine never waits for a slow reader)
+    size: str
+    output_format: Literal["png", "jpeg", "webp"]
+    created_at: int
+    background: Literal["opaque"]
+    quality: Literal["auto"]
+    image_index: int | None = None  # which image of the request; only sent when n > 1
+    rows_done: int  # janus-rt: token rows drawn when the preview was taken
+
+
+class ProgressEvent(BaseModel):
+    """`event: janus_rt.progress` (only with `progress_events`): an image's drawn token rows, or that it is queued."""
+
+    type: Literal["janus_rt.progress"]
+    image_index: int
+    rows_done: int
+    rows: int  # the image's token rows in all
+    queued: bool  # the request waits for KV rows (nothing drawn yet)
+
+
+class CompletedImageEvent(BaseModel):
+    """`event: image_generation.completed`: one per image once the request is done (the non-streamed image)."""
+
+    type: Literal["image_generation.completed"]
+    b64_json: str
+    size: str
+    output_format: Literal["png", "jpeg", "webp"]
+    created_at: int
+    background: Literal["opaque"]
+    quality: Literal["auto"]
+    usage: ImagesUsage  # the whole request's (the same in each completed event)
+    image_index: int | None = None  # only sent when n > 1
+
+
+class ErrorEvent(BaseModel):
+    """`event: error`: the request failed mid-stream (timeout, engine failure, shutdown); the stream ends."""
+
+    type: Literal["error"]
+    error: ErrorDetail
+
+
+IMAGE_STREAM_EVENTS = {"image_generation.partial_image": PartialImageEvent, "janus_rt.progress": ProgressEvent,
+                       "image_generation.completed": CompletedImageEvent, "error": ErrorEvent}  # event name -> shape

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from janus_rt.engine.params import (CHAT_DEFAULTS, IMAGE_DEFAULTS, MAX_CFG_WEIGHT, MAX_NEW_TOKENS, MAX_SEED,
                                     MAX_TEMPERATURE, MAX_TOP_K)
 from janus_rt.serve.errors import APIError, invalid
+from janus_rt.serve.image_formats import DEFAULT_COMPRESSION, OUTPUT_FORMATS
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -39,6 +40,17 @@ IMAGE_PART = {"type": "object", "required": ["type", "image_url"], "additionalPr
                   "properties": {"url": {"type": "string", "description": "data:image/...;base64,..."},
                                  "detail": {"type": "string"}}}}}
 CONTENT = {"anyOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {"anyOf": [TEXT_PART, IMAGE_PART]}}]}
+MAX_PARTIAL_IMAGES = 3  # OpenAI's bound of `partial_images` (a model may give fewer: see PARTIAL_IMAGES)
+NEGATIVE_PROMPT = ("janus-rt: what the image should not show; it replaces the empty text of classifier-free "
+                   "guidance's unconditional rows (null or \"\": no negative prompt)")
+STREAM = ("answer with server-sent events (text/event-stream): image_generation.partial_image as previews are "
+          "ready, one image_generation.completed per image, error on a failure")
+PARTIAL_IMAGES = ("previews to stream per image, 0 to 3 (needs stream); fewer may come: a preview is skipped rather "
+                  "than hold the engine, and the model's token rows bound it")
+OUTPUT_FORMAT = "the image file format: png (lossless, default), jpeg or webp"
+OUTPUT_COMPRESSION = "quality of a jpeg or webp file, 0 to 100 (default 100: the most detail); not for png"
+PROGRESS_EVENTS = ("janus-rt: with stream, also send janus_rt.progress events (each image's drawn token rows, and "
+                   "whether the request is queued)")
 STOP = {"anyOf": [{"type": "string", "minLength": 1},
                   {"type": "array", "maxItems": 4, "items": {"type": "string", "minLength": 1}}, {"type": "null"}]}
 
@@ -48,19 +60,33 @@ class StrictBody(BaseModel):
 
 
 class ImageGenerationRequest(StrictBody):
-    """POST /v1/images/generations (OpenAI's fields, plus janus-rt's sampling fields)."""
+    """POST /v1/images/generations (OpenAI's fields, plus janus-rt's sampling fields). OpenAI's optional fields
+    also take null (its SDK's `None`): the default. Combinations (partial_images needs stream, output_compression a
+    lossy output_format, no transparent background) are checked by the route, which names the field."""
 
     prompt: str = Field(json_schema_extra={"minLength": 1})
     model: str | None = None
     n: int = documented(1, minimum=1)  # at most the server's --max-images-per-request
     size: str | None = None  # only the model's own "SxS"
-    response_format: str = documented("b64_json", enum=["b64_json"])  # PNG inline: the server stores no images
+    response_format: str = documented("b64_json", enum=["b64_json"])  # files inline: the server stores no images
     user: str | None = None  # accepted for OpenAI clients, unused
     cfg_weight: float = documented(IMAGE_DEFAULTS.cfg_weight, minimum=0, maximum=MAX_CFG_WEIGHT)
     temperature: float = documented(IMAGE_DEFAULTS.temperature, **TEMPERATURE)
     top_k: int | None = documented(IMAGE_DEFAULTS.top_k, **TOP_K)
     top_p: float | None = documented(IMAGE_DEFAULTS.top_p, **TOP_P)
     seed: int | None = documented(None, **SEED)
+    negative_prompt: str | None = documented(None, description=NEGATIVE_PROMPT)  # janus-rt field
+    stream: bool = documented(False, description=STREAM)
+    partial_images: int | None = documented(0, minimum=0, maximum=MAX_PARTIAL_IMAGES, description=PARTIAL_IMAGES)
+    output_format: str | None = documented("png", enum=list(OUTPUT_FORMATS), description=OUTPUT_FORMAT)
+    output_compression: int | None = documented(DEFAULT_COMPRESSION, minimum=0, maximum=100,
+                                                description=OUTPUT_COMPRESSION)
+    quality: Literal["low", "medium", "high", "xhigh", "max", "auto", "standard", "hd"] | None = documented(
+        "auto", description="accepted for OpenAI clients (its values); Janus has one quality")
+    background: Literal["transparent", "opaque", "auto"] | None = documented(
+        "auto", description="opaque or auto: Janus images have no alpha channel (transparent is refused)")
+    moderation: Literal["low", "auto"] | None = documented(None, description="accepted for OpenAI clients, unused")
+    progress_events: bool = documented(False, description=PROGRESS_EVENTS)  # janus-rt field
 
 
 class ChatMessage(StrictBody):

@@ -29,6 +29,7 @@ class ServeSettings:
     grace_period_s: float = 30.0  # on SIGTERM: how long in-flight requests may take to finish
     allow_origins: tuple[str, ...] = ()  # browser origins (scheme://host[:port]) allowed to call; others get 403
     read_timeout_s: float = 30.0  # a request's headers, and each piece of its body, must arrive within this
+    ui: bool = True  # serve the web playground at GET / (`janus-rt serve --no-ui`: no page, a 404)
 
     def __post_init__(self) -> None:
         positive_ints = ("max_queue", "max_body_bytes", "max_image_pixels", "max_images_per_request",
@@ -52,6 +53,8 @@ class ServeSettings:
             raise InputError("allow_origins must be a tuple of origins like 'https://app.example.com' or "
                              "'http://localhost:3000' (scheme://host[:port], no path) or '*', got "
                              f"{self.allow_origins!r}", param="allow_origins")
+        if not isinstance(self.ui, bool):
+            raise InputError(f"ui must be True or False, got {self.ui!r}", param="ui")
         if self.api_key is not None and not self.api_key.strip():
             raise InputError("api_key is empty; give a non-empty key or none (no authentication)", param="api_key")
         if not self.model_name.strip():
