@@ -26,6 +26,7 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir=ROOTS,
+    package_data={"janus_rt.serve": ["playground.html"]},  # the web playground `janus-rt serve` answers at GET /
     install_requires=[
         "torch>=2.5",  # SDPA enable_gqa
         "triton>=3.0; platform_system == 'Linux'",
@@ -43,10 +44,11 @@ setup(
         # `janus-rt serve --ray`: replicas behind Ray Serve's proxy (tested with 2.60; ingress from a builder function)
         "ray": ["ray[serve]>=2.60", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],
         # tests: transformers is the parity oracle; the export tests run ONNX Runtime on the CPU; the server's
-        # OpenAI compatibility is tested with the official SDK, its OpenAPI document with schemathesis
+        # OpenAI compatibility is tested with the official SDK, its OpenAPI document with schemathesis, the web
+        # playground with Playwright driving Debian's chromium (.ci/run installs it; never `playwright install`)
         "dev": ["pytest>=8", "hypothesis>=6.100", "transformers>=4.54", "onnx>=1.16", "onnxscript>=0.1",
                 "onnxruntime>=1.18", "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27",
-                "ray[serve]>=2.60", "openai>=1.40", "schemathesis>=4.0"],
+                "ray[serve]>=2.60", "openai>=1.40", "schemathesis>=4.0", "playwright>=1.40"],
     },
     # the command starts in a module outside the package, so Ctrl-C while torch imports is caught too (janus_rt_entry.py)
     py_modules=["janus_rt_entry"],

@@ -71,6 +71,7 @@ def test_wheel_holds_every_module(wheel: Path) -> None:
     missing = sorted(expected - names)
     assert not missing, f"the wheel lacks {missing}"
     assert "janus_rt/kernels/__init__.py" not in names  # kernels/ stays a namespace package (module docstring)
+    assert "janus_rt/serve/playground.html" in names  # package data: the page `janus-rt serve` answers at GET /
 
 
 def test_the_installed_wheel_imports_the_kernels(wheel: Path, tmp_path: Path) -> None:

@@ -44,7 +44,10 @@ def open_capped(raw: bytes, max_pixels: int, param: str) -> Image.Image:
         image = Image.open(io.BytesIO(raw))  # reads the header only
     except Image.DecompressionBombError as e:
         raise _too_large(str(e), max_pixels, param) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:  # its message names an in-memory buffer object: say what was sent instead
+        raise invalid(f"the image could not be read: its {len(raw):,} bytes are not a PNG, JPEG, WebP, GIF or other "
+                      "image PIL decodes", param, code="invalid_image") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise invalid(f"the image could not be read: not a PNG, JPEG, WebP, GIF or other image PIL decodes ({e})",
                       param, code="invalid_image") from None
     width, height = image.size
