@@ -108,47 +108,47 @@ class PreviewReader:
                 assert isinstance(item, PreviewSnapshot)
                 self._pending[(tag, item.first_image)] = item  # latest wins
 
-    def _next(self) -> tuple[int, PreviewSnapshot] | None:
-        """The oldest pending snapshot, or None when nothing is pending."""
+    def _advance(self, items: list[tuple[int, object]]) -> tuple[int, PreviewSnapshot] | None:
+        """Take in what arrived; the oldest pending snapshot to render now, or None when nothing is pending."""
+        self._absorb(items)
         if not self._pending:
             return None
         key = next(iter(self._pending))
         return key[0], self._pending.pop(key)
 
     @property
-    def _all_ended(self) -> bool:
-        return self._ended == len(self.requests)
+    def _finished(self) -> bool:
+        return self._ended == len(self.requests) and not self._pending
+
+    @property
+    def _must_wait(self) -> bool:
+        """Nothing to render and a request still running: block until it publishes something."""
+        return not self._pending and self._ended < len(self.requests)
 
     def __iter__(self) -> Iterator[Preview]:
         q: queue.Queue = queue.Queue()
         for tag, request in enumerate(self.requests):
             request.listen(None, _Tagged(q, tag))
-        while True:
-            items = [] if self._pending or self._all_ended else [q.get()]
-            while not q.empty():
-                items.append(q.get_nowait())
-            self._absorb(items)
-            job = self._next()
-            if job is None:
-                if self._all_ended:
-                    return
-                continue
-            yield from self.render(*job)
+        while not self._finished:
+            job = self._advance(([q.get()] if self._must_wait else []) + _drain(q))
+            if job is not None:
+                yield from self.render(*job)
 
     async def aiter(self) -> AsyncIterator[Preview]:
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         for tag, request in enumerate(self.requests):
             request.listen(loop, _Tagged(q, tag))
-        while True:
-            items = [] if self._pending or self._all_ended else [await q.get()]
-            while not q.empty():
-                items.append(q.get_nowait())
-            self._absorb(items)
-            job = self._next()
-            if job is None:
-                if self._all_ended:
-                    return
-                continue
-            for preview in await loop.run_in_executor(None, self.render, *job):
-                yield preview
+        while not self._finished:
+            job = self._advance(([await q.get()] if self._must_wait else []) + _drain(q))
+            if job is not None:
+                for preview in await loop.run_in_executor(None, self.render, *job):
+                    yield preview
+
+
+def _drain(q: queue.Queue | asyncio.Queue) -> list:
+    """Everything already in `q`, without waiting."""
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    return items

@@ -21,7 +21,6 @@ import base64
 import io
 import json
 import re
-import threading
 import time
 from typing import Iterator
 
@@ -42,6 +41,7 @@ from janus_rt.cli.serve import settings_from_args  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
 from faults import fail_decode_at  # noqa: E402
 from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures
+from test_serve import Gate  # noqa: E402
 
 IMAGES = "/v1/images/generations"
 PROMPT = "a red fox"
@@ -102,28 +102,6 @@ def metric(url: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
-class HeldDecode:
-    """Holds the engine thread in the backend's decode step from its `at`-th call until `release()`."""
-
-    def __init__(self, m: janus_rt.Janus, monkeypatch: pytest.MonkeyPatch, at: int):
-        self.entered = threading.Event()
-        self.released = threading.Event()
-        original = m.step_backend.decode
-        calls = {"n": 0}
-
-        def held(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] >= at and not self.released.is_set():
-                self.entered.set()
-                self.released.wait(WAIT_S)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(m.step_backend, "decode", held)
-
-    def release(self) -> None:
-        self.released.set()
-
-
 # ------------------------------------------------------------------------------------------ the SDK's stream
 def test_sdk_parses_the_stream_and_the_completed_image_is_the_non_streamed_one(make) -> None:
     m = make()
@@ -177,7 +155,7 @@ def test_n2_events_carry_image_index_and_progress_rows_increase(make) -> None:
 def test_a_partial_image_is_sent_before_the_last_row_is_drawn(make, monkeypatch) -> None:
     m = make()
     grid = m.config.vq.image_token_grid
-    held = HeldDecode(m, monkeypatch, at=grid * grid // 3 + 2)  # after the first preview point (row 2 of 6)
+    held = Gate(m, monkeypatch, "decode", at=grid * grid // 3 + 2)  # after the first preview point (row 2 of 6)
     with serve(m) as url:
         body = {"prompt": PROMPT, "stream": True, "partial_images": 2, "seed": 1}
         with httpx.stream("POST", url + IMAGES, json=body, timeout=WAIT_S) as r:
@@ -185,15 +163,15 @@ def test_a_partial_image_is_sent_before_the_last_row_is_drawn(make, monkeypatch)
             name, first = next(events)
             assert name == PARTIAL and first["rows_done"] == grid // 3
             wait_until(held.entered.is_set, "the engine to reach the held step")
-            assert not held.released.is_set() and m.stats()["active_rows"] > 0  # the image is still being drawn
-            held.release()
+            assert not held.opened.is_set() and m.stats()["active_rows"] > 0  # the image is still being drawn
+            held.opened.set()
             rest = [event for _, event in events]
     assert rest[-1]["type"] == COMPLETED and all(e["type"] in (PARTIAL, COMPLETED) for e in rest)
 
 
 def test_a_stream_whose_client_goes_away_frees_its_rows(make, monkeypatch) -> None:
     m = make()
-    held = HeldDecode(m, monkeypatch, at=20)
+    held = Gate(m, monkeypatch, "decode", at=20)
     with serve(m) as url:
         body = {"prompt": PROMPT, "stream": True, "partial_images": 1, "n": 2}
         with httpx.stream("POST", url + IMAGES, json=body, timeout=WAIT_S) as r:
@@ -202,7 +180,7 @@ def test_a_stream_whose_client_goes_away_frees_its_rows(make, monkeypatch) -> No
             wait_until(held.entered.is_set, "the engine to reach the held step")
         wait_until(lambda: metric(url, "janus_rt_requests_cancelled_total", '{reason="client_disconnected"}') == 1,
                    "the server to see the disconnect")
-        held.release()
+        held.opened.set()
         wait_until(lambda: m.stats()["cancelled_requests"] == 1, "the cancellation")
         assert m.stats()["active_rows"] == 0 and m.stats()["decode_steps"] < 35
         assert httpx.get(url + "/health", timeout=WAIT_S).json()["load"]["active_rows"] == 0
@@ -210,10 +188,10 @@ def test_a_stream_whose_client_goes_away_frees_its_rows(make, monkeypatch) -> No
 
 def test_a_stream_past_the_timeout_ends_with_an_error_event(make, monkeypatch) -> None:
     m = make()
-    held = HeldDecode(m, monkeypatch, at=3)
+    held = Gate(m, monkeypatch, "decode", at=3)
     with serve(m, request_timeout_s=0.5) as url:
         events = stream_images(url, partial_images=1)
-        held.release()
+        held.opened.set()
         last = events[-1]
         assert set(last) == {"type", "error"} and last["type"] == "error" and last["error"]["code"] == "timeout"
         assert all(e["type"] != COMPLETED for e in events)
