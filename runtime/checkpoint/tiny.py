@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 
@@ -61,15 +61,15 @@ class TinySpec:
     extra: dict = field(default_factory=dict)
 
 
-def build_tokenizer(spec: TinySpec):
-    """A small byte-level BPE trained on a fixed corpus, then the Janus special tokens appended."""
+def build_tokenizer(spec: TinySpec, corpus: Sequence[str] = CORPUS):
+    """A small byte-level BPE trained on `corpus` (a fixed one by default), then the Janus special tokens appended."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(list(corpus), trainer)
     specials = [BOS, EOS, PAD, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE] + EXTRA_SPECIALS
     if spec.pro:
         specials += [PRO_USER, PRO_ASSISTANT]
@@ -200,13 +200,14 @@ def write_tiny_checkpoint(
     spec: TinySpec = TinySpec(),
     weights_format: WeightsFormat = "safetensors",
     seed: int = 0,
+    corpus: Sequence[str] = CORPUS,
 ) -> Path:
     """Create a tiny random official-layout checkpoint in `out_dir` (written to a temp dir, then moved)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty")
     with staged_folder(out_dir) as staging:
-        tok = build_tokenizer(spec)
+        tok = build_tokenizer(spec, corpus)
         tok.save(str(staging / "tokenizer.json"))
         vocab = -(-tok.get_vocab_size(with_added_tokens=True) // 64) * 64  # rows rounded up, like the real 102400
         config = official_config(spec, vocab)

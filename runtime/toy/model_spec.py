@@ -1,0 +1,40 @@
+"""The toy model's shape and its tokenizer's corpus (what `janus_rt.toy.train` builds and trains).
+
+About 2 M parameters, most of them the written-down VQ decoder and embedding table (`closed_form`); the trained
+part is a 3-layer, 128-wide language model with its heads and aligners. Real grid (24 x 24 image tokens, 384 x 384
+images); 8 colours x 576 cells = 4608 image-token codes.
+"""
+
+from __future__ import annotations
+
+from janus_rt.checkpoint.tiny import TinySpec
+from janus_rt.requests.prompts import UNDERSTANDING_SYSTEM_PROMPT
+from janus_rt.toy.scenes import CAPTION_TEMPLATES, COLOURS, QUESTIONS, SHAPES, SIZE_WORDS, SIZES
+from janus_rt.toy.closed_form import CELLS
+
+HIDDEN = 128
+GEN_HEAD_WIDTH = 64  # the generation head's inner width (its output layer is GEN_HEAD_WIDTH x 4608)
+
+
+def toy_spec() -> TinySpec:
+    codes = len(COLOURS) * CELLS
+    return TinySpec(
+        hidden=HIDDEN, layers=3, heads=4, kv_heads=4, intermediate=384,
+        vision_width=64, vision_layers=1, vision_heads=2,
+        codes=codes, code_dim=64,
+        vq_channels=32, vq_mults=(2, 1, 1, 1, 1), vq_res_blocks=0, z_channels=32,
+        max_positions=1024,
+        extra={"gen_head_config": {"cls": "vision_head", "model_type": "gen_head",
+                                   "params": {"n_embed": HIDDEN, "image_token_embed": GEN_HEAD_WIDTH,
+                                              "image_token_size": codes}}},
+    )
+
+
+def toy_corpus() -> list[str]:
+    """Every word the toy reads or says, for its byte-level BPE."""
+    words = list(COLOURS) + list(SHAPES) + list(SIZES) + [w for ws in SIZE_WORDS.values() for w in ws]
+    lines = [t.format(size=s, fg=f, shape=sh, bg=b) for t in CAPTION_TEMPLATES for s in SIZES for f in COLOURS[:2]
+             for sh in SHAPES for b in COLOURS[2:4]]
+    lines += [q.format(shape=sh) for q, _ in QUESTIONS for sh in SHAPES]
+    lines += [" ".join(words), UNDERSTANDING_SYSTEM_PROMPT, "User: Assistant: <|User|>: <|Assistant|>:"]
+    return lines

@@ -1,0 +1,224 @@
+"""Train the toy Janus: `python -m janus_rt.toy.train --out DIR` (about 15 minutes on 2 CPU cores, deterministic).
+
+Recipe, and why: the parts a procedural world makes exact are written down (`closed_form`: the VQ decoder renders
+codes as flat cells, the vision tower reports each patch's colour and place, the image-token embedding says which
+cell comes next), so training only has to learn what is specific to Janus's language model: reading a caption and
+drawing it cell by cell, and answering questions about the 576 image embeddings spliced into a chat prompt. The
+language model (3 layers, 128 wide), the generation head, both aligners and the text head are trained together with
+AdamW on two kinds of sequences, built with the runtime's own prompt code and run through the runtime's own modules
+(so what is trained is exactly what is served):
+    drawing:   the generation prompt of a paraphrased caption, then the scene's 576 codes (teacher forcing); with
+               probability CAPTION_DROPOUT the caption's ids are replaced by the pad id exactly as the runtime builds
+               its unconditional CFG rows, so classifier-free guidance has an unconditional model to push against;
+    answering: the understanding prompt with the scene's render (through the real preprocessing and the vision
+               tower) and a question, then the one-word answer (or the canonical caption) and EOS.
+Everything is seeded (`--seed`), so two runs on the same machine give the same weights; the written checkpoint is
+the official layout, which `janus_rt.load` reads with the same strict loader as a real release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import janus_rt
+from janus_rt.checkpoint.official_writer import official_state_dict
+from janus_rt.checkpoint.tiny import save_weights, write_tiny_checkpoint
+from janus_rt.files import staged_folder
+from janus_rt.requests.prompts import generation_prompt
+from janus_rt.toy.closed_form import init_cell_path, set_closed_form
+from janus_rt.toy.model_spec import toy_corpus, toy_spec
+from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, render
+
+CAPTION_DROPOUT = 0.1
+TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.")  # parameter name prefixes that learn
+WEIGHTS_DTYPE = torch.float16  # the shipped file: half the size, and the toy's semantics hold (tested)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 700
+    draw_batch: int = 6
+    answer_batch: int = 4
+    lr: float = 3e-3
+    warmup: int = 30
+    seed: int = 0
+
+
+class TrainingCache:
+    """One key / value tensor per layer, so the model's in-place cache writes stay differentiable."""
+
+    def __init__(self, model: janus_rt.Janus, batch: int, length: int):
+        c = model.config.llm
+        shape = (batch, c.num_kv_heads, length, c.head_dim)
+        self.keys = [torch.zeros(shape) for _ in range(c.num_layers)]
+        self.values = [torch.zeros(shape) for _ in range(c.num_layers)]
+        self.max_len = length
+
+
+class Examples:
+    """Drawing and answering sequences, as input embeddings and targets."""
+
+    def __init__(self, m: janus_rt.Janus):
+        self.m = m
+        self.model = m.model
+        self.scenes = all_scenes()
+        self.codes = {s: torch.from_numpy(cell_codes(cell_colours(s))) for s in self.scenes}  # [576] each
+        self.pad = m.tokenizer.special.pad
+        self.eos = m.tokenizer.special.eos
+        self.placeholder = m.tokenizer.special.image_placeholder
+        self._features: dict[Scene, torch.Tensor] = {}
+        self._question_ids: dict[str, list[int]] = {}
+
+    def features(self, scene: Scene) -> torch.Tensor:
+        """The frozen vision tower's features of the scene's render `[576, width]` (computed once)."""
+        if scene not in self._features:
+            _, pixels = self._prompt(scene, "")
+            with torch.no_grad():
+                self._features[scene] = self.model.vision(pixels)[0]
+        return self._features[scene]
+
+    def _prompt(self, scene: Scene, question: str) -> tuple[list[int], torch.Tensor]:
+        request, _ = self.m.chat_inputs(question or "Describe this image.", render(cell_colours(scene)))
+        return request.ids, request.pixel_values
+
+    def question_ids(self, question: str) -> list[int]:
+        if question not in self._question_ids:
+            self._question_ids[question] = self._prompt(self.scenes[0], question)[0]
+        return self._question_ids[question]
+
+    def drawing(self, scene: Scene, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input embeddings `[L + 575, D]`, targets `[L + 575]`: the codes after the prompt, -100 elsewhere)."""
+        text = generation_prompt(scene.caption_variant(rng), self.m.chat_format)
+        ids = self.m.tokenizer.encode(text)
+        if rng.random() < CAPTION_DROPOUT:
+            ids = [ids[0]] + [self.pad] * (len(ids) - 2) + [ids[-1]]  # the runtime's unconditional row
+        codes = self.codes[scene]
+        embeds = torch.cat([self.model.llm.embed_tokens(torch.tensor(ids)),
+                            self.model.gen_token_embeddings(codes[:-1])])  # [L + 575, D]
+        targets = torch.full((embeds.shape[0],), -100, dtype=torch.long)
+        targets[len(ids) - 1:] = codes
+        return embeds, targets
+
+    def answering(self, scene: Scene, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        question, answer = scene.question_answer(rng)
+        ids = self.question_ids(question)
+        answer_ids = self.m.tokenizer._tok.encode(" " + answer, add_special_tokens=False).ids + [self.eos]
+        full = torch.tensor(ids + answer_ids)
+        embeds = self.model.llm.embed_tokens(full).clone()  # [T, D]
+        embeds[full == self.placeholder] = self.model.aligner(self.features(scene))
+        targets = torch.full((len(full),), -100, dtype=torch.long)
+        targets[len(ids) - 1:-1] = torch.tensor(answer_ids)
+        return embeds, targets
+
+
+def padded(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded batch `[B, T, D]`, `[B, T]` (padding is after every real position: causal attention ignores it)."""
+    length = max(e.shape[0] for e, _ in pairs)
+    embeds = torch.stack([F.pad(e, (0, 0, 0, length - e.shape[0])) for e, _ in pairs])
+    targets = torch.stack([F.pad(t, (0, length - t.shape[0]), value=-100) for _, t in pairs])
+    return embeds, targets
+
+
+def loss_of(m: janus_rt.Janus, embeds: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
+    b, t, _ = embeds.shape
+    positions = torch.arange(t).expand(b, t)
+    hidden = m.model.llm(embeds, positions, TrainingCache(m, b, t), 0)  # [B, T, D]
+    keep = targets != -100
+    return F.cross_entropy(head(hidden[keep]), targets[keep])
+
+
+def train(m: janus_rt.Janus, settings: TrainSettings, progress: bool = True) -> dict:
+    """Train `m`'s learnable parts in place; returns the last losses."""
+    torch.manual_seed(settings.seed)
+    rng = random.Random(settings.seed)
+    examples = Examples(m)
+    params = [p for name, p in m.model.named_parameters() if name.startswith(TRAINED)]
+    for name, p in m.model.named_parameters():
+        p.requires_grad_(name.startswith(TRAINED))
+    opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
+
+    def lr_at(step: int) -> float:
+        if step < settings.warmup:
+            return (step + 1) / settings.warmup
+        done = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    losses = {"draw": float("nan"), "answer": float("nan")}
+    with torch.enable_grad(), tqdm(range(settings.steps), desc="training the toy", disable=not progress) as bar:
+        for _ in bar:
+            draw = padded([examples.drawing(rng.choice(examples.scenes), rng) for _ in range(settings.draw_batch)])
+            answer = padded([examples.answering(rng.choice(examples.scenes), rng)
+                             for _ in range(settings.answer_batch)])
+            draw_loss = loss_of(m, *draw, m.model.gen_head)
+            answer_loss = loss_of(m, *answer, m.model.lm_head)
+            opt.zero_grad(set_to_none=True)
+            (draw_loss + answer_loss).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses = {"draw": draw_loss.item(), "answer": answer_loss.item()}
+            bar.set_postfix(draw=f"{losses['draw']:.3f}", answer=f"{losses['answer']:.3f}")
+    for p in m.model.parameters():
+        p.requires_grad_(False)
+    return losses
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 of the checkpoint's weight file (what CI checks against the shipped one)."""
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def build(out: Path, settings: TrainSettings, progress: bool = True) -> Path:
+    """Write the initial checkpoint, set its closed-form parts, train, and write the trained one to `out`."""
+    with tempfile.TemporaryDirectory(prefix="janus-rt-toy-") as tmp:
+        start = write_tiny_checkpoint(Path(tmp) / "init", toy_spec(), "safetensors", settings.seed, toy_corpus())
+        m = janus_rt.load(start, device="cpu", dtype="float32")
+        try:
+            set_closed_form(m.model)
+            init_cell_path(m.model, m.tokenizer.special.begin_of_image)
+            losses = train(m, settings, progress)
+            with staged_folder(out) as staging:
+                for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
+                    (staging / name).write_bytes((start / name).read_bytes())
+                save_weights(official_state_dict(m.model, WEIGHTS_DTYPE), staging, "safetensors")
+                record = {"settings": settings.__dict__, "final_losses": losses,
+                          "weights_sha256": weights_digest(staging), "torch": torch.__version__}
+                (staging / "toy.json").write_text(json.dumps(record, indent=2) + "\n")
+        finally:
+            m.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m janus_rt.toy.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="The shipped toy (janus_rt/toy/checkpoint) was made with the defaults.")
+    p.add_argument("--out", required=True, help="folder to write the checkpoint to (must not exist, or be empty)")
+    p.add_argument("--steps", type=int, default=TrainSettings.steps, help=f"optimizer steps (default {TrainSettings.steps})")
+    p.add_argument("--seed", type=int, default=TrainSettings.seed, help="seed of everything (default 0)")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        p.error(f"--out {out} exists and is not empty; give a new folder")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    build(out, TrainSettings(steps=args.steps, seed=args.seed), progress=True)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
