@@ -49,9 +49,9 @@ WEIGHTS_DTYPE = torch.float16  # the shipped file: half the size, and the toy's 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 700
-    draw_batch: int = 6
-    answer_batch: int = 4
+    steps: int = 900
+    draw_batch: int = 4
+    answer_batch: int = 6
     lr: float = 3e-3
     warmup: int = 30
     seed: int = 0
