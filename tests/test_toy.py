@@ -9,6 +9,7 @@ CPU) draws the first rows. The retraining test (marker `slow`) runs the training
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -17,7 +18,7 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.toy.closed_form import set_closed_form
+from janus_rt.toy.closed_form import set_cell_path, set_closed_form
 from janus_rt.toy.evaluate import CFG_WEIGHT, ask, cell_accuracy
 from janus_rt.toy.scenes import COLOURS, GRID, Scene, cell_colours, render
 from janus_rt.toy.shipped import toy_checkpoint
@@ -43,16 +44,36 @@ def test_shipped_checkpoint_is_the_recorded_one():
 
 
 def test_written_down_parts_are_the_closed_form(toy):
-    """The VQ decoder, vision tower and image-token table in the file are exactly `closed_form`'s (in fp16)."""
+    """The VQ decoder, vision tower and image-token table in the file are exactly `closed_form`'s, and so are the
+    fixed entries of the cell path (in fp16, as shipped)."""
     fresh = janus_rt.load("toy", device="cpu", dtype="float32")
     try:
         set_closed_form(fresh.model)
+        fixed = set_cell_path(fresh.model, fresh.tokenizer.special.begin_of_image)
         ours = dict(toy.model.named_parameters())
         for name, param in fresh.model.named_parameters():
             if name.startswith(("vq.", "vision.", "gen_embed.")):
                 assert torch.equal(ours[name], param.half().float()), name
+            if param in fixed:
+                mask = fixed[param]
+                assert mask.any() and torch.equal(ours[name][mask], param[mask].half().float()), name
     finally:
         fresh.close()
+
+
+def test_official_writer_gives_back_the_files_it_was_loaded_from(torch_model, tiny_official):
+    """The loader's key map run in reverse: every key of the official layout, equal to the checkpoint's tensor."""
+    from safetensors.torch import load_file
+
+    from janus_rt.checkpoint.official_writer import official_state_dict
+
+    written = official_state_dict(torch_model.model)
+    on_disk = {}
+    for path in sorted(tiny_official.glob("*.safetensors")):
+        on_disk.update(load_file(path))
+    assert written.keys() == on_disk.keys()
+    for key, tensor in on_disk.items():
+        assert torch.equal(written[key], tensor.float()), key
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -80,6 +101,28 @@ def test_answers_about_its_own_drawing(toy):
     drawing = toy.generate_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT).images[0]
     assert ask(toy, drawing, "What colour is the circle?") == "red"
     assert ask(toy, drawing, "What colour is the background?") == "blue"
+
+
+def test_http_routes_draw_and_answer(toy):
+    """Over HTTP (the real server on 127.0.0.1): the image route draws the caption, the chat route answers about an
+    image sent as a data: URI."""
+    import httpx
+
+    from serve_utils import start_server
+    from test_serve import decode_png, image_message
+
+    from janus_rt.serve.image_formats import image_b64
+
+    with start_server(toy) as url:
+        body = {"prompt": FOX.caption, "n": 2, "seed": 0, "cfg_weight": CFG_WEIGHT}
+        images = httpx.post(f"{url}/v1/images/generations", json=body, timeout=120).json()["data"]
+        for item in images:
+            assert cell_accuracy(decode_png(item["b64_json"]), FOX) >= MATCH
+        png = base64.b64decode(image_b64(render(cell_colours(FOX)), "png", None))
+        message = image_message(png, "What colour is the circle?")
+        chat = httpx.post(f"{url}/v1/chat/completions", json={"messages": [message], "max_tokens": 8,
+                                                             "temperature": 0}, timeout=120).json()
+        assert chat["choices"][0]["message"]["content"].strip() == "red"
 
 
 def test_previews_show_the_final_images_top_rows(toy):

@@ -126,32 +126,67 @@ def set_closed_form(model: JanusModel) -> None:
     set_gen_embed(model)
 
 
+CELL_FEATURES = slice(COLOURS, COLOURS + 2 * GRID)  # residual dimensions holding the next cell's row and column
+CELL_UNITS = 4 * GRID  # generation-head units that read them: a saturating pair per feature
+GAIN, THRESHOLD, STEP = 500.0, 4.0, 8.0  # unit pair k: GELU(GAIN f - THRESHOLD) - GELU(GAIN f - THRESHOLD - STEP)
+CELL_LOGIT_SCALE = 25.0  # a matching row (or column) adds STEP x this to a code's logit: 200 each
+
+
 @torch.no_grad()
-def init_cell_path(model: JanusModel, begin_of_image: int) -> None:
-    """A starting point for training (not a fixed part): the path that copies "which cell comes next" from the
-    image-token embedding to the generation head's choice of code. The generation aligner passes the embedding's
-    64 features to the first 64 residual dimensions, `<begin_of_image>` says "cell 0 next", and the head's output
-    row of code (colour, cell) reads that cell's row and column features. Training then only has to learn the
-    colour of each cell (and may reshape this path); without it, the model spends most of its steps learning to
-    count to 576."""
-    width = model.gen_embed.weight.shape[1]  # 64
-    first, second = model.gen_aligner.layers[0], model.gen_aligner.layers[1]
-    first.weight.zero_()
-    first.bias.zero_()
-    first.weight[:width, :width] = torch.eye(width)
-    second.weight.zero_()
-    second.bias.zero_()
-    second.weight[:width, :width] = torch.eye(width)
-    begin = model.llm.embed_tokens.weight[begin_of_image]
-    begin.zero_()
-    begin[COLOURS] = begin[COLOURS + GRID] = 1.0  # next: row 0, column 0
+def set_cell_path(model: JanusModel, begin_of_image: int) -> dict[torch.nn.Parameter, torch.Tensor]:
+    """The path that carries "which cell comes next" from the image-token embedding to the generation head's choice
+    of code, and the masks (True = fixed) of the entries training must leave alone: `{parameter: mask}`.
+
+    Classifier-free guidance mixes the two rows' logits as `u + w (c - u)`, so any difference between the
+    conditional and unconditional rows' cell logits is amplified w times: a learned cell path (an earlier version)
+    drew the right cells unguided and scrambled them at w = 3. So the path is exact and the same in both rows:
+    the generation aligner and the first residual dimensions' writers are fixed (the aligner passes the embedding
+    through; no attention or MLP output writes the CELL_FEATURES dimensions, which hold the one-hot row and column of
+    the next cell from the input to the last layer; `<begin_of_image>` holds cell 0), the final norm leaves them
+    unscaled, and the head reads each with a saturating pair of GELU units, which turns "on" into exactly STEP
+    whatever the row's RMS and "off" into 0. Each code's logit adds CELL_LOGIT_SCALE x STEP per matching row and
+    column. The head's other units (as many again) learn the colour of each cell."""
+    llm, features = model.llm, CELL_FEATURES
+    fixed: dict[torch.nn.Parameter, torch.Tensor] = {}
+
+    def fix(param: torch.nn.Parameter, index) -> None:
+        mask = fixed.setdefault(param, torch.zeros_like(param, dtype=torch.bool))
+        mask[index] = True
+
+    for layer in model.gen_aligner.layers:
+        width = layer.weight.shape[1]
+        layer.weight.zero_()
+        layer.bias.zero_()
+        layer.weight[:width, :width] = torch.eye(width)
+        fix(layer.weight, slice(None))
+        fix(layer.bias, slice(None))
+    for block in llm.layers:  # nothing writes the cell features
+        for writer in (block.attn.o_proj.weight, block.mlp.down_proj.weight):
+            writer[features] = 0.0
+            fix(writer, features)
+    llm.norm.weight[features] = 1.0
+    fix(llm.norm.weight, features)
+    begin = llm.embed_tokens.weight
+    begin[begin_of_image, features] = 0.0
+    begin[begin_of_image, COLOURS] = begin[begin_of_image, COLOURS + GRID] = 1.0  # next: row 0, column 0
+    fix(begin, (begin_of_image, features))
     proj, out = model.gen_head.proj, model.gen_head.out
-    proj.weight.zero_()
-    proj.bias.zero_()
-    proj.weight[:width, :width] = torch.eye(width)
-    out.weight.zero_()
-    out.bias.zero_()
+    pairs = torch.arange(2 * GRID)
+    proj.weight[:CELL_UNITS] = 0.0
+    proj.weight[2 * pairs, COLOURS + pairs] = GAIN
+    proj.weight[2 * pairs + 1, COLOURS + pairs] = GAIN
+    proj.bias[:CELL_UNITS:2] = -THRESHOLD
+    proj.bias[1:CELL_UNITS:2] = -THRESHOLD - STEP
+    fix(proj.weight, slice(0, CELL_UNITS))
+    fix(proj.bias, slice(0, CELL_UNITS))
+    out.weight[:, :CELL_UNITS] = 0.0
     codes = torch.arange(out.weight.shape[0])
     cells = codes % CELLS
-    out.weight[codes, COLOURS + cells // GRID] = 1.0
-    out.weight[codes, COLOURS + GRID + cells % GRID] = 1.0
+    for feature in (cells // GRID, GRID + cells % GRID):
+        out.weight[codes, 2 * feature] = CELL_LOGIT_SCALE
+        out.weight[codes, 2 * feature + 1] = -CELL_LOGIT_SCALE
+    fix(out.weight, (slice(None), slice(0, CELL_UNITS)))
+    seeded = torch.Generator().manual_seed(0)
+    learned = slice(CELL_UNITS, out.weight.shape[1])
+    out.weight[:, learned] = 0.02 * torch.randn(out.weight.shape[0], out.weight.shape[1] - CELL_UNITS, generator=seeded)
+    return fixed

@@ -13,7 +13,7 @@ from janus_rt.toy.scenes import CAPTION_TEMPLATES, COLOURS, QUESTIONS, SHAPES, S
 from janus_rt.toy.closed_form import CELLS
 
 HIDDEN = 128
-GEN_HEAD_WIDTH = 64  # the generation head's inner width (its output layer is GEN_HEAD_WIDTH x 4608)
+GEN_HEAD_WIDTH = 192  # the generation head's inner width: 96 units read the next cell, 96 learn its colour
 
 
 def toy_spec() -> TinySpec:

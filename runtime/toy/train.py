@@ -28,7 +28,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -38,7 +37,7 @@ from janus_rt.checkpoint.official_writer import official_state_dict
 from janus_rt.checkpoint.tiny import save_weights, write_tiny_checkpoint
 from janus_rt.files import staged_folder
 from janus_rt.requests.prompts import generation_prompt
-from janus_rt.toy.closed_form import init_cell_path, set_closed_form
+from janus_rt.toy.closed_form import set_cell_path, set_closed_form
 from janus_rt.toy.model_spec import toy_corpus, toy_spec
 from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, render
 
@@ -49,9 +48,9 @@ WEIGHTS_DTYPE = torch.float16  # the shipped file: half the size, and the toy's 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 900
+    steps: int = 1300
     draw_batch: int = 4
-    answer_batch: int = 6
+    answer_batch: int = 8
     lr: float = 3e-3
     warmup: int = 30
     seed: int = 0
@@ -140,14 +139,18 @@ def loss_of(m: janus_rt.Janus, embeds: torch.Tensor, targets: torch.Tensor, head
     return F.cross_entropy(head(hidden[keep]), targets[keep])
 
 
-def train(m: janus_rt.Janus, settings: TrainSettings, progress: bool = True) -> dict:
-    """Train `m`'s learnable parts in place; returns the last losses."""
+def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Parameter, torch.Tensor] | None = None,
+          progress: bool = True) -> dict:
+    """Train `m`'s learnable parts in place, leaving the `fixed` entries (mask True) of those parameters as they are
+    (their gradients are zeroed; AdamW without weight decay then never moves them); returns the last losses."""
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     examples = Examples(m)
     params = [p for name, p in m.model.named_parameters() if name.startswith(TRAINED)]
     for name, p in m.model.named_parameters():
         p.requires_grad_(name.startswith(TRAINED))
+    hooks = [param.register_hook(lambda grad, mask=mask: grad.masked_fill(mask, 0.0))
+             for param, mask in (fixed or {}).items()]
     opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
 
     def lr_at(step: int) -> float:
@@ -172,6 +175,8 @@ def train(m: janus_rt.Janus, settings: TrainSettings, progress: bool = True) -> 
             sched.step()
             losses = {"draw": draw_loss.item(), "answer": answer_loss.item()}
             bar.set_postfix(draw=f"{losses['draw']:.3f}", answer=f"{losses['answer']:.3f}")
+    for hook in hooks:
+        hook.remove()
     for p in m.model.parameters():
         p.requires_grad_(False)
     return losses
@@ -189,8 +194,8 @@ def build(out: Path, settings: TrainSettings, progress: bool = True) -> Path:
         m = janus_rt.load(start, device="cpu", dtype="float32")
         try:
             set_closed_form(m.model)
-            init_cell_path(m.model, m.tokenizer.special.begin_of_image)
-            losses = train(m, settings, progress)
+            fixed = set_cell_path(m.model, m.tokenizer.special.begin_of_image)
+            losses = train(m, settings, fixed, progress)
             with staged_folder(out) as staging:
                 for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"):
                     (staging / name).write_bytes((start / name).read_bytes())
