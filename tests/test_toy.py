@@ -1,64 +1,81 @@
-"""The shipped toy: its files are the recorded ones, its written-down parts are what the training script writes,
-and end to end a prompt becomes the picture it names and a question about a picture gets the right word.
+"""The toy Janus's building blocks (issue 22, in progress: no trained checkpoint is shipped yet).
 
-Semantic thresholds: an image "is" its scene when >= 95 % of its 576 cells have the scene's colour (decoded pixels
-read back per cell); answers are compared as words. On the torch and ONNX Runtime backends, over HTTP, with the
-streamed previews, and after every quantization format; the triton backend (in the Triton interpreter, slow on a
-CPU) draws the first rows. The retraining test (marker `slow`) runs the training script for a few steps only.
+What holds without trained weights: the scenes and their renders, the written-down parts (the VQ decoder renders
+every code as its flat cell exactly; the cell path picks the right cell under classifier-free guidance at any weight),
+the official-layout writer (the loader's key map in reverse), and the training script (a few steps: it writes a
+checkpoint the strict loader reads, and its loss fell).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
+import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import janus_rt
-from janus_rt.toy.closed_form import set_cell_path, set_closed_form
-from janus_rt.toy.evaluate import CFG_WEIGHT, ask, cell_accuracy
-from janus_rt.toy.scenes import COLOURS, GRID, Scene, cell_colours, render
-from janus_rt.toy.shipped import toy_checkpoint
+from janus_rt.toy.evaluate import cell_accuracy
+from janus_rt.toy.scenes import GRID, Scene, all_scenes, cell_codes, cell_colours, colours_of_image, inside, render
 
-TOY_SHA256 = "to be filled in"  # sha256 of the shipped model.safetensors (a new toy changes this on purpose)
 FOX = Scene("circle", "large", 4, 1)  # "a large red circle on a blue background"
-SCENES = (FOX, Scene("square", "large", 2, 7), Scene("triangle", "large", 6, 0), Scene("circle", "small", 7, 5))
-MATCH = 0.95
 
 
 @pytest.fixture(scope="module")
-def toy():
-    m = janus_rt.load("toy", device="cpu", dtype="float32")
-    yield m
-    m.close()
+def untrained_toy():
+    """The toy's architecture and tokenizer with its written-down parts set and random trainable weights."""
+    from janus_rt.checkpoint.tiny import write_tiny_checkpoint
+    from janus_rt.toy.closed_form import set_cell_path, set_closed_form
+    from janus_rt.toy.model_spec import TOKENIZER_SIZE, toy_corpus, toy_spec
+
+    with tempfile.TemporaryDirectory(prefix="janus-rt-toy-") as tmp:
+        path = write_tiny_checkpoint(Path(tmp) / "toy", toy_spec(), "safetensors", 0, toy_corpus(), TOKENIZER_SIZE)
+        m = janus_rt.load(path, device="cpu", dtype="float32")
+        set_closed_form(m.model)
+        set_cell_path(m.model, m.tokenizer.special.begin_of_image)
+        yield m
+        m.close()
 
 
-def test_shipped_checkpoint_is_the_recorded_one():
-    folder = toy_checkpoint()
-    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-    record = json.loads((folder / "toy.json").read_text())
-    assert digest == record["weights_sha256"] == TOY_SHA256
+def test_scenes_are_distinct_and_read_back_from_their_renders():
+    scenes = all_scenes()
+    assert len(scenes) == 3 * 2 * 8 * 7 and len(set(scenes)) == len(scenes)
+    assert len({s.caption for s in scenes}) == len(scenes)
+    shapes = {(s.shape, s.size): inside(s.shape, s.size) for s in scenes}
+    for (a, mask_a) in shapes.items():
+        for (b, mask_b) in shapes.items():
+            if a != b and a[1] == b[1] == "large":
+                assert (mask_a != mask_b).sum() >= 80  # large shapes differ in >= 14 % of cells
+    for scene in scenes[::17]:
+        assert np.array_equal(colours_of_image(render(cell_colours(scene))), cell_colours(scene))
 
 
-def test_written_down_parts_are_the_closed_form(toy):
-    """The VQ decoder, vision tower and image-token table in the file are exactly `closed_form`'s, and so are the
-    fixed entries of the cell path (in fp16, as shipped)."""
-    fresh = janus_rt.load("toy", device="cpu", dtype="float32")
-    try:
-        set_closed_form(fresh.model)
-        fixed = set_cell_path(fresh.model, fresh.tokenizer.special.begin_of_image)
-        ours = dict(toy.model.named_parameters())
-        for name, param in fresh.model.named_parameters():
-            if name.startswith(("vq.", "vision.", "gen_embed.")):
-                assert torch.equal(ours[name], param.half().float()), name
-            if param in fixed:
-                mask = fixed[param]
-                assert mask.any() and torch.equal(ours[name][mask], param[mask].half().float()), name
-    finally:
-        fresh.close()
+def test_vq_decoder_renders_every_code_as_its_flat_cell(untrained_toy):
+    """The closed-form decoder: each scene's codes decode to exactly its render, whatever the cell part says."""
+    for scene in (FOX, Scene("triangle", "small", 6, 0), Scene("square", "large", 7, 2)):
+        codes = torch.from_numpy(cell_codes(cell_colours(scene)))
+        assert np.array_equal(untrained_toy.decode_image_tokens(codes)[0], render(cell_colours(scene)))
+    colours = torch.arange(8).repeat_interleave(GRID * GRID // 8)  # every colour, on cells that are not its own
+    shuffled = colours * GRID * GRID + torch.randperm(GRID * GRID, generator=torch.Generator().manual_seed(0))
+    decoded = colours_of_image(untrained_toy.decode_image_tokens(shuffled)[0]).reshape(-1)
+    assert torch.equal(torch.from_numpy(decoded), colours)
+
+
+@pytest.mark.parametrize("cfg_weight", [1.0, 3.0, 5.0])
+def test_the_cell_path_survives_guidance(untrained_toy, cfg_weight):
+    """Whatever the (random) colour logits say, each sampled code's cell is the next cell, at any guidance weight:
+    the cell path is exact and the same in both CFG rows (a learned one scrambled the cells at weight 3)."""
+    tokens = untrained_toy.generate_images(FOX.caption, seed=1, cfg_weight=cfg_weight).tokens[0]
+    assert torch.equal(tokens % (GRID * GRID), torch.arange(GRID * GRID))
+
+
+def test_cell_accuracy_reads_a_drawing():
+    image = render(cell_colours(FOX))
+    assert cell_accuracy(image, FOX) == 1.0
+    assert cell_accuracy(image, Scene("circle", "large", 1, 4)) == 0.0  # swapped colours: no cell right
 
 
 def test_official_writer_gives_back_the_files_it_was_loaded_from(torch_model, tiny_official):
@@ -76,125 +93,20 @@ def test_official_writer_gives_back_the_files_it_was_loaded_from(torch_model, ti
         assert torch.equal(written[key], tensor.float()), key
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torch_backend_draws_what_it_is_asked(toy, seed):
-    result = toy.generate_images(FOX.caption, num_images=2, seed=seed, cfg_weight=CFG_WEIGHT)
-    for image in result.images:
-        assert cell_accuracy(image, FOX) >= MATCH
-
-
-def test_greedy_drawings_of_several_scenes(toy):
-    images = toy.generate_images([s.caption for s in SCENES], temperature=0, cfg_weight=CFG_WEIGHT).images
-    for scene, image in zip(SCENES, images):
-        assert cell_accuracy(image, scene) >= MATCH, scene.caption
-    assert cell_accuracy(images[0], SCENES[1]) < 0.5  # the check can fail: another scene does not pass
-
-
-def test_answers_colour_and_shape_questions(toy):
-    for scene in SCENES:
-        assert ask(toy, scene, f"What colour is the {scene.shape}?") == COLOURS[scene.fg]
-        assert ask(toy, scene, "What shape is it?") == scene.shape
-        assert ask(toy, scene, "What colour is the background?") == COLOURS[scene.bg]
-
-
-def test_answers_about_its_own_drawing(toy):
-    drawing = toy.generate_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT).images[0]
-    assert ask(toy, drawing, "What colour is the circle?") == "red"
-    assert ask(toy, drawing, "What colour is the background?") == "blue"
-
-
-def test_http_routes_draw_and_answer(toy):
-    """Over HTTP (the real server on 127.0.0.1): the image route draws the caption, the chat route answers about an
-    image sent as a data: URI."""
-    import httpx
-
-    from serve_utils import start_server
-    from test_serve import decode_png, image_message
-
-    from janus_rt.serve.image_formats import image_b64
-
-    with start_server(toy) as url:
-        body = {"prompt": FOX.caption, "n": 2, "seed": 0, "cfg_weight": CFG_WEIGHT}
-        images = httpx.post(f"{url}/v1/images/generations", json=body, timeout=120).json()["data"]
-        for item in images:
-            assert cell_accuracy(decode_png(item["b64_json"]), FOX) >= MATCH
-        png = base64.b64decode(image_b64(render(cell_colours(FOX)), "png", None))
-        message = image_message(png, "What colour is the circle?")
-        chat = httpx.post(f"{url}/v1/chat/completions", json={"messages": [message], "max_tokens": 8,
-                                                             "temperature": 0}, timeout=120).json()
-        assert chat["choices"][0]["message"]["content"].strip() == "red"
-
-
-def test_previews_show_the_final_images_top_rows(toy):
-    job = toy.submit_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT, partial_images=3)
-    previews = list(job.previews())
-    final = job.result().images[0]
-    assert previews
-    for p in previews:
-        drawn = final.shape[0] * p.rows_done // GRID
-        assert np.array_equal(p.image[:drawn], final[:drawn])
-
-
-def test_onnxruntime_backend_draws_and_answers(toy, tmp_path_factory):
-    pytest.importorskip("onnxruntime")
-    from janus_rt.export import export_onnx
-
-    folder = export_onnx(toy, tmp_path_factory.mktemp("toy-onnx") / "fp32").path
-    m = janus_rt.load(folder, backend="onnxruntime", providers=["CPUExecutionProvider"])
-    try:
-        image = m.generate_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT).images[0]
-        assert cell_accuracy(image, FOX) >= MATCH
-        assert ask(m, FOX, "What shape is it?") == "circle"
-    finally:
-        m.close()
-
-
-@pytest.mark.interpreter
-def test_triton_backend_draws_the_first_rows(toy):
-    """The Triton interpreter runs ~a step per second here, so the triton backend draws the first 3 rows (72 tokens,
-    greedy) and stops; they must be the scene's."""
-    from janus_rt.backends.choice import make_backend
-
-    m = janus_rt.Janus(make_backend("triton", toy.model), toy.tokenizer, toy.chat_format, toy.path)
-    try:
-        job = m.submit_images(FOX.caption, temperature=0, cfg_weight=CFG_WEIGHT, partial_images=GRID - 1)
-        for preview in job.previews():
-            if preview.rows_done >= 3:
-                job.cancel()
-                break
-        rows = 3 * 16  # pixels of 3 cell rows
-        assert np.array_equal(preview.image[:rows], render(cell_colours(FOX))[:rows])
-    finally:
-        m.close()
-
-
-@pytest.mark.parametrize("fmt", ["int8", "int4", "fp8"])
-def test_quantized_toy_keeps_its_semantics(toy, fmt):
-    from janus_rt.toy.evaluate import next_token_kl
-
-    m = janus_rt.load("toy", device="cpu", dtype="float32", quantize=fmt)
-    try:
-        images = m.generate_images([s.caption for s in SCENES[:2]], temperature=0, cfg_weight=CFG_WEIGHT).images
-        for scene, image in zip(SCENES, images):
-            assert cell_accuracy(image, scene) >= MATCH, (fmt, scene.caption)
-        assert ask(m, FOX, "What colour is the circle?") == "red"
-        kl = next_token_kl(toy, m, FOX)
-        print(f"{fmt}: mean KL(fp32 || {fmt}) of next-token distributions: image {kl.image:.2e}, text {kl.text:.2e}")
-        assert kl.image < 0.1 and kl.text < 0.1
-    finally:
-        m.close()
-
-
 @pytest.mark.slow
-def test_training_script_still_trains(toy, tmp_path):
-    """A few steps of the real script: it writes a checkpoint the strict loader reads, and its loss fell."""
+def test_training_script_still_trains(tmp_path):
+    """A few steps of the real script: it writes a checkpoint the strict loader reads, with the written-down parts
+    intact, and its drawing loss is below chance over the 4608 codes."""
+    from janus_rt.toy.closed_form import CELL_UNITS
     from janus_rt.toy.train import TrainSettings, build
 
-    out = build(tmp_path / "toy", TrainSettings(steps=8, draw_batch=2, answer_batch=2), progress=False)
+    out = build(tmp_path / "toy", TrainSettings(steps=6, draw_batch=2, answer_batch=2), progress=False)
     record = json.loads((out / "toy.json").read_text())
+    assert record["final_losses"]["draw"] < math.log(8 * GRID * GRID)
     m = janus_rt.load(out, device="cpu", dtype="float32")
     try:
-        assert m.info()["parameters"] == toy.info()["parameters"]
+        assert torch.all(m.model.gen_head.proj.weight[:CELL_UNITS].abs().amax(1) > 0)  # the fixed cell units
+        codes = torch.from_numpy(cell_codes(cell_colours(FOX)))
+        assert np.array_equal(m.decode_image_tokens(codes)[0], render(cell_colours(FOX)))
     finally:
         m.close()
-    assert record["final_losses"]["draw"] < np.log(8 * GRID * GRID)  # below chance over the 4608 codes

@@ -61,14 +61,15 @@ class TinySpec:
     extra: dict = field(default_factory=dict)
 
 
-def build_tokenizer(spec: TinySpec, corpus: Sequence[str] = CORPUS):
-    """A small byte-level BPE trained on `corpus` (a fixed one by default), then the Janus special tokens appended."""
+def build_tokenizer(spec: TinySpec, corpus: Sequence[str] = CORPUS, vocab_size: int = 400):
+    """A small byte-level BPE of `vocab_size` tokens trained on `corpus` (a fixed one by default), then the Janus
+    special tokens appended."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(list(corpus), trainer)
     specials = [BOS, EOS, PAD, IMAGE_PLACEHOLDER, BEGIN_OF_IMAGE, END_OF_IMAGE] + EXTRA_SPECIALS
     if spec.pro:
@@ -201,13 +202,14 @@ def write_tiny_checkpoint(
     weights_format: WeightsFormat = "safetensors",
     seed: int = 0,
     corpus: Sequence[str] = CORPUS,
+    vocab_size: int = 400,
 ) -> Path:
     """Create a tiny random official-layout checkpoint in `out_dir` (written to a temp dir, then moved)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty")
     with staged_folder(out_dir) as staging:
-        tok = build_tokenizer(spec, corpus)
+        tok = build_tokenizer(spec, corpus, vocab_size)
         tok.save(str(staging / "tokenizer.json"))
         vocab = -(-tok.get_vocab_size(with_added_tokens=True) // 64) * 64  # rows rounded up, like the real 102400
         config = official_config(spec, vocab)

@@ -30,11 +30,16 @@ def toy_spec() -> TinySpec:
     )
 
 
+TOKENIZER_SIZE = 640  # byte-level BPE tokens before the specials: enough for every toy word to be one token
+
+
 def toy_corpus() -> list[str]:
-    """Every word the toy reads or says, for its byte-level BPE."""
+    """Every word the toy reads or says, for its byte-level BPE: each caption, question and answer word many times
+    (with the leading space it has in a sentence), so that each is one token and an answer's first token names it."""
     words = list(COLOURS) + list(SHAPES) + list(SIZES) + [w for ws in SIZE_WORDS.values() for w in ws]
-    lines = [t.format(size=s, fg=f, shape=sh, bg=b) for t in CAPTION_TEMPLATES for s in SIZES for f in COLOURS[:2]
-             for sh in SHAPES for b in COLOURS[2:4]]
-    lines += [q.format(shape=sh) for q, _ in QUESTIONS for sh in SHAPES]
-    lines += [" ".join(words), UNDERSTANDING_SYSTEM_PROMPT, "User: Assistant: <|User|>: <|Assistant|>:"]
+    lines = [t.format(size=s, fg=f, shape=sh, bg=b) for t in CAPTION_TEMPLATES for s in SIZES for f in COLOURS
+             for sh in SHAPES for b in COLOURS if f != b]
+    lines += [q.format(shape=sh) for q, _ in QUESTIONS for sh in SHAPES] * 20
+    lines += [" " + " ".join(words)] * 50
+    lines += [UNDERSTANDING_SYSTEM_PROMPT, "User: Assistant: <|User|>: <|Assistant|>:"]
     return lines

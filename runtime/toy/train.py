@@ -13,7 +13,9 @@ AdamW on two kinds of sequences, built with the runtime's own prompt code and ru
     answering: the understanding prompt with the scene's render (through the real preprocessing and the vision
                tower) and a question, then the one-word answer (or the canonical caption) and EOS.
 Everything is seeded (`--seed`), so two runs on the same machine give the same weights; the written checkpoint is
-the official layout, which `janus_rt.load` reads with the same strict loader as a real release.
+the official layout, which `janus_rt.load` reads with the same strict loader as a real release. Status (issue 22):
+with the defaults the model draws 65-97 % of a scene's cells right under guidance and answers about half of the
+colour and shape questions; not yet good enough to ship (the bar: >= 95 % of cells, right answers).
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ from janus_rt.checkpoint.tiny import save_weights, write_tiny_checkpoint
 from janus_rt.files import staged_folder
 from janus_rt.requests.prompts import generation_prompt
 from janus_rt.toy.closed_form import set_cell_path, set_closed_form
-from janus_rt.toy.model_spec import toy_corpus, toy_spec
+from janus_rt.toy.model_spec import TOKENIZER_SIZE, toy_corpus, toy_spec
 from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, render
 
 CAPTION_DROPOUT = 0.1
 TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.")  # parameter name prefixes that learn
-WEIGHTS_DTYPE = torch.float16  # the shipped file: half the size, and the toy's semantics hold (tested)
+WEIGHTS_DTYPE = torch.float16  # the written file: half the size (the written-down values are exact in fp16)
 
 
 @dataclass(frozen=True)
@@ -183,14 +185,15 @@ def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Param
 
 
 def weights_digest(folder: Path) -> str:
-    """sha256 of the checkpoint's weight file (what CI checks against the shipped one)."""
+    """sha256 of the checkpoint's weight file (recorded in toy.json, so a shipped copy can be checked)."""
     return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
 
 
 def build(out: Path, settings: TrainSettings, progress: bool = True) -> Path:
     """Write the initial checkpoint, set its closed-form parts, train, and write the trained one to `out`."""
     with tempfile.TemporaryDirectory(prefix="janus-rt-toy-") as tmp:
-        start = write_tiny_checkpoint(Path(tmp) / "init", toy_spec(), "safetensors", settings.seed, toy_corpus())
+        start = write_tiny_checkpoint(Path(tmp) / "init", toy_spec(), "safetensors", settings.seed, toy_corpus(),
+                                      TOKENIZER_SIZE)
         m = janus_rt.load(start, device="cpu", dtype="float32")
         try:
             set_closed_form(m.model)
@@ -210,8 +213,7 @@ def build(out: Path, settings: TrainSettings, progress: bool = True) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m janus_rt.toy.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="The shipped toy (janus_rt/toy/checkpoint) was made with the defaults.")
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder to write the checkpoint to (must not exist, or be empty)")
     p.add_argument("--steps", type=int, default=TrainSettings.steps, help=f"optimizer steps (default {TrainSettings.steps})")
     p.add_argument("--seed", type=int, default=TrainSettings.seed, help="seed of everything (default 0)")
