@@ -21,7 +21,6 @@ import base64
 import io
 import json
 import re
-import time
 from typing import Iterator
 
 import numpy as np
@@ -41,7 +40,7 @@ from janus_rt.cli.serve import settings_from_args  # noqa: E402
 from janus_rt.serve.settings import ServeSettings  # noqa: E402
 from faults import fail_decode_at  # noqa: E402
 from serve_utils import base, ckpt, make, start_server  # noqa: E402,F401 - fixtures
-from test_serve import Gate  # noqa: E402
+from test_serve import Gate, wait_until  # noqa: E402
 
 IMAGES = "/v1/images/generations"
 PROMPT = "a red fox"
@@ -86,14 +85,6 @@ def stream_images(url: str, **body) -> list[dict]:
     for name, event in events:
         assert name == event["type"], (name, event["type"])
     return [event for _, event in events]
-
-
-def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 def metric(url: str, name: str, labels: str = "") -> float:
