@@ -16,7 +16,7 @@ import torch
 from janus_rt.model.config import JanusConfig
 from janus_rt.engine.primitives import seeded_generator
 from janus_rt.engine.request import Group
-from janus_rt.backends.prefill_inputs import prefill_hidden
+from janus_rt.backends.prefill_inputs import in_row_order, prefill_hidden
 from janus_rt.model.cfg_rows import pair_rows
 from janus_rt.backends.kv_rows import KVRows
 from janus_rt.model.janus import JanusModel
@@ -59,16 +59,12 @@ class TorchBackend:
         else:
             embeds = model.llm.embed_tokens(last[:, None])  # [1, 1, D]
         sets = group.row_sets()  # one set, or a negative prompt's conditional and unconditional rows
-        hidden = embeds.new_empty(group.rows, embeds.shape[-1]) if len(sets) > 1 else None  # [R, D]
+        outs = []
         for rows, length in sets:
             slot = length + step - 1  # this set's cache slot and RoPE position of the input token
             pos = torch.full((embeds[rows].shape[0], 1), slot, device=self.device)  # [r, 1]
-            out = model.llm(embeds[rows], pos, self.kv.group_cache(group, rows), slot)[:, -1]  # [r, D]
-            if hidden is None:
-                hidden = out
-            else:
-                hidden[rows] = out
-        self._sample(group, hidden, step)
+            outs.append(model.llm(embeds[rows], pos, self.kv.group_cache(group, rows), slot)[:, -1])  # [r, D]
+        self._sample(group, in_row_order(group, sets, outs), step)
 
     def _sample(self, group: Group, hidden: torch.Tensor, step: int) -> None:
         """Head, (CFG mix), draw; the tokens go to column `step` of the group's records."""

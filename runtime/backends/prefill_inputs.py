@@ -37,6 +37,11 @@ def prefill_hidden(model: JanusModel, group: Group, kv: KVRows, device: torch.de
     for (rows, length), embeds in zip(sets, prefill_embeddings(model, group, device)):
         positions = torch.arange(length, device=device).expand(embeds.shape[0], length)  # [r, L]
         outs.append(model.llm(embeds, positions, kv.group_cache(group, rows), 0)[:, -1])  # [r, D]
+    return in_row_order(group, sets, outs)
+
+
+def in_row_order(group: Group, sets: list[tuple[slice, int]], outs: list[torch.Tensor]) -> torch.Tensor:
+    """The row sets' outputs `[r, D]` put back in the group's row order `[R, D]` (one set: as it is)."""
     if len(outs) == 1:
         return outs[0]
     hidden = outs[0].new_empty(group.rows, outs[0].shape[-1])  # [R, D]

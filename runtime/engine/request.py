@@ -217,10 +217,6 @@ class Request:
                 break
             yield item
 
-    def preview_stream(self) -> Iterator["PreviewSnapshot"]:
-        """Preview snapshots as the engine takes them (those taken before included); ends when the request ends."""
-        return self.stream()
-
     END = _END  # what a listener's queue receives last (`listen`)
 
     @property

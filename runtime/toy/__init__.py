@@ -5,5 +5,5 @@ it sees. No trained checkpoint is shipped yet: the training script's output does
 
 `scenes` (the world, captions, questions, the procedural image tokeniser), `closed_form` (the parts written down,
 and the fixed cell path), `model_spec` (its shape and tokenizer corpus), `train` (the training script: `python -m
-janus_rt.toy.train --out DIR`), `evaluate` (cell accuracy, answers, next-token KL between two models).
+janus_rt.toy.train --out DIR`), `evaluate` (cell accuracy and answers: `python -m janus_rt.toy.evaluate DIR`).
 """
