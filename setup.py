@@ -26,7 +26,8 @@ setup(
     python_requires=">=3.10",
     packages=PACKAGES,
     package_dir=ROOTS,
-    package_data={"janus_rt.serve": ["playground.html"]},  # the web playground `janus-rt serve` answers at GET /
+    package_data={"janus_rt.serve": ["playground.html"],  # the web playground `janus-rt serve` answers at GET /
+                  "janus_rt.toy": ["checkpoint/*"]},  # the toy checkpoint trained here (`--model toy`, `janus-rt demo`)
     install_requires=[
         "torch>=2.5",  # SDPA enable_gqa
         "triton>=3.0; platform_system == 'Linux'",

@@ -36,8 +36,7 @@ is cancelled and counted as "timeout", the rest is not sent). Only loopback URLs
 
 EPILOG = f"""\
 examples:
-  janus-rt demo --out demo                   # writes demo/tiny-janus: a tiny RANDOM checkpoint, no download
-  janus-rt serve --model demo/tiny-janus &   # listens on http://127.0.0.1:8000
+  janus-rt serve --model toy &              # the toy Janus shipped in the package; http://127.0.0.1:8000
   janus-rt bench-serve --url http://127.0.0.1:8000 --kind image --concurrency 1,4 --requests 8
   janus-rt bench-serve --url http://127.0.0.1:8000 --kind chat --concurrency 1,4,16,64 --requests 64 --max-tokens 32
   janus-rt bench-serve --url http://127.0.0.1:8000 --kind chat --json-out results/serve-chat.json

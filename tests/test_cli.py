@@ -90,7 +90,7 @@ HELP_MENTIONS = {
     "chat": ["--model", "--image", "--max-new-tokens", "--chat-format", "--seed", "--temperature",
              "--system-prompt", "question", "Answer QUESTION"],
     "info": ["--model", "--json", "--dtype", "not loaded"],
-    "demo": ["--out", "--device", "RANDOM"],
+    "demo": ["--out", "--device", "--random", "RANDOM", "toy"],
 }
 
 
@@ -117,9 +117,9 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 
 
 # ------------------------------------------------------------------------------------------------- demo
-def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_random_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     work = tmp_path / "demo"
-    code, out, err = run(["demo", "--out", str(work)], capsys)
+    code, out, err = run(["demo", "--random", "--out", str(work)], capsys)
     assert code == 0, err
     assert "weights are RANDOM" in out
     printed = [Path(line.strip()) for line in out.splitlines() if line.strip().endswith(".png")]
@@ -133,18 +133,20 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
     # A second run into the same folder reuses the checkpoint and redraws the same (seeded) images.
     first = [np.asarray(Image.open(path)) for path in printed]
-    code, out, err = run(["demo", "--out", str(work)], capsys)
+    code, out, err = run(["demo", "--random", "--out", str(work)], capsys)
     assert code == 0, err
     assert "reused" in out
     for path, pixels in zip(printed, first):
         np.testing.assert_array_equal(np.asarray(Image.open(path)), pixels)
 
 
-def test_demo_refuses_foreign_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    clash = tmp_path / "demo" / "tiny-janus"
+@pytest.mark.parametrize("flags, folder", [(["--random"], "tiny-janus"), ([], "toy-janus")])
+def test_demo_refuses_foreign_folder(flags: list[str], folder: str, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    clash = tmp_path / "demo" / folder
     clash.mkdir(parents=True)
     (clash / "notes.txt").write_text("not a checkpoint")
-    code, out, err = run(["demo", "--out", str(tmp_path / "demo")], capsys)
+    code, out, err = run(["demo", *flags, "--out", str(tmp_path / "demo")], capsys)
     assert code == 2 and "Traceback" not in err
     assert f"janus-rt: error: {clash} exists" in err and "--out" in err
     assert (clash / "notes.txt").read_text() == "not a checkpoint"

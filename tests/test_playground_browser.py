@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import janus_rt
+
 from browser_utils import (LAPTOP, PHONE, b64_pixels, data_url_pixels, expect, foreign_requests, launch_chromium,
                            save_screenshot, sse_events)
 from janus_rt.engine.params import IMAGE_DEFAULTS
@@ -153,7 +155,7 @@ def test_generate_with_previews_shows_each_preview_then_the_image(open_page, ser
         assert link.is_visible()
     expect(page.locator("#queue")).to_contain_text("janus", timeout=WAIT_MS)  # GET /health, polled
     no_horizontal_overflow(page)
-    assert save_screenshot(page, "playground.png", tmp_path).stat().st_size > 0
+    assert save_screenshot(page, "random-playground.png", tmp_path).stat().st_size > 0
     assert not foreign_requests(opened.urls, server) and any(u.endswith("/health") for u in opened.urls)
 
 
@@ -258,7 +260,7 @@ def test_phone_width_window(open_page, server, tmp_path: Path) -> None:
     _, events = generate(page, "a lighthouse at dusk, oil painting", n=2, seed=11, previews=1)
     assert sum(e["type"] == "image_generation.completed" for e in events) == 2
     no_horizontal_overflow(page)
-    assert save_screenshot(page, "playground-phone.png", tmp_path, full_page=True).stat().st_size > 0
+    assert save_screenshot(page, "random-playground-phone.png", tmp_path, full_page=True).stat().st_size > 0
     page.click("[data-testid=tab-chat]")
     page.fill("#max-tokens", "40")
     page.fill("#question", "Describe a lighthouse in one long sentence, please.")
@@ -266,3 +268,32 @@ def test_phone_width_window(open_page, server, tmp_path: Path) -> None:
     page.wait_for_selector("[data-testid=assistant-message][data-done=true]")
     no_horizontal_overflow(page)
 
+
+@pytest.fixture(scope="module")
+def toy_server() -> Iterator[str]:
+    toy = janus_rt.load("toy", device="cpu", dtype="float32")
+    try:
+        with start_server(toy, ServeSettings(host="127.0.0.1", port=0)) as url:
+            yield url
+    finally:
+        toy.close()
+
+
+@pytest.mark.parametrize("viewport, name", [(LAPTOP, "playground.png"), (PHONE, "playground-phone.png")])
+def test_the_toy_draws_what_it_is_asked_in_the_playground(open_page, toy_server, tmp_path: Path, viewport: dict,
+                                                          name: str) -> None:
+    """The README's pictures: the shipped toy draws its prompt in the page (each final <img> is >= 95 % the scene's
+    cells), then answers a question about an image uploaded in the chat tab."""
+    from janus_rt.toy.evaluate import CFG_WEIGHT, cell_accuracy
+    from janus_rt.toy.scenes import scene_of_caption
+
+    opened = open_page(toy_server, viewport)
+    page = opened.page
+    caption = "a large red circle on a blue background"
+    page.fill("#cfg-weight", str(CFG_WEIGHT))
+    generate(page, caption, n=2, seed=0, previews=2)
+    for image in range(2):
+        src = page.get_attribute(f"[data-testid=image-{image}]", "src")
+        assert cell_accuracy(data_url_pixels(src), scene_of_caption(caption)) >= 0.95
+    no_horizontal_overflow(page)
+    assert save_screenshot(page, name, tmp_path, full_page=viewport is PHONE).stat().st_size > 0

@@ -97,7 +97,7 @@ def test_official_writer_gives_back_the_files_it_was_loaded_from(torch_model, ti
 def test_training_script_still_trains(tmp_path):
     """A few steps of the real script: it writes a checkpoint the strict loader reads, with the written-down parts
     intact, and its drawing loss is below chance over the 4608 codes."""
-    from janus_rt.toy.closed_form import CELL_UNITS
+    from janus_rt.toy.closed_form import cell_units
     from janus_rt.toy.train import TrainSettings, build
 
     out = build(tmp_path / "toy", TrainSettings(steps=6, draw_batch=2, answer_batch=2), progress=False)
@@ -105,7 +105,7 @@ def test_training_script_still_trains(tmp_path):
     assert record["final_losses"]["draw"] < math.log(8 * GRID * GRID)
     m = janus_rt.load(out, device="cpu", dtype="float32")
     try:
-        assert torch.all(m.model.gen_head.proj.weight[:CELL_UNITS].abs().amax(1) > 0)  # the fixed cell units
+        assert torch.all(m.model.gen_head.proj.weight[cell_units(m.model)].abs().amax(1) > 0)  # the fixed cell units
         codes = torch.from_numpy(cell_codes(cell_colours(FOX)))
         assert np.array_equal(m.decode_image_tokens(codes)[0], render(cell_colours(FOX)))
     finally:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from janus_rt.errors import CheckpointError
+from janus_rt.toy.shipped import TOY_NAME, toy_checkpoint
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # as huggingface_hub parses HF_HUB_OFFLINE
@@ -35,12 +36,15 @@ def _first_line(error: Exception, limit: int = 160) -> str:
 
 
 def resolve_model_path(model: str) -> Path:
-    """Return a local directory for `model`; download a hub id with huggingface_hub when installed and online.
+    """Return a local directory for `model`; download a hub id with huggingface_hub when installed and online;
+    `toy` is the shipped toy checkpoint (`janus_rt.toy.shipped`) unless a folder of that name is here.
     A name that is neither a folder here nor fetchable says so in that order: first that no such folder exists
     (relative to where the command runs), then the hub attempt, in one line."""
     path = Path(model).expanduser()
     if path.exists():
         return path
+    if model == TOY_NAME:  # the shipped toy (no folder of that name here)
+        return toy_checkpoint()
     if not HUB_ID.match(model) or looks_like_path(model):
         raise CheckpointError(f"{model}: no such directory; pass the folder holding config.json and the weights")
     not_here = f"{model}: no such folder here ({Path.cwd()})"

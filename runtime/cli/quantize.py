@@ -19,7 +19,7 @@ QUANTIZE_EPILOG = """examples:
   janus-rt quantize --model ~/models/Janus-Pro-7B --out ~/models/Janus-Pro-7B-int4 --format int4
   janus-rt quantize --model ~/models/Janus-Pro-7B --out ~/models/Janus-Pro-7B-int8 --format int8
   janus-rt generate --model ~/models/Janus-Pro-7B-int4 --backend triton "a red fox in the snow"
-  janus-rt demo --out demo && janus-rt quantize --model demo/tiny-janus --out demo/tiny-int8 --format int8
+  janus-rt quantize --model toy --out demo/toy-int8 --format int8
 
 formats (weights of the transformer's linears and the two heads; embeddings, norms, SigLIP and the VQ decoder
 stay in the float dtype):

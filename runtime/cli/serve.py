@@ -27,7 +27,7 @@ from janus_rt.spelling import CLI
 SERVE_EPILOG = f"""examples:
   janus-rt serve --model ~/models/Janus-Pro-1B                       # http://127.0.0.1:8000
   janus-rt serve --model ~/models/Janus-Pro-7B --backend triton --host 0.0.0.0 --port 8080 --api-key s3cret
-  janus-rt demo --out demo && janus-rt serve --model demo/tiny-janus  # a tiny random model, CPU, no weights
+  janus-rt serve --model toy                     # the toy Janus shipped in the package, CPU, no weights
   janus-rt serve --model ~/models/Janus-Pro-7B --backend triton --ray --replicas 4   # 4 GPUs, one replica each
 
 then, from another shell:

@@ -17,7 +17,7 @@ def add_warmup_args(w: argparse.ArgumentParser) -> None:
                      "~/.cache/janus-rt), so later processes reach their first image sooner. Servers: "
                      "`janus-rt serve --warmup` does the same before opening the port.")
     w.epilog = ("examples:\n  janus-rt warmup --model ~/models/Janus-Pro-7B --backend triton\n"
-                "  janus-rt warmup --model demo/tiny-janus --images 1,2 --text 1")
+                "  janus-rt warmup --model toy --images 1,2 --text 1")
     w.formatter_class = argparse.RawDescriptionHelpFormatter
     add_model_args(w)
     w.add_argument("--images", type=int_list, default=(1, 2, 4, 8), metavar="N1,N2,...",

@@ -25,10 +25,13 @@ unlucky draw cannot spread; the sampled code still decides the next cell, so the
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from janus_rt.model.janus import JanusModel
-from janus_rt.toy.scenes import GRID
+from janus_rt.toy.scenes import GRID, SHAPES, SIZES, inside
 
 COLOURS = 8
 OUT_SCALE = 1.01  # the last convolution's gain: +-1.01 clips to exactly 0 / 255 after the truncating conversion
@@ -84,26 +87,100 @@ def set_vq_decoder(model: JanusModel) -> None:
         vq.conv_out.weight[k, 2 * k, 1, 1], vq.conv_out.weight[k, 2 * k + 1, 1, 1] = OUT_SCALE, -OUT_SCALE
 
 
+def _pairs(start: int, count: int) -> tuple[slice, slice]:
+    """`count` signed features stored as pairs (s, -s): the + halves, then the - halves."""
+    return slice(start, start + count), slice(start + count, start + 2 * count)
+
+
+# Vision features. Every feature the blocks read is a sign (+-1) stored as a pair (s, -s), so each patch's features sum
+# to 0 and their squares to the same constant in every patch and every image: each LayerNorm before an attention is
+# then one fixed scaling, and the attention weights below are exact.
+COLOUR, COLOUR_NEG = _pairs(0, 3)  # the patch's colour bits (R, G, B)
+CORNER, CORNER_NEG = _pairs(6, 1)  # + at the 4 corner patches (background in every scene)
+CENTRE, CENTRE_NEG = _pairs(8, 1)  # + at the 4 centre patches (the shape in every scene)
+MASK, MASK_NEG = _pairs(10, len(SHAPES) * len(SIZES))  # + where each (shape, size) would cover the patch
+BACKGROUND, BACKGROUND_NEG = _pairs(22, 3)  # the background's colour bits (block 1 writes them into every patch)
+SHAPE_COLOUR, SHAPE_COLOUR_NEG = _pairs(28, 3)  # the shape's colour bits (block 1)
+COVERAGE = slice(34, 34 + len(SHAPES) * len(SIZES))  # mean of each MASK sign over the shape's patches (block 2)
+SHARP = 100.0  # query x key gain of the written attentions: the attended patches outscore the rest by >= 35
+
+
+def _pair_reader(weight: torch.Tensor, row: int, plus: int, minus: int, gain: float) -> None:
+    """Row `row` of a linear after a LayerNorm reads `gain` x the sign stored at (plus, minus)."""
+    weight[row, plus] = gain / 2
+    weight[row, minus] = -gain / 2
+
+
+def _write_pairs(proj: torch.Tensor, plus: slice, minus: slice, source: int) -> None:
+    """An output projection that writes attention outputs `source..source+n` as pairs (s, -s)."""
+    for k in range(plus.stop - plus.start):
+        proj[plus.start + k, source + k] = 1.0
+        proj[minus.start + k, source + k] = -1.0
+
+
 @torch.no_grad()
 def set_vision_tower(model: JanusModel) -> None:
-    """Write the patch-colour + position vision tower (module docstring) into `model.vision`."""
+    """Write the vision tower (module docstring) into `model.vision`: what each patch shows, and in every patch the
+    background's colour, the shape's colour and how much of each (shape, size) the shape covers."""
     tower = model.vision
     width, patch = tower.patch_embed.weight.shape[0], tower.patch_embed.weight.shape[-1]
-    if width < 3 + 2 * GRID:
-        raise ValueError(f"the toy vision tower needs a width of at least {3 + 2 * GRID}, got {width}")
+    heads = tower.blocks[0].attn.heads if tower.blocks else 0
+    if width < COVERAGE.stop or len(tower.blocks) < 2 or heads < 2:
+        raise ValueError(f"the toy vision tower needs a width of at least {COVERAGE.stop}, 2 blocks and 2 heads, "
+                         f"got width {width}, {len(tower.blocks)} blocks, {heads} heads")
+    head_dim = width // heads
     tower.patch_embed.weight.zero_()
     tower.patch_embed.bias.zero_()
-    for k in range(3):
-        tower.patch_embed.weight[k, k] = 1.0 / (patch * patch)  # the patch's mean of channel k
+    for k in range(3):  # the patch's mean of channel k (+-1 for a flat cell after the real preprocessing)
+        tower.patch_embed.weight[COLOUR.start + k, k] = 1.0 / (patch * patch)
+        tower.patch_embed.weight[COLOUR_NEG.start + k, k] = -1.0 / (patch * patch)
+    rows, cols = torch.meshgrid(torch.arange(GRID), torch.arange(GRID), indexing="ij")
+    corner = ((rows == 0) | (rows == GRID - 1)) & ((cols == 0) | (cols == GRID - 1))
+    centre = ((rows == GRID // 2 - 1) | (rows == GRID // 2)) & ((cols == GRID // 2 - 1) | (cols == GRID // 2))
+    signs = torch.cat([corner[..., None], centre[..., None], torch.from_numpy(shape_masks())], -1)  # [24, 24, 8]
+    signs = signs.reshape(CELLS, -1).float() * 2 - 1  # [576, 8]
     tower.pos_embed.zero_()
-    patches = torch.arange(CELLS)
-    tower.pos_embed[0, patches, 3 + patches // GRID] = 1.0  # row one-hot
-    tower.pos_embed[0, patches, 3 + GRID + patches % GRID] = 1.0  # column one-hot
-    for block in tower.blocks:
-        block.attn.proj.weight.zero_()
-        block.attn.proj.bias.zero_()
-        block.mlp.fc2.weight.zero_()
-        block.mlp.fc2.bias.zero_()
+    tower.pos_embed[0, :, CORNER_NEG.start:CORNER_NEG.stop] = -signs[:, :1]
+    tower.pos_embed[0, :, CENTRE_NEG.start:CENTRE_NEG.stop] = -signs[:, 1:2]
+    tower.pos_embed[0, :, MASK_NEG] = -signs[:, 2:]
+    tower.pos_embed[0, :, CORNER.start] = signs[:, 0]
+    tower.pos_embed[0, :, CENTRE.start] = signs[:, 1]
+    tower.pos_embed[0, :, MASK] = signs[:, 2:]
+    for block in tower.blocks:  # every block starts as an identity (zero output projections)
+        for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc2):
+            linear.weight.zero_()
+            linear.bias.zero_()
+        block.norm1.weight.fill_(1.0)
+        block.norm1.bias.zero_()
+    q, k, v = 0, width, 2 * width  # qkv row offsets; head h owns rows h * head_dim .. of each
+    # Block 1: head 0 attends to the corners and copies their colour (the background's), head 1 to the centre (the
+    # shape's). Constant queries (the bias), keys from the position signs.
+    sigma = math.sqrt((2 * 3 + 2 + 2 + 2 * MASK.stop - 2 * MASK.start) / width + tower.blocks[0].norm1.eps)
+    first = tower.blocks[0].attn
+    for head, (plus, minus), (out, out_neg) in ((0, (CORNER.start, CORNER_NEG.start), (BACKGROUND, BACKGROUND_NEG)),
+                                                (1, (CENTRE.start, CENTRE_NEG.start), (SHAPE_COLOUR, SHAPE_COLOUR_NEG))):
+        base = head * head_dim
+        first.qkv.bias[q + base] = 1.0
+        _pair_reader(first.qkv.weight, k + base, plus, minus, SHARP * sigma)
+        for c in range(3):
+            _pair_reader(first.qkv.weight, v + base + c, COLOUR.start + c, COLOUR_NEG.start + c, sigma)
+        _write_pairs(first.proj.weight, out, out_neg, base)
+    # Block 2: head 0's query is the shape's colour, its keys each patch's colour, so it attends to the patches of
+    # the shape's colour (the shape), and averages their MASK signs: 1 for the scene's (shape, size) and any larger
+    # mask that contains it, less for the others.
+    sigma = math.sqrt((2 * 3 + 2 + 2 + 2 * (MASK.stop - MASK.start) + 2 * 6) / width + tower.blocks[1].norm1.eps)
+    second = tower.blocks[1].attn
+    for c in range(3):
+        _pair_reader(second.qkv.weight, q + c, SHAPE_COLOUR.start + c, SHAPE_COLOUR_NEG.start + c, sigma)
+        _pair_reader(second.qkv.weight, k + c, COLOUR.start + c, COLOUR_NEG.start + c, SHARP * sigma)
+    for j in range(MASK.stop - MASK.start):
+        _pair_reader(second.qkv.weight, v + j, MASK.start + j, MASK_NEG.start + j, sigma)
+        second.proj.weight[COVERAGE.start + j, j] = 1.0
+    tower.norm.weight.fill_(1.0)
+    tower.norm.bias.zero_()
+
+
+MASK_FEATURES = slice(0, len(SHAPES) * len(SIZES))  # image-token embedding: is the next cell inside each shape?
 
 
 @torch.no_grad()
@@ -118,6 +195,13 @@ def set_gen_embed(model: JanusModel) -> None:
     has_next = following < CELLS
     table[codes[has_next], COLOURS + following[has_next] // GRID] = 1.0
     table[codes[has_next], COLOURS + GRID + following[has_next] % GRID] = 1.0
+    masks = torch.from_numpy(shape_masks()).reshape(CELLS, -1).float()  # [576, 6]
+    table[codes[has_next], MASK_FEATURES] = masks[following[has_next]]
+
+
+def shape_masks() -> np.ndarray:
+    """bool `[GRID, GRID, 6]`: which cells each (shape, size) covers, in SHAPES x SIZES order."""
+    return np.stack([inside(shape, size) for shape in SHAPES for size in SIZES], axis=-1)
 
 
 def set_closed_form(model: JanusModel) -> None:
@@ -128,8 +212,19 @@ def set_closed_form(model: JanusModel) -> None:
 
 CELL_FEATURES = slice(COLOURS, COLOURS + 2 * GRID)  # residual dimensions holding the next cell's row and column
 CELL_UNITS = 4 * GRID  # generation-head units that read them: a saturating pair per feature
-GAIN, THRESHOLD, STEP = 500.0, 4.0, 8.0  # unit pair k: GELU(GAIN f - THRESHOLD) - GELU(GAIN f - THRESHOLD - STEP)
-CELL_LOGIT_SCALE = 25.0  # a matching row (or column) adds STEP x this to a code's logit: 200 each
+GAIN, THRESHOLD, STEP = 2500.0, 4.0, 40.0  # unit pair k: GELU(GAIN f - THRESHOLD) - GELU(GAIN f - THRESHOLD - STEP)
+CELL_LOGIT_SCALE = 5.0  # a matching row (or column) adds STEP x this to a code's logit: 200 each
+# Why these magnitudes: the head's rows are quantized per row (int8, fp8) or in groups of 128 inputs (int4), so the
+# fixed weights in the second layer stay small (5, near the learned colour weights), the gain sits in the first layer
+# (one weight per row: exact in every format), and the fixed units come last, after 128 learned ones, so no int4
+# group mixes them. "On" needs GAIN x feature >= THRESHOLD + STEP + 5 (feature 0.84 / RMS of the last hidden state:
+# any RMS up to 43), and the largest input stays far inside float16 (2500 x 0.84 / 0.1).
+
+
+def cell_units(model: JanusModel) -> slice:
+    """The generation head's units that read the next cell: its last CELL_UNITS (the others learn the colour)."""
+    width = model.gen_head.proj.weight.shape[0]
+    return slice(width - CELL_UNITS, width)
 
 
 @torch.no_grad()
@@ -170,23 +265,26 @@ def set_cell_path(model: JanusModel, begin_of_image: int) -> dict[torch.nn.Param
     begin[begin_of_image, features] = 0.0
     begin[begin_of_image, COLOURS] = begin[begin_of_image, COLOURS + GRID] = 1.0  # next: row 0, column 0
     fix(begin, (begin_of_image, features))
+    begin[begin_of_image, MASK_FEATURES] = torch.from_numpy(shape_masks()[0, 0]).float()  # cell 0's masks
+    fix(begin, (begin_of_image, MASK_FEATURES))
     proj, out = model.gen_head.proj, model.gen_head.out
+    units = cell_units(model)
+    first = units.start
     pairs = torch.arange(2 * GRID)
-    proj.weight[:CELL_UNITS] = 0.0
-    proj.weight[2 * pairs, COLOURS + pairs] = GAIN
-    proj.weight[2 * pairs + 1, COLOURS + pairs] = GAIN
-    proj.bias[:CELL_UNITS:2] = -THRESHOLD
-    proj.bias[1:CELL_UNITS:2] = -THRESHOLD - STEP
-    fix(proj.weight, slice(0, CELL_UNITS))
-    fix(proj.bias, slice(0, CELL_UNITS))
-    out.weight[:, :CELL_UNITS] = 0.0
+    proj.weight[units] = 0.0
+    proj.weight[first + 2 * pairs, COLOURS + pairs] = GAIN
+    proj.weight[first + 2 * pairs + 1, COLOURS + pairs] = GAIN
+    proj.bias[first::2] = -THRESHOLD
+    proj.bias[first + 1::2] = -THRESHOLD - STEP
+    fix(proj.weight, units)
+    fix(proj.bias, units)
+    out.weight[:, units] = 0.0
     codes = torch.arange(out.weight.shape[0])
     cells = codes % CELLS
     for feature in (cells // GRID, GRID + cells % GRID):
-        out.weight[codes, 2 * feature] = CELL_LOGIT_SCALE
-        out.weight[codes, 2 * feature + 1] = -CELL_LOGIT_SCALE
-    fix(out.weight, (slice(None), slice(0, CELL_UNITS)))
+        out.weight[codes, first + 2 * feature] = CELL_LOGIT_SCALE
+        out.weight[codes, first + 2 * feature + 1] = -CELL_LOGIT_SCALE
+    fix(out.weight, (slice(None), units))
     seeded = torch.Generator().manual_seed(0)
-    learned = slice(CELL_UNITS, out.weight.shape[1])
-    out.weight[:, learned] = 0.02 * torch.randn(out.weight.shape[0], out.weight.shape[1] - CELL_UNITS, generator=seeded)
+    out.weight[:, :first] = 0.02 * torch.randn(out.weight.shape[0], first, generator=seeded)
     return fixed

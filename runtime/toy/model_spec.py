@@ -13,14 +13,14 @@ from janus_rt.toy.scenes import CAPTION_TEMPLATES, COLOURS, QUESTIONS, SHAPES, S
 from janus_rt.toy.closed_form import CELLS
 
 HIDDEN = 128
-GEN_HEAD_WIDTH = 192  # the generation head's inner width: 96 units read the next cell, 96 learn its colour
+GEN_HEAD_WIDTH = 224  # the generation head's inner width: 128 units learn each cell's colour, the last 96 read the cell
 
 
 def toy_spec() -> TinySpec:
     codes = len(COLOURS) * CELLS
     return TinySpec(
         hidden=HIDDEN, layers=3, heads=4, kv_heads=4, intermediate=384,
-        vision_width=64, vision_layers=1, vision_heads=2,
+        vision_width=64, vision_layers=2, vision_heads=2,
         codes=codes, code_dim=64,
         vq_channels=32, vq_mults=(2, 1, 1, 1, 1), vq_res_blocks=0, z_channels=32,
         max_positions=1024,

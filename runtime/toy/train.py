@@ -38,21 +38,25 @@ import janus_rt
 from janus_rt.checkpoint.official_writer import official_state_dict
 from janus_rt.checkpoint.tiny import save_weights, write_tiny_checkpoint
 from janus_rt.files import staged_folder
+from janus_rt.model.janus import JanusModel
 from janus_rt.requests.prompts import generation_prompt
-from janus_rt.toy.closed_form import set_cell_path, set_closed_form
+from janus_rt.toy.closed_form import CELLS, cell_units, set_cell_path, set_closed_form
 from janus_rt.toy.model_spec import TOKENIZER_SIZE, toy_corpus, toy_spec
 from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, render
 
 CAPTION_DROPOUT = 0.1
-TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.")  # parameter name prefixes that learn
+TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.proj.")  # parameter name prefixes that learn
 WEIGHTS_DTYPE = torch.float16  # the written file: half the size (the written-down values are exact in fp16)
 
 
 @dataclass(frozen=True)
 class TrainSettings:
     steps: int = 1300
-    draw_batch: int = 4
-    answer_batch: int = 8
+    draw_batch: int = 16  # drawings per step, each on a random subset of `draw_cells` image positions ...
+    draw_cells: int = 64
+    answer_batch: int = 16  # ... and answers per step, each seeing `answer_patches` of the 576 image embeddings;
+    answer_patches: int = 32
+    whole: int = 1  # plus this many of each with every position, as served
     lr: float = 3e-3
     warmup: int = 30
     seed: int = 0
@@ -100,45 +104,105 @@ class Examples:
             self._question_ids[question] = self._prompt(self.scenes[0], question)[0]
         return self._question_ids[question]
 
-    def drawing(self, scene: Scene, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-        """(input embeddings `[L + 575, D]`, targets `[L + 575]`: the codes after the prompt, -100 elsewhere)."""
+    def drawing(self, scene: Scene, rng: random.Random, cells: int | None = None) -> Example:
+        """The generation prompt of a paraphrase, then the scene's codes, teacher-forced: inputs `[L + 575, D]`, the
+        codes as targets after the prompt. With `cells`, only that many image positions (a random subset, at their
+        true positions) are kept: each cell's colour depends on the caption and the cell alone (the embedding says
+        which cell comes next, never a colour), so a subset teaches the same function at a fraction of the cost."""
         text = generation_prompt(scene.caption_variant(rng), self.m.chat_format)
         ids = self.m.tokenizer.encode(text)
         if rng.random() < CAPTION_DROPOUT:
             ids = [ids[0]] + [self.pad] * (len(ids) - 2) + [ids[-1]]  # the runtime's unconditional row
         codes = self.codes[scene]
+        image_slots = torch.arange(CELLS - 1)  # slot j holds code j and predicts code j + 1
+        if cells is not None:
+            image_slots = torch.tensor(sorted(rng.sample(range(CELLS - 1), cells)))
         embeds = torch.cat([self.model.llm.embed_tokens(torch.tensor(ids)),
-                            self.model.gen_token_embeddings(codes[:-1])])  # [L + 575, D]
-        targets = torch.full((embeds.shape[0],), -100, dtype=torch.long)
-        targets[len(ids) - 1:] = codes
-        return embeds, targets
+                            self.model.gen_token_embeddings(codes[image_slots])])  # [L + n, D]
+        targets = torch.cat([torch.full((len(ids) - 1,), -100), codes[:1], codes[image_slots + 1]])  # [L + n]
+        positions = torch.cat([torch.arange(len(ids)), len(ids) + image_slots])  # [L + n]
+        return Example(embeds, targets, positions)
 
-    def answering(self, scene: Scene, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    def answering(self, scene: Scene, rng: random.Random, patches: int | None = None) -> Example:
+        """The understanding prompt with the render's 576 embeddings and a question, then the answer and EOS. With
+        `patches`, only that many image embeddings (a random subset, at their true positions) are kept: the vision
+        tower puts the whole image's summary into every patch, so any subset still holds the answer."""
         question, answer = scene.question_answer(rng)
         ids = self.question_ids(question)
         answer_ids = self.m.tokenizer._tok.encode(" " + answer, add_special_tokens=False).ids + [self.eos]
         full = torch.tensor(ids + answer_ids)
         embeds = self.model.llm.embed_tokens(full).clone()  # [T, D]
-        embeds[full == self.placeholder] = self.model.aligner(self.features(scene))
+        slots = torch.nonzero(full == self.placeholder).flatten()  # [576] the image embeddings' positions
+        embeds[slots] = self.model.aligner(self.features(scene))
         targets = torch.full((len(full),), -100, dtype=torch.long)
         targets[len(ids) - 1:-1] = torch.tensor(answer_ids)
-        return embeds, targets
+        positions = torch.arange(len(full))
+        if patches is not None:
+            keep = torch.ones(len(full), dtype=torch.bool)
+            keep[slots] = False
+            keep[slots[torch.tensor(rng.sample(range(len(slots)), patches))]] = True
+            embeds, targets, positions = embeds[keep], targets[keep], positions[keep]
+        return Example(embeds, targets, positions)
 
 
-def padded(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded batch `[B, T, D]`, `[B, T]` (padding is after every real position: causal attention ignores it)."""
-    length = max(e.shape[0] for e, _ in pairs)
-    embeds = torch.stack([F.pad(e, (0, 0, 0, length - e.shape[0])) for e, _ in pairs])
-    targets = torch.stack([F.pad(t, (0, length - t.shape[0]), value=-100) for _, t in pairs])
-    return embeds, targets
+@dataclass
+class Example:
+    """One training sequence: input embeddings `[T, D]`, targets `[T]` (-100 where nothing is predicted) and RoPE
+    positions `[T]` (not contiguous when a subset of the image positions is kept)."""
+
+    embeds: torch.Tensor
+    targets: torch.Tensor
+    positions: torch.Tensor
 
 
-def loss_of(m: janus_rt.Janus, embeds: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module) -> torch.Tensor:
-    b, t, _ = embeds.shape
-    positions = torch.arange(t).expand(b, t)
-    hidden = m.model.llm(embeds, positions, TrainingCache(m, b, t), 0)  # [B, T, D]
-    keep = targets != -100
-    return F.cross_entropy(head(hidden[keep]), targets[keep])
+class TiedColourHead(torch.nn.Module):
+    """The generation head as it is trained: its code logits are the fixed cell part (`closed_form.set_cell_path`)
+    plus a colour part that all 576 codes of a colour share (one row per colour instead of one per code, so every
+    drawn cell teaches every cell). `write_back` expands it into the head's per-code rows, the official layout."""
+
+    def __init__(self, model: JanusModel, seed: int):
+        super().__init__()
+        head = model.gen_head
+        self.proj = head.proj  # the head's own first layer (its cell units stay fixed through the gradient masks)
+        self.cells = cell_units(model)
+        codes = head.out.weight.shape[0]
+        self.register_buffer("cell_weight", head.out.weight[:, self.cells].detach().clone())  # [codes, CELL_UNITS]
+        self.register_buffer("colour_of_code", torch.arange(codes) // CELLS)  # [codes]
+        seeded = torch.Generator().manual_seed(seed)
+        self.colour_weight = torch.nn.Parameter(0.02 * torch.randn(codes // CELLS, self.cells.start, generator=seeded))
+        self.colour_bias = torch.nn.Parameter(torch.zeros(codes // CELLS))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        units = F.gelu(self.proj(hidden))  # [N, width]
+        colour = units[:, :self.cells.start] @ self.colour_weight.T + self.colour_bias  # [N, colours]
+        return units[:, self.cells] @ self.cell_weight.T + colour[:, self.colour_of_code]  # [N, codes]
+
+    @torch.no_grad()
+    def write_back(self, head: torch.nn.Module) -> None:
+        head.out.weight[:, :self.cells.start] = self.colour_weight[self.colour_of_code]
+        head.out.bias.copy_(self.colour_bias[self.colour_of_code])
+
+
+def padded(examples: list[Example]) -> Example:
+    """Right-padded batch `[B, T, D]`, `[B, T]`, `[B, T]` (padding comes after every real position: causal attention
+    never reads it, and it predicts nothing)."""
+    length = max(len(e.targets) for e in examples)
+    return Example(torch.stack([F.pad(e.embeds, (0, 0, 0, length - len(e.targets))) for e in examples]),
+                   torch.stack([F.pad(e.targets, (0, length - len(e.targets)), value=-100) for e in examples]),
+                   torch.stack([F.pad(e.positions, (0, length - len(e.targets))) for e in examples]))
+
+
+def loss_of(m: janus_rt.Janus, batch: Example, head: torch.nn.Module) -> torch.Tensor:
+    b, t, _ = batch.embeds.shape
+    hidden = m.model.llm(batch.embeds, batch.positions, TrainingCache(m, b, t), 0)  # [B, T, D]
+    keep = batch.targets != -100
+    return F.cross_entropy(head(hidden[keep]), batch.targets[keep])
+
+
+def mean_loss(m: janus_rt.Janus, batches: list[list[Example]], head: torch.nn.Module) -> torch.Tensor:
+    """The mean of the batches' losses, each batch padded on its own (short subsets are not padded to full length)."""
+    losses = [loss_of(m, padded(batch), head) for batch in batches if batch]
+    return torch.stack(losses).mean()
 
 
 def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Parameter, torch.Tensor] | None = None,
@@ -148,11 +212,13 @@ def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Param
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     examples = Examples(m)
+    gen_head = TiedColourHead(m.model, settings.seed)
     params = [p for name, p in m.model.named_parameters() if name.startswith(TRAINED)]
+    params += [gen_head.colour_weight, gen_head.colour_bias]
     for name, p in m.model.named_parameters():
         p.requires_grad_(name.startswith(TRAINED))
     hooks = [param.register_hook(lambda grad, mask=mask: grad.masked_fill(mask, 0.0))
-             for param, mask in (fixed or {}).items()]
+             for param, mask in (fixed or {}).items() if param.requires_grad]
     opt = torch.optim.AdamW(params, lr=settings.lr, betas=(0.9, 0.98), weight_decay=0.0)
 
     def lr_at(step: int) -> float:
@@ -165,11 +231,14 @@ def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Param
     losses = {"draw": float("nan"), "answer": float("nan")}
     with torch.enable_grad(), tqdm(range(settings.steps), desc="training the toy", disable=not progress) as bar:
         for _ in bar:
-            draw = padded([examples.drawing(rng.choice(examples.scenes), rng) for _ in range(settings.draw_batch)])
-            answer = padded([examples.answering(rng.choice(examples.scenes), rng)
-                             for _ in range(settings.answer_batch)])
-            draw_loss = loss_of(m, *draw, m.model.gen_head)
-            answer_loss = loss_of(m, *answer, m.model.lm_head)
+            draw = [examples.drawing(rng.choice(examples.scenes), rng, settings.draw_cells)
+                    for _ in range(settings.draw_batch)]
+            whole_draw = [examples.drawing(rng.choice(examples.scenes), rng) for _ in range(settings.whole)]
+            answer = [examples.answering(rng.choice(examples.scenes), rng, settings.answer_patches)
+                      for _ in range(settings.answer_batch)]
+            whole_answer = [examples.answering(rng.choice(examples.scenes), rng) for _ in range(settings.whole)]
+            draw_loss = mean_loss(m, [draw, whole_draw], gen_head)
+            answer_loss = mean_loss(m, [answer, whole_answer], m.model.lm_head)
             opt.zero_grad(set_to_none=True)
             (draw_loss + answer_loss).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -179,6 +248,7 @@ def train(m: janus_rt.Janus, settings: TrainSettings, fixed: dict[torch.nn.Param
             bar.set_postfix(draw=f"{losses['draw']:.3f}", answer=f"{losses['answer']:.3f}")
     for hook in hooks:
         hook.remove()
+    gen_head.write_back(m.model.gen_head)
     for p in m.model.parameters():
         p.requires_grad_(False)
     return losses
