@@ -140,6 +140,28 @@ def test_random_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         np.testing.assert_array_equal(np.asarray(Image.open(path)), pixels)
 
 
+def test_toy_demo_draws_its_prompts_and_answers_about_its_drawing(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`janus-rt demo` runs the shipped toy: each printed prompt's image is checked cell by cell (>= 95 % here, read
+    back from the saved PNG, not from the demo's own print), and it answers the colour question about its drawing."""
+    from janus_rt.cli.demo import TOY_PROMPTS
+    from janus_rt.toy.evaluate import cell_accuracy
+    from janus_rt.toy.scenes import scene_of_caption
+
+    work = tmp_path / "demo"
+    code, out, err = run(["demo", "--out", str(work)], capsys)
+    assert code == 0, err
+    assert "toy Janus" in out and "RANDOM" not in out
+    saved = sorted(work.glob("images/*.png"))
+    assert len(saved) == len(TOY_PROMPTS)
+    for prompt, path in zip(TOY_PROMPTS, saved):
+        assert prompt in out
+        with Image.open(path) as im:
+            assert cell_accuracy(np.asarray(im.convert("RGB")), scene_of_caption(prompt)) >= 0.95, path
+    assert "-> 'red'" in out  # "What colour is the circle?" about "a large red circle on a blue background"
+    assert (work / "toy-janus" / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("flags, folder", [(["--random"], "tiny-janus"), ([], "toy-janus")])
 def test_demo_refuses_foreign_folder(flags: list[str], folder: str, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,13 +1,17 @@
-"""The toy Janus's building blocks (issue 22, in progress: no trained checkpoint is shipped yet).
+"""The shipped toy: its file is the recorded one, its written-down parts are what the training script writes, and
+end to end a prompt becomes the picture it names and a question about a picture gets the right word.
 
-What holds without trained weights: the scenes and their renders, the written-down parts (the VQ decoder renders
-every code as its flat cell exactly; the cell path picks the right cell under classifier-free guidance at any weight),
-the official-layout writer (the loader's key map in reverse), and the training script (a few steps: it writes a
-checkpoint the strict loader reads, and its loss fell).
+Semantic thresholds: an image "is" its scene when >= 95 % of its 576 cells have the scene's colour (decoded pixels
+read back per cell); answers are compared as words. On the torch and ONNX Runtime backends, over HTTP, with the
+streamed previews, and after every quantization format; the triton backend (in the Triton interpreter, slow on a
+CPU) draws the first rows. What holds without trained weights is tested on the written-down parts alone (random
+trainable weights); the retraining test (marker `slow`) runs the training script for a few steps only.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import tempfile
@@ -18,17 +22,54 @@ import pytest
 import torch
 
 import janus_rt
-from janus_rt.toy.evaluate import cell_accuracy
-from janus_rt.toy.scenes import GRID, Scene, all_scenes, cell_codes, cell_colours, colours_of_image, inside, render
+from janus_rt.toy.closed_form import set_cell_path, set_closed_form
+from janus_rt.toy.evaluate import CFG_WEIGHT, ask, cell_accuracy
+from janus_rt.toy.scenes import (COLOURS, GRID, Scene, all_scenes, cell_codes, cell_colours, colours_of_image, inside,
+                                 render)
+from janus_rt.toy.shipped import toy_checkpoint
 
+TOY_SHA256 = "to be filled in"  # sha256 of the shipped model.safetensors (a new toy changes this on purpose)
 FOX = Scene("circle", "large", 4, 1)  # "a large red circle on a blue background"
+SCENES = (FOX, Scene("square", "large", 2, 7), Scene("triangle", "large", 6, 0), Scene("circle", "small", 7, 5))
+MATCH = 0.95
+
+
+@pytest.fixture(scope="module")
+def toy():
+    m = janus_rt.load("toy", device="cpu", dtype="float32")
+    yield m
+    m.close()
+
+
+def test_shipped_checkpoint_is_the_recorded_one():
+    folder = toy_checkpoint()
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    record = json.loads((folder / "toy.json").read_text())
+    assert digest == record["weights_sha256"] == TOY_SHA256
+
+
+def test_written_down_parts_are_the_closed_form(toy):
+    """The VQ decoder, vision tower and image-token table in the file are exactly `closed_form`'s, and so are the
+    fixed entries of the cell path (in fp16, as shipped)."""
+    fresh = janus_rt.load("toy", device="cpu", dtype="float32")
+    try:
+        set_closed_form(fresh.model)
+        fixed = set_cell_path(fresh.model, fresh.tokenizer.special.begin_of_image)
+        ours = dict(toy.model.named_parameters())
+        for name, param in fresh.model.named_parameters():
+            if name.startswith(("vq.", "vision.", "gen_embed.")):
+                assert torch.equal(ours[name], param.half().float()), name
+            if param in fixed:
+                mask = fixed[param]
+                assert mask.any() and torch.equal(ours[name][mask], param[mask].half().float()), name
+    finally:
+        fresh.close()
 
 
 @pytest.fixture(scope="module")
 def untrained_toy():
     """The toy's architecture and tokenizer with its written-down parts set and random trainable weights."""
     from janus_rt.checkpoint.tiny import write_tiny_checkpoint
-    from janus_rt.toy.closed_form import set_cell_path, set_closed_form
     from janus_rt.toy.model_spec import TOKENIZER_SIZE, toy_corpus, toy_spec
 
     with tempfile.TemporaryDirectory(prefix="janus-rt-toy-") as tmp:
@@ -64,6 +105,31 @@ def test_vq_decoder_renders_every_code_as_its_flat_cell(untrained_toy):
     assert torch.equal(torch.from_numpy(decoded), colours)
 
 
+def test_vision_tower_reports_both_colours_and_the_shape_in_every_patch(untrained_toy):
+    """The written-down tower, through the real preprocessing, for every scene: every patch carries the background's
+    and the shape's colour bits exactly and a one-hot of the scene's (shape, size), up to the final LayerNorm's scale
+    (one per image: every feature is stored as a pair (s, -s), so its mean is 0)."""
+    from janus_rt.toy.closed_form import BACKGROUND, SCENE_SHAPE, SHAPE_COLOUR
+    from janus_rt.toy.scenes import SHAPES, SIZES
+
+    def signs(colour: int) -> torch.Tensor:
+        return torch.tensor([2 * (colour >> (2 - k) & 1) - 1 for k in range(3)], dtype=torch.float32)
+
+    kinds = [(shape, size) for shape in SHAPES for size in SIZES]
+    for scene in all_scenes()[::7]:
+        request, _ = untrained_toy.chat_inputs("hi", render(cell_colours(scene)))
+        features = untrained_toy.model.vision(request.pixel_values)[0]  # [576, width] after the final LayerNorm
+        scale = features[:, BACKGROUND].abs().amax()  # the LayerNorm's scale (the same in every patch)
+        torch.testing.assert_close(features[:, BACKGROUND] / scale, signs(scene.bg).expand(GRID * GRID, 3), atol=1e-5,
+                                   rtol=0)
+        torch.testing.assert_close(features[:, SHAPE_COLOUR] / scale, signs(scene.fg).expand(GRID * GRID, 3),
+                                   atol=1e-5, rtol=0)
+        one_hot = torch.zeros(len(kinds))
+        one_hot[kinds.index((scene.shape, scene.size))] = 1.0
+        shape = features[:, SCENE_SHAPE] / features[:, SCENE_SHAPE].amax()  # the "on" level is 1 / sigma: scaled
+        torch.testing.assert_close(shape, one_hot.expand(GRID * GRID, -1), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("cfg_weight", [1.0, 3.0, 5.0])
 def test_the_cell_path_survives_guidance(untrained_toy, cfg_weight):
     """Whatever the (random) colour logits say, each sampled code's cell is the next cell, at any guidance weight:
@@ -91,6 +157,115 @@ def test_official_writer_gives_back_the_files_it_was_loaded_from(torch_model, ti
     assert written.keys() == on_disk.keys()
     for key, tensor in on_disk.items():
         assert torch.equal(written[key], tensor.float()), key
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_backend_draws_what_it_is_asked(toy, seed):
+    result = toy.generate_images(FOX.caption, num_images=2, seed=seed, cfg_weight=CFG_WEIGHT)
+    for image in result.images:
+        assert cell_accuracy(image, FOX) >= MATCH
+
+
+def test_greedy_drawings_of_several_scenes(toy):
+    images = toy.generate_images([s.caption for s in SCENES], temperature=0, cfg_weight=CFG_WEIGHT).images
+    for scene, image in zip(SCENES, images):
+        assert cell_accuracy(image, scene) >= MATCH, scene.caption
+    assert cell_accuracy(images[0], SCENES[1]) < 0.5  # the check can fail: another scene does not pass
+
+
+def test_answers_colour_and_shape_questions(toy):
+    for scene in SCENES:
+        assert ask(toy, scene, f"What colour is the {scene.shape}?") == COLOURS[scene.fg]
+        assert ask(toy, scene, "What shape is it?") == scene.shape
+        assert ask(toy, scene, "What colour is the background?") == COLOURS[scene.bg]
+
+
+def test_answers_about_its_own_drawing(toy):
+    drawing = toy.generate_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT).images[0]
+    assert ask(toy, drawing, "What colour is the circle?") == "red"
+    assert ask(toy, drawing, "What colour is the background?") == "blue"
+
+
+def test_http_routes_draw_and_answer(toy):
+    """Over HTTP (the real server on 127.0.0.1): the image route draws the caption, the chat route answers about an
+    image sent as a data: URI."""
+    import httpx
+
+    from serve_utils import start_server
+    from test_serve import decode_png, image_message
+
+    from janus_rt.serve.image_formats import image_b64
+
+    with start_server(toy) as url:
+        body = {"prompt": FOX.caption, "n": 2, "seed": 0, "cfg_weight": CFG_WEIGHT}
+        images = httpx.post(f"{url}/v1/images/generations", json=body, timeout=120).json()["data"]
+        for item in images:
+            assert cell_accuracy(decode_png(item["b64_json"]), FOX) >= MATCH
+        png = base64.b64decode(image_b64(render(cell_colours(FOX)), "png", None))
+        message = image_message(png, "What colour is the circle?")
+        chat = httpx.post(f"{url}/v1/chat/completions", json={"messages": [message], "max_tokens": 8,
+                                                             "temperature": 0}, timeout=120).json()
+        assert chat["choices"][0]["message"]["content"].strip() == "red"
+
+
+def test_previews_show_the_final_images_top_rows(toy):
+    job = toy.submit_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT, partial_images=3)
+    previews = list(job.previews())
+    final = job.result().images[0]
+    assert previews
+    for p in previews:
+        drawn = final.shape[0] * p.rows_done // GRID
+        assert np.array_equal(p.image[:drawn], final[:drawn])
+
+
+def test_onnxruntime_backend_draws_and_answers(toy, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    from janus_rt.export import export_onnx
+
+    folder = export_onnx(toy, tmp_path_factory.mktemp("toy-onnx") / "fp32").path
+    m = janus_rt.load(folder, backend="onnxruntime", providers=["CPUExecutionProvider"])
+    try:
+        image = m.generate_images(FOX.caption, seed=0, cfg_weight=CFG_WEIGHT).images[0]
+        assert cell_accuracy(image, FOX) >= MATCH
+        assert ask(m, FOX, "What shape is it?") == "circle"
+    finally:
+        m.close()
+
+
+@pytest.mark.interpreter
+def test_triton_backend_draws_the_first_rows(toy):
+    """The Triton interpreter runs ~a step per second here, so the triton backend draws the first 3 rows (72 tokens,
+    greedy) and stops; they must be the scene's."""
+    from janus_rt.backends.choice import make_backend
+
+    m = janus_rt.Janus(make_backend("triton", toy.model), toy.tokenizer, toy.chat_format, toy.path)
+    try:
+        job = m.submit_images(FOX.caption, temperature=0, cfg_weight=CFG_WEIGHT, partial_images=GRID - 1)
+        for preview in job.previews():
+            if preview.rows_done >= 3:
+                job.cancel()
+                break
+        rows = 3 * 16  # pixels of 3 cell rows
+        assert np.array_equal(preview.image[:rows], render(cell_colours(FOX))[:rows])
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int4", "fp8"])
+def test_quantized_toy_keeps_its_semantics(toy, fmt):
+    from janus_rt.toy.evaluate import next_token_kl
+
+    m = janus_rt.load("toy", device="cpu", dtype="float32", quantize=fmt)
+    try:
+        images = m.generate_images([s.caption for s in SCENES[:2]], temperature=0, cfg_weight=CFG_WEIGHT).images
+        for scene, image in zip(SCENES, images):
+            assert cell_accuracy(image, scene) >= MATCH, (fmt, scene.caption)
+        assert ask(m, FOX, "What colour is the circle?") == "red"
+        kl = next_token_kl(toy, m, FOX)
+        print(f"{fmt}: mean KL(fp32 || {fmt}) of next-token distributions: image {kl.image:.2e}, text {kl.text:.2e}")
+        assert kl.image < 0.1 and kl.text < 0.1
+    finally:
+        m.close()
 
 
 @pytest.mark.slow

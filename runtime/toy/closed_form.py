@@ -10,13 +10,17 @@ each bit b is carried by a pair of channels (b, -b) (mean 0, variance 1, whateve
 (1, -1), and the last convolution reads `swish(b) - swish(-b) = b` back out, times 1.01 so that the uint8 conversion
 (which truncates) lands exactly on 0 or 255.
 
-Vision tower (pixels -> what each patch shows and where): a cell is exactly one 16 x 16 patch; the patch embedding
-averages each colour channel (+-1 after the real preprocessing), the position embedding adds the patch's row and
-column as one-hot features, every block is an identity (zero output projections), the final LayerNorm stays. The
-aligner that maps these features to the language model is trained.
+Vision tower (pixels -> what each patch shows, and what the whole image shows): a cell is exactly one 16 x 16 patch;
+the patch embedding averages each colour channel (+-1 after the real preprocessing). Block 1's two heads attend, by
+position, to the 4 corner patches (always background) and the 4 centre patches (always the shape) and copy their
+colour into every patch; block 2's head attends to the patches of the shape's colour and averages, for each of the 6
+(shape, size) masks, whether they lie inside it: 1 for the scene's own mask (and any larger one that contains it),
+less for the others. So every patch holds the answer to every question the toy is asked; the aligner that maps these
+features to the language model, and the language model that reads them, are trained.
 
 Image-token embedding (`gen_embed`): code (colour, cell) -> the NEXT cell's row and column one-hot, so the language
-model knows which cell comes next without counting positions. It deliberately says nothing about the colour just
+model knows which cell comes next without counting positions, and whether each of the 6 (shape, size) masks covers it,
+so drawing comes down to reading the caption (which colour, which mask). It deliberately says nothing about the colour just
 drawn: a model that can read it learns to copy its neighbours (the cell to the left, the cell above), which teacher
 forcing hides (a first version predicted 99.8 % of next tokens right, yet free-running it never started the shape and
 drew half the cells right). Without it, each cell's colour is computed from the caption and the cell alone, so one
@@ -101,7 +105,12 @@ CENTRE, CENTRE_NEG = _pairs(8, 1)  # + at the 4 centre patches (the shape in eve
 MASK, MASK_NEG = _pairs(10, len(SHAPES) * len(SIZES))  # + where each (shape, size) would cover the patch
 BACKGROUND, BACKGROUND_NEG = _pairs(22, 3)  # the background's colour bits (block 1 writes them into every patch)
 SHAPE_COLOUR, SHAPE_COLOUR_NEG = _pairs(28, 3)  # the shape's colour bits (block 1)
-COVERAGE = slice(34, 34 + len(SHAPES) * len(SIZES))  # mean of each MASK sign over the shape's patches (block 2)
+COVERAGE, COVERAGE_NEG = _pairs(34, len(SHAPES) * len(SIZES))  # mean MASK sign over the shape's patches (block 2)
+UNCOVERED, UNCOVERED_NEG = _pairs(46, len(SHAPES) * len(SIZES))  # ... and over the background's patches (block 2)
+ONE, ONE_NEG = _pairs(58, 1)  # the constant 1 (a threshold's offset after a LayerNorm)
+SCENE_SHAPE, SCENE_SHAPE_NEG = _pairs(60, len(SHAPES) * len(SIZES))  # one-hot (shape, size) of the scene (block 2)
+SIGNS_BEFORE_BLOCK_2 = 2 * (3 + 1 + 1 + 6 + 1 + 3 + 3)  # nonzero (+-1) features block 2's attention reads
+MARGIN = 0.09  # the smallest gap, over all scenes, between the scene's own mask and any other in COVERAGE - UNCOVERED
 SHARP = 100.0  # query x key gain of the written attentions: the attended patches outscore the rest by >= 35
 
 
@@ -125,8 +134,8 @@ def set_vision_tower(model: JanusModel) -> None:
     tower = model.vision
     width, patch = tower.patch_embed.weight.shape[0], tower.patch_embed.weight.shape[-1]
     heads = tower.blocks[0].attn.heads if tower.blocks else 0
-    if width < COVERAGE.stop or len(tower.blocks) < 2 or heads < 2:
-        raise ValueError(f"the toy vision tower needs a width of at least {COVERAGE.stop}, 2 blocks and 2 heads, "
+    if width < SCENE_SHAPE_NEG.stop or len(tower.blocks) < 2 or heads < 2:
+        raise ValueError(f"the toy vision tower needs a width of at least {SCENE_SHAPE_NEG.stop}, 2 blocks and 2 heads, "
                          f"got width {width}, {len(tower.blocks)} blocks, {heads} heads")
     head_dim = width // heads
     tower.patch_embed.weight.zero_()
@@ -146,6 +155,7 @@ def set_vision_tower(model: JanusModel) -> None:
     tower.pos_embed[0, :, CORNER.start] = signs[:, 0]
     tower.pos_embed[0, :, CENTRE.start] = signs[:, 1]
     tower.pos_embed[0, :, MASK] = signs[:, 2:]
+    tower.pos_embed[0, :, ONE.start], tower.pos_embed[0, :, ONE_NEG.start] = 1.0, -1.0
     for block in tower.blocks:  # every block starts as an identity (zero output projections)
         for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc2):
             linear.weight.zero_()
@@ -155,7 +165,7 @@ def set_vision_tower(model: JanusModel) -> None:
     q, k, v = 0, width, 2 * width  # qkv row offsets; head h owns rows h * head_dim .. of each
     # Block 1: head 0 attends to the corners and copies their colour (the background's), head 1 to the centre (the
     # shape's). Constant queries (the bias), keys from the position signs.
-    sigma = math.sqrt((2 * 3 + 2 + 2 + 2 * MASK.stop - 2 * MASK.start) / width + tower.blocks[0].norm1.eps)
+    sigma = math.sqrt((SIGNS_BEFORE_BLOCK_2 - 12) / width + tower.blocks[0].norm1.eps)
     first = tower.blocks[0].attn
     for head, (plus, minus), (out, out_neg) in ((0, (CORNER.start, CORNER_NEG.start), (BACKGROUND, BACKGROUND_NEG)),
                                                 (1, (CENTRE.start, CENTRE_NEG.start), (SHAPE_COLOUR, SHAPE_COLOUR_NEG))):
@@ -166,16 +176,36 @@ def set_vision_tower(model: JanusModel) -> None:
             _pair_reader(first.qkv.weight, v + base + c, COLOUR.start + c, COLOUR_NEG.start + c, sigma)
         _write_pairs(first.proj.weight, out, out_neg, base)
     # Block 2: head 0's query is the shape's colour, its keys each patch's colour, so it attends to the patches of
-    # the shape's colour (the shape), and averages their MASK signs: 1 for the scene's (shape, size) and any larger
-    # mask that contains it, less for the others.
-    sigma = math.sqrt((2 * 3 + 2 + 2 + 2 * (MASK.stop - MASK.start) + 2 * 6) / width + tower.blocks[1].norm1.eps)
+    # the shape's colour (the shape) and averages their MASK signs: 1 for the scene's (shape, size) and any larger
+    # mask that contains it. Head 1 does the same over the background's patches: -1 for the scene's mask and any
+    # smaller one. Only the scene's own mask has both, so COVERAGE - UNCOVERED is 2 there and at most 2 - MARGIN
+    # elsewhere; the MLP turns that into a one-hot (its LayerNorm scales by 1 / sigma, sigma in [0.7, 1] here, which
+    # the threshold, read from the ONE feature, shares).
+    sigma = math.sqrt(SIGNS_BEFORE_BLOCK_2 / width + tower.blocks[1].norm1.eps)
     second = tower.blocks[1].attn
-    for c in range(3):
-        _pair_reader(second.qkv.weight, q + c, SHAPE_COLOUR.start + c, SHAPE_COLOUR_NEG.start + c, sigma)
-        _pair_reader(second.qkv.weight, k + c, COLOUR.start + c, COLOUR_NEG.start + c, SHARP * sigma)
+    for head, (plus, minus), (out, out_neg) in (
+            (0, (SHAPE_COLOUR.start, SHAPE_COLOUR_NEG.start), (COVERAGE, COVERAGE_NEG)),
+            (1, (BACKGROUND.start, BACKGROUND_NEG.start), (UNCOVERED, UNCOVERED_NEG))):
+        base = head * head_dim
+        for c in range(3):
+            _pair_reader(second.qkv.weight, q + base + c, plus + c, minus + c, sigma)
+            _pair_reader(second.qkv.weight, k + base + c, COLOUR.start + c, COLOUR_NEG.start + c, SHARP * sigma)
+        for j in range(MASK.stop - MASK.start):
+            _pair_reader(second.qkv.weight, v + base + j, MASK.start + j, MASK_NEG.start + j, sigma)
+        _write_pairs(second.proj.weight, out, out_neg, base)
+    mlp, norm2 = tower.blocks[1].mlp, tower.blocks[1].norm2
+    norm2.weight.fill_(1.0)
+    norm2.bias.zero_()
+    mlp.fc1.weight.zero_()
+    mlp.fc1.bias.zero_()
+    gain = 2000.0
     for j in range(MASK.stop - MASK.start):
-        _pair_reader(second.qkv.weight, v + j, MASK.start + j, MASK_NEG.start + j, sigma)
-        second.proj.weight[COVERAGE.start + j, j] = 1.0
+        _pair_reader(mlp.fc1.weight, j, COVERAGE.start + j, COVERAGE_NEG.start + j, gain)
+        _pair_reader(mlp.fc1.weight, j, UNCOVERED_NEG.start + j, UNCOVERED.start + j, gain)
+        _pair_reader(mlp.fc1.weight, j, ONE.start, ONE_NEG.start, gain * (MARGIN / 2 - 2))
+    _write_pairs(mlp.fc2.weight, SCENE_SHAPE, SCENE_SHAPE_NEG, 0)
+    mlp.fc2.weight[SCENE_SHAPE] /= gain * MARGIN / 2  # "on" is then 1 / sigma
+    mlp.fc2.weight[SCENE_SHAPE_NEG] /= gain * MARGIN / 2
     tower.norm.weight.fill_(1.0)
     tower.norm.bias.zero_()
 
@@ -211,7 +241,7 @@ def set_closed_form(model: JanusModel) -> None:
 
 
 CELL_FEATURES = slice(COLOURS, COLOURS + 2 * GRID)  # residual dimensions holding the next cell's row and column
-CELL_UNITS = 4 * GRID  # generation-head units that read them: a saturating pair per feature
+CELL_UNITS = 4 * GRID + 1  # generation-head units that read them (a saturating pair per feature), and one guard
 GAIN, THRESHOLD, STEP = 2500.0, 4.0, 40.0  # unit pair k: GELU(GAIN f - THRESHOLD) - GELU(GAIN f - THRESHOLD - STEP)
 CELL_LOGIT_SCALE = 5.0  # a matching row (or column) adds STEP x this to a code's logit: 200 each
 # Why these magnitudes: the head's rows are quantized per row (int8, fp8) or in groups of 128 inputs (int4), so the
@@ -219,6 +249,13 @@ CELL_LOGIT_SCALE = 5.0  # a matching row (or column) adds STEP x this to a code'
 # (one weight per row: exact in every format), and the fixed units come last, after 128 learned ones, so no int4
 # group mixes them. "On" needs GAIN x feature >= THRESHOLD + STEP + 5 (feature 0.84 / RMS of the last hidden state:
 # any RMS up to 43), and the largest input stays far inside float16 (2500 x 0.84 / 0.1).
+# The pair only cancels (a logit independent of the unit's input) if both weights quantize to the same magnitude:
+# symmetric formats (int8, fp8) do; int4 with zero points fits [min, max] of the group in 15 steps, and for [-5, 5]
+# the zero falls between two steps (-5 -> -5.33, +5 -> 4.67: a logit that grows with the input, enough to pick a
+# wrong cell). The guard unit is always off (zero weights, bias -GUARD_OFF: exactly 0 out) and its weight in every
+# row, GUARD_WEIGHT = 5 x 8 / 7, stretches the group's range to [-5, 40/7], whose 15 steps put 0 and +-5 on the grid.
+GUARD_OFF = 1000.0
+GUARD_WEIGHT = CELL_LOGIT_SCALE * 8 / 7
 
 
 def cell_units(model: JanusModel) -> slice:
@@ -269,13 +306,14 @@ def set_cell_path(model: JanusModel, begin_of_image: int) -> dict[torch.nn.Param
     fix(begin, (begin_of_image, MASK_FEATURES))
     proj, out = model.gen_head.proj, model.gen_head.out
     units = cell_units(model)
-    first = units.start
+    first, guard = units.start, units.stop - 1
     pairs = torch.arange(2 * GRID)
     proj.weight[units] = 0.0
     proj.weight[first + 2 * pairs, COLOURS + pairs] = GAIN
     proj.weight[first + 2 * pairs + 1, COLOURS + pairs] = GAIN
-    proj.bias[first::2] = -THRESHOLD
-    proj.bias[first + 1::2] = -THRESHOLD - STEP
+    proj.bias[first + 2 * pairs] = -THRESHOLD
+    proj.bias[first + 2 * pairs + 1] = -THRESHOLD - STEP
+    proj.bias[guard] = -GUARD_OFF
     fix(proj.weight, units)
     fix(proj.bias, units)
     out.weight[:, units] = 0.0
@@ -284,6 +322,7 @@ def set_cell_path(model: JanusModel, begin_of_image: int) -> dict[torch.nn.Param
     for feature in (cells // GRID, GRID + cells % GRID):
         out.weight[codes, first + 2 * feature] = CELL_LOGIT_SCALE
         out.weight[codes, first + 2 * feature + 1] = -CELL_LOGIT_SCALE
+    out.weight[:, guard] = GUARD_WEIGHT
     fix(out.weight, (slice(None), units))
     seeded = torch.Generator().manual_seed(0)
     out.weight[:, :first] = 0.02 * torch.randn(out.weight.shape[0], first, generator=seeded)

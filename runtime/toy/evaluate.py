@@ -2,7 +2,8 @@
 
 `cell_accuracy` reads a decoded image back into cells (`scenes.colours_of_image`) and compares them with the scene's
 render; `ask` puts a question about an image to the model; `report` runs a fixed set of both
-(`python -m janus_rt.toy.evaluate DIR` prints it for a trained checkpoint).
+(`python -m janus_rt.toy.evaluate DIR` prints it for a trained checkpoint); `next_token_kl` compares two models'
+next-token distributions (a quantized toy against fp32).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import argparse
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 import janus_rt
-from janus_rt.toy.scenes import COLOURS, Scene, cell_colours, colours_of_image, render
+from janus_rt.model.llm import KVCache
+from janus_rt.model.prefill import text_embeddings
+from janus_rt.quant.eval_measure import teacher_forced_image_logits
+from janus_rt.toy.scenes import COLOURS, Scene, cell_codes, cell_colours, colours_of_image, render
 
 CFG_WEIGHT = 3.0  # the toy's guidance weight: its unconditional model is weak, so a moderate weight suffices
 PROBE_SCENES = (Scene("circle", "large", 4, 1), Scene("square", "large", 2, 7), Scene("triangle", "large", 6, 0),
@@ -55,6 +61,41 @@ def report(m: janus_rt.Janus, scenes: tuple[Scene, ...] = PROBE_SCENES) -> ToyRe
             answers[f"{s.caption}: {question}"] = (ask(m, s, question), want)
     return ToyReport(drawn, answers)
 
+
+@dataclass(frozen=True)
+class NextTokenKL:
+    image: float  # mean KL(reference || other) over the 576 CFG-mixed image-token distributions of a scene
+    text: float  # mean KL(reference || other) over the answer's token distributions, image in the prompt
+
+
+def _kl(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Mean over rows of KL(softmax(reference) || softmax(other)), logits `[n, V]` in fp32."""
+    log_p, log_q = F.log_softmax(reference.float(), -1), F.log_softmax(other.float(), -1)
+    return float((log_p.exp() * (log_p - log_q)).sum(-1).mean())
+
+
+@torch.inference_mode()
+def _answer_logits(m: janus_rt.Janus, scene: Scene, question: str, answer: str) -> torch.Tensor:
+    """Teacher-forced `lm_head` logits `[n, V]` at the positions that sample " answer" + EOS."""
+    request, _ = m.chat_inputs(question, render(cell_colours(scene)))
+    targets = m.tokenizer._tok.encode(" " + answer, add_special_tokens=False).ids + [m.tokenizer.special.eos]
+    ids = request.ids + targets[:-1]
+    embeds = text_embeddings(m.model, ids, request.pixel_values, m.tokenizer.special.image_placeholder)  # [1, T, D]
+    total = embeds.shape[1]
+    cache = KVCache.allocate(m.config.llm, 1, total, m.device, m.dtype)
+    hidden = m.model.llm(embeds, torch.arange(total, device=m.device)[None], cache, 0)[0, len(request.ids) - 1:]
+    return m.model.lm_head(hidden).float().cpu()  # [n, V]
+
+
+def next_token_kl(reference: janus_rt.Janus, other: janus_rt.Janus, scene: Scene) -> NextTokenKL:
+    """How far `other`'s next-token distributions are from `reference`'s on one scene: its drawing (teacher-forced
+    with the scene's codes, CFG-mixed) and the answer to a colour question about its render."""
+    codes = torch.from_numpy(cell_codes(cell_colours(scene)))
+    image = _kl(teacher_forced_image_logits(reference, scene.caption, codes, CFG_WEIGHT),
+                teacher_forced_image_logits(other, scene.caption, codes, CFG_WEIGHT))
+    question, answer = f"What colour is the {scene.shape}?", COLOURS[scene.fg]
+    text = _kl(_answer_logits(reference, scene, question, answer), _answer_logits(other, scene, question, answer))
+    return NextTokenKL(image, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,14 +13,14 @@ from janus_rt.toy.scenes import CAPTION_TEMPLATES, COLOURS, QUESTIONS, SHAPES, S
 from janus_rt.toy.closed_form import CELLS
 
 HIDDEN = 128
-GEN_HEAD_WIDTH = 224  # the generation head's inner width: 128 units learn each cell's colour, the last 96 read the cell
+GEN_HEAD_WIDTH = 128 + 4 * 24 + 1  # the generation head's units: 128 learn each cell's colour, 96 read the cell, 1 guard
 
 
 def toy_spec() -> TinySpec:
     codes = len(COLOURS) * CELLS
     return TinySpec(
         hidden=HIDDEN, layers=3, heads=4, kv_heads=4, intermediate=384,
-        vision_width=64, vision_layers=2, vision_heads=2,
+        vision_width=96, vision_layers=2, vision_heads=2,
         codes=codes, code_dim=64,
         vq_channels=32, vq_mults=(2, 1, 1, 1, 1), vq_res_blocks=0, z_channels=32,
         max_positions=1024,

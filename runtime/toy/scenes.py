@@ -44,6 +44,10 @@ QUESTIONS = (  # (question template, what the answer is)
 )
 
 
+ASKED_WEIGHTS = {"fg": 3, "bg": 3, "shape": 2, "size": 1, "caption": 1}  # how often each kind is asked in training:
+# the two colour questions differ in one word, so both are asked as often
+
+
 def colour_rgb(colour: int) -> tuple[int, int, int]:
     """0/255 per channel of one of the 8 colours (index = 4 R + 2 G + B)."""
     return (255 * (colour >> 2 & 1), 255 * (colour >> 1 & 1), 255 * (colour & 1))
@@ -72,7 +76,10 @@ class Scene:
                 "caption": self.caption}[what]
 
     def question_answer(self, rng: random.Random) -> tuple[str, str]:
-        template, what = rng.choice(QUESTIONS)
+        """A question about the scene and its answer: the kind of answer drawn by ASKED_WEIGHTS, then one template."""
+        kinds = list(ASKED_WEIGHTS)
+        what = rng.choices(kinds, weights=[ASKED_WEIGHTS[k] for k in kinds])[0]
+        template = rng.choice([t for t, kind in QUESTIONS if kind == what])
         return template.format(shape=self.shape), self.answer(what)
 
 
