@@ -288,6 +288,22 @@ def test_info_json(tiny_official: Path, tiny_model: janus_rt.Janus, capsys: pyte
     assert json.loads(out)["bytes"] == 2 * parameters
 
 
+def test_model_toy_is_the_shipped_toy_unless_a_folder_is_named_so(tiny_official: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from janus_rt.toy.shipped import toy_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["info", "--model", "toy", "--json"], capsys)
+    assert code == 0, err
+    files = json.loads(out)["checkpoint"]
+    assert files["file_bytes"] == (toy_checkpoint() / "model.safetensors").stat().st_size
+    (tmp_path / "toy").symlink_to(tiny_official, target_is_directory=True)  # a folder here named `toy` wins
+    code, out, err = run(["info", "--model", "toy", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"]["file_bytes"] == (tiny_official / "model.safetensors").stat().st_size
+
+
 def test_info_closed_stdout_is_quiet(
     tiny_official: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

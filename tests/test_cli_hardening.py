@@ -66,11 +66,12 @@ def one_error_line(err: str) -> str:
 # ------------------------------------------------------------------------------------------ 7. Ctrl-C
 @pytest.mark.subprocess
 def test_ctrl_c_during_demo_generation_exits_130_with_one_line(tmp_path: Path) -> None:
-    """SIGINT while the engine thread generates: was "terminate called without an active exception", exit 134."""
+    """SIGINT while the engine thread generates: was "terminate called without an active exception", exit 134. (The
+    random demo: it chats first, then generates 576 steps, so the "chat" line marks the generation's start.)"""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli.main", "demo"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli.main", "demo", "--random"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120

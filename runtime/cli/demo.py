@@ -25,7 +25,7 @@ TOY_PROMPTS = ("a large red circle on a blue background", "a small yellow triang
 
 
 def add_demo_args(d: argparse.ArgumentParser) -> None:
-    d.description = ("Run the toy Janus shipped in the package (a 2 M parameter model trained here on scenes of one "
+    d.description = ("Run the toy Janus shipped in the package (a 3 M parameter model trained here on scenes of one "
                      "coloured shape on a coloured background; no download): it draws the prompts it prints and "
                      "answers a question about its own drawing. --random builds a tiny checkpoint with RANDOM weights "
                      "instead (outputs are noise) and runs chat and generate end to end.")

@@ -101,7 +101,10 @@ def next_token_kl(reference: janus_rt.Janus, other: janus_rt.Janus, scene: Scene
 def main(argv: list[str] | None = None) -> int:
     """`python -m janus_rt.toy.evaluate DIR`: the probe scenes' cell accuracy and answers of a trained toy."""
     p = argparse.ArgumentParser(prog="python -m janus_rt.toy.evaluate", description=main.__doc__)
-    p.add_argument("checkpoint", help="a folder written by `python -m janus_rt.toy.train`")
+    p.add_argument("checkpoint", help="a folder written by `python -m janus_rt.toy.train` (or `toy`: the shipped one)")
+    p.add_argument("--quantized", action="store_true",
+                   help="also load it as int8, int4 and fp8 and print each one's cell accuracy, answers and KL of "
+                        "next-token distributions against fp32")
     args = p.parse_args(argv)
     m = janus_rt.load(args.checkpoint, device="cpu", dtype="float32")
     try:
@@ -113,6 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     for question, (got, want) in result.answers.items():
         print(f"answer {'ok   ' if got == want else 'WRONG'}  {question} -> {got!r} (want {want!r})")
     print(f"cells right {result.draw_accuracy:.1%} (greedy, cfg {CFG_WEIGHT:g}), answers right {result.answer_accuracy:.1%}")
+    if args.quantized:
+        reference = janus_rt.load(args.checkpoint, device="cpu", dtype="float32")
+        try:
+            for fmt in ("int8", "int4", "fp8"):
+                m = janus_rt.load(args.checkpoint, device="cpu", dtype="float32", quantize=fmt)
+                try:
+                    result, kl = report(m), next_token_kl(reference, m, PROBE_SCENES[0])
+                finally:
+                    m.close()
+                print(f"{fmt:5s}: cells right {result.draw_accuracy:.1%}, answers right {result.answer_accuracy:.1%}, "
+                      f"KL(fp32 || {fmt}) per next token: image {kl.image:.2e}, text {kl.text:.2e} "
+                      f"({PROBE_SCENES[0].caption})")
+        finally:
+            reference.close()
     return 0
 
 

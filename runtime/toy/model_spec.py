@@ -1,8 +1,10 @@
 """The toy model's shape and its tokenizer's corpus (what `janus_rt.toy.train` builds and trains).
 
-About 2 M parameters, most of them the written-down VQ decoder and embedding table (`closed_form`); the trained
-part is a 3-layer, 128-wide language model with its heads and aligners. Real grid (24 x 24 image tokens, 384 x 384
-images); 8 colours x 576 cells = 4608 image-token codes.
+About 3 M parameters in the file. About 0.8 M are trained: the 3-layer, 128-wide language model, the vision aligner,
+the text head and the generation head's first layer and colour weights (8 x 128, tied across the 576 codes of a
+colour while training, written out per code). The rest is written down (`closed_form`): the VQ decoder, the vision
+tower, the image-token embedding table and the generation head's cell path. Real grid (24 x 24 image tokens,
+384 x 384 images); 8 colours x 576 cells = 4608 image-token codes.
 """
 
 from __future__ import annotations

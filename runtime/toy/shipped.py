@@ -1,7 +1,7 @@
 """Where the shipped toy checkpoint lives: package data (`janus_rt/toy/checkpoint/`), named `toy` on the command line.
 
 `--model toy` (and `janus_rt.load("toy")`) loads it, unless a folder named `toy` exists where the command runs
-(a folder always wins). It is the only set of weights janus-rt ships: a ~2 M parameter model trained here on
+(a folder always wins). It is the only set of weights janus-rt ships: a ~3 M parameter model trained here on
 procedural scenes (`janus_rt.toy.train`), not Janus.
 """
 
