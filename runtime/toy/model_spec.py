@@ -25,7 +25,7 @@ def toy_spec() -> TinySpec:
         vision_width=96, vision_layers=2, vision_heads=2,
         codes=codes, code_dim=64,
         vq_channels=32, vq_mults=(2, 1, 1, 1, 1), vq_res_blocks=0, z_channels=32,
-        max_positions=1024,
+        max_positions=2048,  # a 630-token chat prompt plus the CLI's default 512 new tokens
         extra={"gen_head_config": {"cls": "vision_head", "model_type": "gen_head",
                                    "params": {"n_embed": HIDDEN, "image_token_embed": GEN_HEAD_WIDTH,
                                               "image_token_size": codes}}},
