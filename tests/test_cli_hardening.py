@@ -57,6 +57,13 @@ def umask_022() -> Iterator[None]:
     os.umask(before)
 
 
+def default_sigint() -> None:
+    """In a child before exec: Ctrl-C at its default, as in a terminal. A suite started in the background by a
+    non-interactive shell ignores SIGINT, and an ignored signal stays ignored across exec (Python then installs no
+    KeyboardInterrupt handler): the child would finish its work and exit 0 (seen once in a backgrounded fresh run)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("janus-rt: error: ")]
     assert len(lines) == 1 and "Traceback" not in err, err
@@ -72,7 +79,7 @@ def test_ctrl_c_during_demo_generation_exits_130_with_one_line(tmp_path: Path) -
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "janus_rt.cli.main", "demo", "--random"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the "chat" line comes just before the 576-step generation starts
