@@ -271,13 +271,16 @@ def test_quantized_toy_keeps_its_semantics(toy, fmt):
 @pytest.mark.slow
 def test_training_script_still_trains(tmp_path):
     """A few steps of the real script: it writes a checkpoint the strict loader reads, with the written-down parts
-    intact, and its drawing loss is below chance over the 4608 codes."""
+    intact, its drawing loss is below chance over the 4608 codes, and a second run writes the same weights."""
     from janus_rt.toy.closed_form import cell_units
     from janus_rt.toy.train import TrainSettings, build
 
-    out = build(tmp_path / "toy", TrainSettings(steps=6, draw_batch=2, answer_batch=2), progress=False)
+    settings = TrainSettings(steps=6, draw_batch=2, answer_batch=2, whole_answers=1)
+    out = build(tmp_path / "toy", settings, progress=False)
     record = json.loads((out / "toy.json").read_text())
     assert record["final_losses"]["draw"] < math.log(8 * GRID * GRID)
+    again = json.loads((build(tmp_path / "again", settings, progress=False) / "toy.json").read_text())
+    assert again["weights_sha256"] == record["weights_sha256"]  # seeded: the same weights, bit for bit
     m = janus_rt.load(out, device="cpu", dtype="float32")
     try:
         units = cell_units(m.model)  # the fixed cell units: each reads one feature; the last (the guard) none

@@ -1,9 +1,10 @@
-"""The toy Janus (issue 22, in progress): a ~2.7 M parameter model in the official layout, trained here on procedural
-scenes (one coloured shape on a coloured background), meant to draw what it is asked and answer questions about what
-it sees. No trained checkpoint is shipped yet: the training script's output does not yet meet the semantic bar
-(>= 95 % of cells as asked under guidance, right answers).
+"""The toy Janus: a ~3 M parameter model in the official layout, trained here on procedural scenes (one coloured
+shape on a coloured background), that draws what it is asked and answers questions about what it sees. It ships as
+package data (`checkpoint/`, `--model toy`, `janus-rt demo`); it is the only set of weights janus-rt ships, and it is
+not Janus.
 
 `scenes` (the world, captions, questions, the procedural image tokeniser), `closed_form` (the parts written down,
 and the fixed cell path), `model_spec` (its shape and tokenizer corpus), `train` (the training script: `python -m
-janus_rt.toy.train --out DIR`), `evaluate` (cell accuracy and answers: `python -m janus_rt.toy.evaluate DIR`).
+janus_rt.toy.train --out DIR`), `evaluate` (cell accuracy, answers and quantized KL: `python -m
+janus_rt.toy.evaluate DIR [--quantized]`), `shipped` (where the shipped checkpoint lives).
 """
