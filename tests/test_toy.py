@@ -48,6 +48,31 @@ def test_shipped_checkpoint_is_the_recorded_one():
     assert digest == record["weights_sha256"] == TOY_SHA256
 
 
+def test_the_package_holds_the_weights_packed_and_unpacks_them_once(tmp_path):
+    """The package ships `model.safetensors.xz` (no multi-MB file in git); the first use unpacks it whole into the
+    cache, checked against the recorded sha256, and later uses reuse that folder."""
+    from janus_rt.toy.shipped import PACKED_WEIGHTS, pack, shipped_folder
+
+    assert (shipped_folder() / PACKED_WEIGHTS).stat().st_size < 2_000_000
+    folder = toy_checkpoint(cache=tmp_path / "cache")
+    assert folder.parent == tmp_path / "cache"
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == TOY_SHA256
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert toy_checkpoint(cache=tmp_path / "cache") == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not unpacked again
+
+    # Packed weights that are not the recorded ones: refused, and no folder is left in the cache.
+    other = tmp_path / "unpacked"
+    other.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "toy.json"):
+        (other / name).write_bytes((folder / name).read_bytes())
+    (other / "model.safetensors").write_bytes(b"not the toy's weights")
+    repacked = pack(other, tmp_path / "repacked")
+    with pytest.raises(janus_rt.errors.CheckpointError, match="sha256"):
+        toy_checkpoint(cache=tmp_path / "cache2", source=repacked)
+    assert not (tmp_path / "cache2").exists() or not any((tmp_path / "cache2").iterdir())
+
+
 def test_written_down_parts_are_the_closed_form(toy):
     """The VQ decoder, vision tower and image-token table in the file are exactly `closed_form`'s, and so are the
     fixed entries of the cell path (in fp16, as shipped)."""

@@ -47,6 +47,7 @@ from janus_rt.requests.prompts import generation_prompt
 from janus_rt.toy.closed_form import CELLS, cell_units, set_cell_path, set_closed_form
 from janus_rt.toy.model_spec import TOKENIZER_SIZE, toy_corpus, toy_spec
 from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, render
+from janus_rt.toy.shipped import pack
 
 CAPTION_DROPOUT = 0.1
 TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.proj.")  # parameter name prefixes that learn
@@ -292,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder to write the checkpoint to (must not exist, or be empty)")
     p.add_argument("--steps", type=int, default=TrainSettings.steps, help=f"optimizer steps (default {TrainSettings.steps})")
     p.add_argument("--seed", type=int, default=TrainSettings.seed, help="seed of everything (default 0)")
+    p.add_argument("--ship", action="store_true",
+                   help="also pack the result into the package as the shipped toy (weights xz-compressed), replacing "
+                        "it; then pin the new sha256 (toy.json) in tests/test_toy.py")
     args = p.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -299,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     build(out, TrainSettings(steps=args.steps, seed=args.seed), progress=True)
     print(f"wrote {out}")
+    if args.ship:
+        print(f"shipped as {pack(out)}")
     return 0
 
 
