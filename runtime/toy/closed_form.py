@@ -109,7 +109,16 @@ COVERAGE, COVERAGE_NEG = _pairs(34, len(SHAPES) * len(SIZES))  # mean MASK sign 
 UNCOVERED, UNCOVERED_NEG = _pairs(46, len(SHAPES) * len(SIZES))  # ... and over the background's patches (block 2)
 ONE, ONE_NEG = _pairs(58, 1)  # the constant 1 (a threshold's offset after a LayerNorm)
 SCENE_SHAPE, SCENE_SHAPE_NEG = _pairs(60, len(SHAPES) * len(SIZES))  # one-hot (shape, size) of the scene (block 2)
-SIGNS_BEFORE_BLOCK_2 = 2 * (3 + 1 + 1 + 6 + 1 + 3 + 3)  # nonzero (+-1) features block 2's attention reads
+
+
+def _width(*features: slice) -> int:
+    return sum(f.stop - f.start for f in features)
+
+
+# how many +-1 features each written attention's LayerNorm sees (its sigma): the position and colour signs, and then
+# the two colours block 1 writes
+SIGNS_BEFORE_BLOCK_1 = 2 * _width(COLOUR, CORNER, CENTRE, MASK, ONE)
+SIGNS_BEFORE_BLOCK_2 = SIGNS_BEFORE_BLOCK_1 + 2 * _width(BACKGROUND, SHAPE_COLOUR)
 MARGIN = 0.09  # the smallest gap, over all scenes, between the scene's own mask and any other in COVERAGE - UNCOVERED
 SHARP = 100.0  # query x key gain of the written attentions: the attended patches outscore the rest by >= 35
 
@@ -165,7 +174,7 @@ def set_vision_tower(model: JanusModel) -> None:
     q, k, v = 0, width, 2 * width  # qkv row offsets; head h owns rows h * head_dim .. of each
     # Block 1: head 0 attends to the corners and copies their colour (the background's), head 1 to the centre (the
     # shape's). Constant queries (the bias), keys from the position signs.
-    sigma = math.sqrt((SIGNS_BEFORE_BLOCK_2 - 12) / width + tower.blocks[0].norm1.eps)
+    sigma = math.sqrt(SIGNS_BEFORE_BLOCK_1 / width + tower.blocks[0].norm1.eps)
     first = tower.blocks[0].attn
     for head, (plus, minus), (out, out_neg) in ((0, (CORNER.start, CORNER_NEG.start), (BACKGROUND, BACKGROUND_NEG)),
                                                 (1, (CENTRE.start, CENTRE_NEG.start), (SHAPE_COLOUR, SHAPE_COLOUR_NEG))):

@@ -50,7 +50,8 @@ from janus_rt.toy.scenes import Scene, all_scenes, cell_codes, cell_colours, ren
 from janus_rt.toy.shipped import pack
 
 CAPTION_DROPOUT = 0.1
-TRAINED = ("llm.", "lm_head.", "aligner.", "gen_aligner.", "gen_head.proj.")  # parameter name prefixes that learn
+TRAINED = ("llm.", "lm_head.", "aligner.", "gen_head.proj.")  # parameter name prefixes that learn (the generation
+# aligner is written down: `closed_form.set_cell_path`)
 WEIGHTS_DTYPE = torch.float16  # the written file: half the size (the written-down values are exact in fp16)
 
 
