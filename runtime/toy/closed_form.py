@@ -119,7 +119,8 @@ def _width(*features: slice) -> int:
 # the two colours block 1 writes
 SIGNS_BEFORE_BLOCK_1 = 2 * _width(COLOUR, CORNER, CENTRE, MASK, ONE)
 SIGNS_BEFORE_BLOCK_2 = SIGNS_BEFORE_BLOCK_1 + 2 * _width(BACKGROUND, SHAPE_COLOUR)
-MARGIN = 0.09  # the smallest gap, over all scenes, between the scene's own mask and any other in COVERAGE - UNCOVERED
+MARGIN = 0.09  # about the smallest gap, over all scenes, between the scene's own mask and any other in COVERAGE -
+# UNCOVERED (0.0896, `shape_masks`); the threshold sits at MARGIN / 2, so both sides keep >= 0.044 of it
 SHARP = 100.0  # query x key gain of the written attentions: the attended patches outscore the rest by >= 35
 
 
